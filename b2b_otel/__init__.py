@@ -1,0 +1,56 @@
+"""b2b-otel: OpenTelemetry for agentic business applications.
+
+Call :func:`instrument` once at start-up::
+
+    import b2b_otel
+
+    telemetry = b2b_otel.instrument(service_name="b2bvalue")
+    ...
+    telemetry.shutdown()  # also done at exit
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._internal.errors import AuditError, ConfigError
+from ._internal.telemetry import Telemetry
+from ._internal.telemetry import shutdown as _shutdown
+from ._version import __version__
+
+__all__ = [
+    "AuditError",
+    "ConfigError",
+    "Telemetry",
+    "__version__",
+    "instrument",
+    "shutdown",
+]
+
+
+def instrument(**overrides: Any) -> Telemetry:
+    """Set up traces, metrics and logs for this process and return the handle.
+
+    Keyword overrides win over environment variables, which win over defaults; every setting and
+    its keyword is listed in ``docs/configuration.md`` (e.g. ``service_name``, ``otlp_protocol``,
+    ``traces_exporter``). A second call returns the same handle and changes nothing. Providers the
+    application already installed are kept: b2b_otel adds its processors and readers to them.
+
+    Raises:
+        ConfigError: listing every invalid variable (secrets masked); nothing is installed then.
+
+    Example::
+
+        telemetry = b2b_otel.instrument(service_name="b2bvalue", otlp_protocol="grpc")
+    """
+    from ._internal.telemetry import instrument as _instrument
+
+    return _instrument(**overrides)
+
+
+def shutdown(timeout_s: float | None = None) -> bool:
+    """Flush and stop the installed telemetry within ``timeout_s`` (default ``B2B_OTEL_SHUTDOWN_TIMEOUT``).
+
+    Returns False when the timeout ran out; never raises.
+    """
+    return _shutdown(timeout_s)

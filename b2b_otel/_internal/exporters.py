@@ -1,0 +1,337 @@
+"""Exporter construction from settings, and thin wrappers that record export health.
+
+The wrappers never raise: a failing exporter is logged (rate-limited), counted, and the batch is
+dropped, so the application never sees it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import (
+    ConsoleLogRecordExporter,
+    LogRecordExporter,
+    LogRecordExportResult,
+)
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+)
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, SpanExportResult
+
+from . import selflog
+from .settings import OTLPTarget, Settings
+
+
+@dataclass
+class SignalHealth:
+    """Export health of one signal; updated by the export threads, read by ``Telemetry.health()``."""
+
+    signal: str
+    exporters: tuple[str, ...] = ()
+    last_success_time: float | None = None
+    last_failure_time: float | None = None
+    last_failure_error: str | None = None
+    exported: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    queue_size: Callable[[], int] | None = None
+    queue_capacity: int | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def success(self, count: int) -> None:
+        with self._lock:
+            self.last_success_time = time.time()
+            self.exported += count
+
+    def failure(self, error: str, count: int, on_drop: Callable[[str, str, int], None] | None) -> None:
+        with self._lock:
+            self.last_failure_time = time.time()
+            self.last_failure_error = error
+        self.drop("export_failed", count, on_drop)
+
+    def drop(self, reason: str, count: int, on_drop: Callable[[str, str, int], None] | None) -> None:
+        with self._lock:
+            self.dropped[reason] = self.dropped.get(reason, 0) + count
+        if on_drop is not None:
+            try:
+                on_drop(self.signal, reason, count)
+            except Exception:  # noqa: BLE001 - counting must not break exporting
+                pass
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            size: int | None = None
+            if self.queue_size is not None:
+                try:
+                    size = self.queue_size()
+                except Exception:  # noqa: BLE001
+                    size = None
+            return {
+                "exporters": list(self.exporters),
+                "last_success": _stamp(self.last_success_time),
+                "last_failure": (
+                    None
+                    if self.last_failure_time is None
+                    else {"time": _stamp(self.last_failure_time), "error": self.last_failure_error}
+                ),
+                "exported": self.exported,
+                "queue": {"size": size, "capacity": self.queue_capacity},
+                "dropped": dict(self.dropped),
+            }
+
+
+def _stamp(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(value)) + f".{int(value % 1 * 1000):03d}Z"
+
+
+DropCounter = Callable[[str, str, int], None]
+
+
+class _Observed:
+    """Shared bookkeeping of the three exporter wrappers."""
+
+    def __init__(self, name: str, health: SignalHealth, on_drop: DropCounter | None) -> None:
+        self._name = name
+        self._health = health
+        self._on_drop = on_drop
+
+    def _record(self, ok: bool, count: int, error: str | None = None) -> None:
+        if ok:
+            self._health.success(count)
+            return
+        reason = error or "export returned FAILURE"
+        self._health.failure(reason, count, self._on_drop)
+        selflog.warn_once_a_minute(
+            f"export-{self._health.signal}-{self._name}",
+            "b2b_otel: %s export of %d %s failed (%s); dropped, the application goes on",
+            self._name,
+            count,
+            self._health.signal,
+            reason,
+        )
+
+
+class ObservedSpanExporter(SpanExporter, _Observed):
+    """Wraps a span exporter: records health, never raises."""
+
+    def __init__(self, inner: SpanExporter, name: str, health: SignalHealth, on_drop: DropCounter | None) -> None:
+        _Observed.__init__(self, name, health, on_drop)
+        self.inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self.inner.export(spans)
+        except Exception as exc:  # noqa: BLE001
+            self._record(False, len(spans), type(exc).__name__)
+            return SpanExportResult.FAILURE
+        self._record(result == SpanExportResult.SUCCESS, len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        try:
+            self.inner.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        try:
+            return bool(self.inner.force_flush(timeout_millis))
+        except Exception:  # noqa: BLE001
+            return False
+
+
+class ObservedLogExporter(LogRecordExporter, _Observed):
+    """Wraps a log record exporter: records health, never raises."""
+
+    def __init__(
+        self, inner: LogRecordExporter, name: str, health: SignalHealth, on_drop: DropCounter | None
+    ) -> None:
+        _Observed.__init__(self, name, health, on_drop)
+        self.inner = inner
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        try:
+            result = self.inner.export(batch)
+        except Exception as exc:  # noqa: BLE001
+            self._record(False, len(batch), type(exc).__name__)
+            return LogRecordExportResult.FAILURE
+        self._record(result == LogRecordExportResult.SUCCESS, len(batch))
+        return result
+
+    def shutdown(self) -> None:
+        try:
+            self.inner.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        try:
+            flush = getattr(self.inner, "force_flush", None)
+            return bool(flush(timeout_millis)) if flush else True
+        except Exception:  # noqa: BLE001
+            return False
+
+
+class ObservedMetricExporter(MetricExporter, _Observed):
+    """Wraps a metric exporter: keeps its temporality and aggregation, records health, never raises."""
+
+    def __init__(self, inner: MetricExporter, name: str, health: SignalHealth, on_drop: DropCounter | None) -> None:
+        _Observed.__init__(self, name, health, on_drop)
+        MetricExporter.__init__(
+            self,
+            preferred_temporality=inner._preferred_temporality,  # noqa: SLF001 - must match the inner exporter
+            preferred_aggregation=inner._preferred_aggregation,  # noqa: SLF001
+        )
+        self.inner = inner
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        points = _count_points(metrics_data)
+        try:
+            result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            self._record(False, points, type(exc).__name__)
+            return MetricExportResult.FAILURE
+        self._record(result == MetricExportResult.SUCCESS, points)
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        try:
+            return bool(self.inner.force_flush(timeout_millis=timeout_millis))
+        except Exception:  # noqa: BLE001
+            return False
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        try:
+            self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _count_points(data: MetricsData) -> int:
+    try:
+        return sum(
+            len(metric.data.data_points)
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for metric in sm.metrics
+        )
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+# --- construction ------------------------------------------------------------------------------------
+
+
+def _grpc_compression(name: str) -> Any:
+    import grpc
+
+    return grpc.Compression.Gzip if name == "gzip" else grpc.Compression.NoCompression
+
+
+def _http_compression(name: str) -> Any:
+    from opentelemetry.exporter.otlp.proto.http import Compression
+
+    return Compression.Gzip if name == "gzip" else Compression.NoCompression
+
+
+def _otlp_kwargs(target: OTLPTarget) -> dict[str, Any]:
+    if target.protocol == "grpc":
+        kwargs: dict[str, Any] = {
+            "endpoint": target.endpoint,
+            "insecure": target.insecure,
+            "headers": tuple(target.headers.items()),
+            "timeout": target.timeout_s,
+            "compression": _grpc_compression(target.compression),
+        }
+        if target.certificate and not target.insecure:
+            import grpc
+
+            with open(target.certificate, "rb") as handle:
+                kwargs["credentials"] = grpc.ssl_channel_credentials(handle.read())
+        return kwargs
+    http_kwargs: dict[str, Any] = {
+        "endpoint": target.endpoint,
+        "headers": dict(target.headers),
+        "timeout": target.timeout_s,
+        "compression": _http_compression(target.compression),
+    }
+    if target.certificate:
+        http_kwargs["certificate_file"] = target.certificate
+    return http_kwargs
+
+
+def span_exporters(settings: Settings) -> list[tuple[str, SpanExporter]]:
+    """The configured span exporters, unwrapped, as (name, exporter)."""
+    result: list[tuple[str, SpanExporter]] = []
+    for name in settings.exporters("traces"):
+        if name == "console":
+            result.append((name, ConsoleSpanExporter()))
+        elif name == "otlp":
+            target = settings.signal_otlp("traces")
+            exporter: SpanExporter
+            if target.protocol == "grpc":
+                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpan
+
+                exporter = GrpcSpan(**_otlp_kwargs(target))
+            else:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpan
+
+                exporter = HttpSpan(**_otlp_kwargs(target))
+            result.append((f"otlp/{target.protocol}", exporter))
+    return result
+
+
+def metric_exporters(settings: Settings) -> list[tuple[str, MetricExporter]]:
+    """The configured metric exporters, unwrapped, as (name, exporter)."""
+    result: list[tuple[str, MetricExporter]] = []
+    for name in settings.exporters("metrics"):
+        if name == "console":
+            result.append((name, ConsoleMetricExporter()))
+        elif name == "otlp":
+            target = settings.signal_otlp("metrics")
+            exporter: MetricExporter
+            if target.protocol == "grpc":
+                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+                    OTLPMetricExporter as GrpcMetric,
+                )
+
+                exporter = GrpcMetric(**_otlp_kwargs(target))
+            else:
+                from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+                    OTLPMetricExporter as HttpMetric,
+                )
+
+                exporter = HttpMetric(**_otlp_kwargs(target))
+            result.append((f"otlp/{target.protocol}", exporter))
+    return result
+
+
+def log_exporters(settings: Settings) -> list[tuple[str, LogRecordExporter]]:
+    """The configured log record exporters, unwrapped, as (name, exporter)."""
+    result: list[tuple[str, LogRecordExporter]] = []
+    for name in settings.exporters("logs"):
+        if name == "console":
+            result.append((name, ConsoleLogRecordExporter()))
+        elif name == "otlp":
+            target = settings.signal_otlp("logs")
+            exporter: LogRecordExporter
+            if target.protocol == "grpc":
+                from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLog
+
+                exporter = GrpcLog(**_otlp_kwargs(target))
+            else:
+                from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLog
+
+                exporter = HttpLog(**_otlp_kwargs(target))
+            result.append((f"otlp/{target.protocol}", exporter))
+    return result

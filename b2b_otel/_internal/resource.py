@@ -1,0 +1,54 @@
+"""The resource every signal carries: service, environment, host, process and the distro itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.sdk.resources import (
+    OsResourceDetector,
+    ProcessResourceDetector,
+    Resource,
+    ResourceDetector,
+)
+
+from .._version import __version__
+from .settings import Settings
+
+DISTRO_NAME = "b2b-otel"
+# The command line can carry credentials (``--db-password=...``); it never leaves the process.
+_DROPPED = ("process.command_args", "process.command_line", "process.command")
+
+
+def _detectors() -> list[ResourceDetector]:
+    detectors: list[ResourceDetector] = [ProcessResourceDetector(), OsResourceDetector()]
+    try:
+        from opentelemetry.sdk.resources import _HostResourceDetector
+
+        detectors.append(_HostResourceDetector())
+    except ImportError:  # pragma: no cover - older SDKs had no host detector
+        pass
+    return detectors
+
+
+def build_resource(settings: Settings) -> Resource:
+    """Detected host/process facts, then OTEL_RESOURCE_ATTRIBUTES, then the explicit service settings."""
+    from opentelemetry.sdk.resources import _DEFAULT_RESOURCE
+
+    resource = _DEFAULT_RESOURCE
+    for detector in _detectors():
+        try:
+            resource = resource.merge(detector.detect())
+        except Exception:  # noqa: BLE001,S112 - a detector that fails only costs its attributes
+            continue
+    attributes: dict[str, Any] = {k: v for k, v in resource.attributes.items() if k not in _DROPPED}
+    attributes.update(settings.resource_attributes)
+    attributes["service.name"] = (
+        settings.service_name or settings.resource_attributes.get("service.name") or "unknown_service"
+    )
+    if settings.service_version:
+        attributes["service.version"] = settings.service_version
+    if settings.environment:
+        attributes["deployment.environment.name"] = settings.environment
+    attributes["telemetry.distro.name"] = DISTRO_NAME
+    attributes["telemetry.distro.version"] = __version__
+    return Resource(attributes, resource.schema_url)

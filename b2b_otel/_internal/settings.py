@@ -1,0 +1,689 @@
+"""Every setting of b2b_otel, declared once, and the one place where they are resolved.
+
+Each field of :class:`Settings` is a row of the settings table: its environment variable, type,
+default and doc live on the field (``Var`` metadata). Keyword overrides to ``instrument()`` use the
+field name, e.g. ``instrument(service_name="api", otlp_protocol="grpc")``. Precedence: keyword
+overrides, then environment variables, then defaults. Nothing here runs at import time: settings
+are read and validated when ``instrument()`` (or ``b2b-otel config check``) calls :func:`resolve`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError, Problem
+
+SIGNALS = ("traces", "metrics", "logs")
+EXPORTER_NAMES = ("otlp", "console", "none")
+PROTOCOLS = ("grpc", "http/protobuf")
+SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+# Instrumentation name -> the importable module that must be present for it.
+INSTRUMENTATION_LIBRARIES = {"psycopg": "psycopg", "httpx": "httpx", "logging": "logging"}
+MASK = "***"
+
+
+@dataclass(frozen=True)
+class Var:
+    """Metadata of one setting: where it comes from and what it accepts."""
+
+    env: str
+    doc: str
+    accepted: str
+    secret: bool = False
+
+
+# --- parsers: each turns the raw string of an environment variable into a typed value -------------
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def _parse_bool(value: Any) -> Any:
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ValueError("not a boolean")
+    return value
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any, bare_unit: str = "s") -> Any:
+    """Seconds as a float from ``30``, ``30s``, ``500ms``, ``5m`` or ``1h``; a bare number is in ``bare_unit``."""
+    if isinstance(value, bool):
+        raise ValueError("not a duration")
+    if isinstance(value, (int, float)):
+        seconds = float(value) * _UNIT_SECONDS[bare_unit]
+    elif isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError("not a duration")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2) or bare_unit]
+    else:
+        return value
+    if seconds < 0:
+        raise ValueError("negative duration")
+    return seconds
+
+
+def _parse_millis(value: Any) -> Any:
+    # OpenTelemetry's own duration variables are milliseconds when no unit is given.
+    return parse_duration(value, bare_unit="ms")
+
+
+def _parse_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return tuple(str(item).strip() for item in value)
+    return value
+
+
+def parse_key_values(value: Any, what: str) -> Any:
+    """``k1=v1,k2=v2`` (W3C baggage style, percent-decoded) into a dict; errors never echo values."""
+    if not isinstance(value, str):
+        return value
+    result: dict[str, str] = {}
+    for position, item in enumerate(value.split(","), start=1):
+        if not item.strip():
+            continue
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{what} entry {position} is not of the form key=value")
+        result[unquote(key.strip())] = unquote(val.strip())
+    return result
+
+
+def _parse_headers(value: Any) -> Any:
+    return parse_key_values(value, "header")
+
+
+def _parse_resource_attributes(value: Any) -> Any:
+    return parse_key_values(value, "resource attribute")
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _parse_exporters(value: Any) -> Any:
+    items = _parse_list(_lower(value))
+    if isinstance(items, tuple):
+        unknown = [item for item in items if item not in EXPORTER_NAMES]
+        if unknown or not items:
+            raise ValueError("unknown exporter")
+        if "none" in items and len(items) > 1:
+            raise ValueError("'none' cannot be combined with other exporters")
+    return items
+
+
+Bool = Annotated[bool, BeforeValidator(_parse_bool)]
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+Millis = Annotated[float, BeforeValidator(_parse_millis), Field(ge=0)]
+Exporters = Annotated[tuple[str, ...], BeforeValidator(_parse_exporters)]
+Protocol = Annotated[Literal["grpc", "http/protobuf"], BeforeValidator(_lower)]
+Compression = Annotated[Literal["gzip", "none"], BeforeValidator(_lower)]
+Headers = Annotated[dict[str, str], BeforeValidator(_parse_headers)]
+StrList = Annotated[tuple[str, ...], BeforeValidator(_parse_list)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+_EXPORTER_ACCEPTS = "comma list of otlp, console; or none"
+_ENDPOINT_ACCEPTS = "an absolute http:// or https:// URL, e.g. http://localhost:4318"
+_HEADERS_ACCEPTS = "comma list of key=value pairs (values percent-encoded)"
+_MS_ACCEPTS = "milliseconds as a non-negative number, or a duration such as 10s, 500ms, 1m"
+
+
+def _signal_vars(signal: str, what: str, accepted: str, secret: bool = False) -> Var:
+    env = f"OTEL_EXPORTER_OTLP_{signal.upper()}_{what}"
+    doc = f"{what.lower()} for {signal} only; falls back to OTEL_EXPORTER_OTLP_{what}"
+    return Var(env, doc, accepted, secret)
+
+
+class Settings(BaseModel):
+    """The resolved configuration. Field name = keyword override; ``Var`` metadata = the table row."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # --- service and resource
+    sdk_disabled: Annotated[
+        Bool, Var("OTEL_SDK_DISABLED", "disable all telemetry; instrument() returns a no-op handle", "a boolean")
+    ] = False
+    service_name: Annotated[
+        str | None,
+        Var("OTEL_SERVICE_NAME", "service.name of the resource (wins over OTEL_RESOURCE_ATTRIBUTES)", "a string"),
+    ] = None
+    service_version: Annotated[
+        str | None, Var("B2B_OTEL_SERVICE_VERSION", "service.version of the resource", "a string")
+    ] = None
+    environment: Annotated[
+        str | None,
+        Var("B2B_OTEL_ENVIRONMENT", "deployment.environment.name of the resource, e.g. production", "a string"),
+    ] = None
+    resource_attributes: Annotated[
+        dict[str, str],
+        BeforeValidator(_parse_resource_attributes),
+        Var("OTEL_RESOURCE_ATTRIBUTES", "extra resource attributes", "comma list of key=value pairs"),
+    ] = Field(default_factory=dict)
+
+    # --- exporters and OTLP
+    traces_exporter: Annotated[
+        Exporters, Var("OTEL_TRACES_EXPORTER", "where spans go", _EXPORTER_ACCEPTS)
+    ] = ("otlp",)
+    metrics_exporter: Annotated[
+        Exporters, Var("OTEL_METRICS_EXPORTER", "where metrics go", _EXPORTER_ACCEPTS)
+    ] = ("otlp",)
+    logs_exporter: Annotated[
+        Exporters, Var("OTEL_LOGS_EXPORTER", "where log records go", _EXPORTER_ACCEPTS)
+    ] = ("otlp",)
+    otlp_endpoint: Annotated[
+        str | None,
+        Var(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "base URL of the OTLP receiver; default http://localhost:4318 (http/protobuf) "
+            "or http://localhost:4317 (grpc); /v1/<signal> is appended for http/protobuf",
+            _ENDPOINT_ACCEPTS,
+        ),
+    ] = None
+    otlp_protocol: Annotated[
+        Protocol, Var("OTEL_EXPORTER_OTLP_PROTOCOL", "OTLP transport", "grpc or http/protobuf")
+    ] = "http/protobuf"
+    otlp_headers: Annotated[
+        Headers,
+        Var("OTEL_EXPORTER_OTLP_HEADERS", "headers sent with every export (never logged)", _HEADERS_ACCEPTS, True),
+    ] = Field(default_factory=dict)
+    otlp_timeout: Annotated[
+        Millis, Var("OTEL_EXPORTER_OTLP_TIMEOUT", "timeout of one export, in milliseconds", _MS_ACCEPTS)
+    ] = 10.0
+    otlp_compression: Annotated[
+        Compression, Var("OTEL_EXPORTER_OTLP_COMPRESSION", "payload compression", "gzip or none")
+    ] = "none"
+    otlp_certificate: Annotated[
+        str | None,
+        Var("OTEL_EXPORTER_OTLP_CERTIFICATE", "CA certificate (PEM) to verify the receiver", "a readable file"),
+    ] = None
+    otlp_insecure: Annotated[
+        Bool | None,
+        Var(
+            "OTEL_EXPORTER_OTLP_INSECURE",
+            "gRPC without TLS; default: true for http:// endpoints, false for https://",
+            "a boolean",
+        ),
+    ] = None
+
+    otlp_traces_endpoint: Annotated[
+        str | None, _signal_vars("traces", "ENDPOINT", _ENDPOINT_ACCEPTS + " (used as is)")
+    ] = None
+    otlp_traces_protocol: Annotated[Protocol | None, _signal_vars("traces", "PROTOCOL", "grpc or http/protobuf")] = (
+        None
+    )
+    otlp_traces_headers: Annotated[
+        Headers | None, _signal_vars("traces", "HEADERS", _HEADERS_ACCEPTS, secret=True)
+    ] = None
+    otlp_traces_timeout: Annotated[Millis | None, _signal_vars("traces", "TIMEOUT", _MS_ACCEPTS)] = None
+    otlp_traces_compression: Annotated[
+        Compression | None, _signal_vars("traces", "COMPRESSION", "gzip or none")
+    ] = None
+    otlp_traces_certificate: Annotated[str | None, _signal_vars("traces", "CERTIFICATE", "a readable file")] = None
+    otlp_traces_insecure: Annotated[Bool | None, _signal_vars("traces", "INSECURE", "a boolean")] = None
+
+    otlp_metrics_endpoint: Annotated[
+        str | None, _signal_vars("metrics", "ENDPOINT", _ENDPOINT_ACCEPTS + " (used as is)")
+    ] = None
+    otlp_metrics_protocol: Annotated[
+        Protocol | None, _signal_vars("metrics", "PROTOCOL", "grpc or http/protobuf")
+    ] = None
+    otlp_metrics_headers: Annotated[
+        Headers | None, _signal_vars("metrics", "HEADERS", _HEADERS_ACCEPTS, secret=True)
+    ] = None
+    otlp_metrics_timeout: Annotated[Millis | None, _signal_vars("metrics", "TIMEOUT", _MS_ACCEPTS)] = None
+    otlp_metrics_compression: Annotated[
+        Compression | None, _signal_vars("metrics", "COMPRESSION", "gzip or none")
+    ] = None
+    otlp_metrics_certificate: Annotated[
+        str | None, _signal_vars("metrics", "CERTIFICATE", "a readable file")
+    ] = None
+    otlp_metrics_insecure: Annotated[Bool | None, _signal_vars("metrics", "INSECURE", "a boolean")] = None
+
+    otlp_logs_endpoint: Annotated[
+        str | None, _signal_vars("logs", "ENDPOINT", _ENDPOINT_ACCEPTS + " (used as is)")
+    ] = None
+    otlp_logs_protocol: Annotated[Protocol | None, _signal_vars("logs", "PROTOCOL", "grpc or http/protobuf")] = None
+    otlp_logs_headers: Annotated[
+        Headers | None, _signal_vars("logs", "HEADERS", _HEADERS_ACCEPTS, secret=True)
+    ] = None
+    otlp_logs_timeout: Annotated[Millis | None, _signal_vars("logs", "TIMEOUT", _MS_ACCEPTS)] = None
+    otlp_logs_compression: Annotated[Compression | None, _signal_vars("logs", "COMPRESSION", "gzip or none")] = None
+    otlp_logs_certificate: Annotated[str | None, _signal_vars("logs", "CERTIFICATE", "a readable file")] = None
+    otlp_logs_insecure: Annotated[Bool | None, _signal_vars("logs", "INSECURE", "a boolean")] = None
+
+    # --- sampling
+    traces_sampler: Annotated[
+        Literal[
+            "always_on",
+            "always_off",
+            "traceidratio",
+            "parentbased_always_on",
+            "parentbased_always_off",
+            "parentbased_traceidratio",
+        ],
+        BeforeValidator(_lower),
+        Var("OTEL_TRACES_SAMPLER", "which traces are exported", ", ".join(SAMPLERS)),
+    ] = "parentbased_always_on"
+    traces_sampler_arg: Annotated[
+        float | None,
+        Field(ge=0.0, le=1.0),
+        Var("OTEL_TRACES_SAMPLER_ARG", "ratio for the traceidratio samplers (default 1.0)", "a number from 0 to 1"),
+    ] = None
+
+    # --- batching (OTEL_BSP_* for spans, OTEL_BLRP_* for log records)
+    bsp_schedule_delay: Annotated[
+        Millis, Var("OTEL_BSP_SCHEDULE_DELAY", "delay between two span exports (ms)", _MS_ACCEPTS)
+    ] = 5.0
+    bsp_export_timeout: Annotated[
+        Millis, Var("OTEL_BSP_EXPORT_TIMEOUT", "maximum time of one span export (ms)", _MS_ACCEPTS)
+    ] = 30.0
+    bsp_max_queue_size: Annotated[
+        PositiveInt, Var("OTEL_BSP_MAX_QUEUE_SIZE", "spans buffered before dropping", "a positive integer")
+    ] = 2048
+    bsp_max_export_batch_size: Annotated[
+        PositiveInt,
+        Var("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "spans per export", "a positive integer <= OTEL_BSP_MAX_QUEUE_SIZE"),
+    ] = 512
+    blrp_schedule_delay: Annotated[
+        Millis, Var("OTEL_BLRP_SCHEDULE_DELAY", "delay between two log exports (ms)", _MS_ACCEPTS)
+    ] = 1.0
+    blrp_export_timeout: Annotated[
+        Millis, Var("OTEL_BLRP_EXPORT_TIMEOUT", "maximum time of one log export (ms)", _MS_ACCEPTS)
+    ] = 30.0
+    blrp_max_queue_size: Annotated[
+        PositiveInt, Var("OTEL_BLRP_MAX_QUEUE_SIZE", "log records buffered before dropping", "a positive integer")
+    ] = 2048
+    blrp_max_export_batch_size: Annotated[
+        PositiveInt,
+        Var(
+            "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "log records per export", "a positive integer <= OTEL_BLRP_MAX_QUEUE_SIZE"
+        ),
+    ] = 512
+    metric_export_interval: Annotated[
+        Millis, Var("OTEL_METRIC_EXPORT_INTERVAL", "interval between two metric exports (ms)", _MS_ACCEPTS)
+    ] = 60.0
+    metric_export_timeout: Annotated[
+        Millis, Var("OTEL_METRIC_EXPORT_TIMEOUT", "maximum time of one metric export (ms)", _MS_ACCEPTS)
+    ] = 30.0
+
+    # --- product settings
+    instrumentations: Annotated[
+        StrList,
+        BeforeValidator(_lower),
+        Var(
+            "B2B_OTEL_INSTRUMENTATIONS",
+            "libraries to instrument; auto = each of psycopg, httpx, logging whose library is installed",
+            "auto, none, or a comma list of psycopg, httpx, logging",
+        ),
+    ] = ("auto",)
+    rules_file: Annotated[
+        str | None,
+        Var("B2B_OTEL_RULES_FILE", "YAML rules file; unset = the built-in rules (the seed's thresholds)", "a readable file"),
+    ] = None
+    log_dir: Annotated[
+        str,
+        Var("B2B_OTEL_LOG_DIR", "folder of critical.log, security.log, performance.log, audit.log; none disables", (
+            "a writable folder path, or none"
+        )),
+    ] = "logs"
+    log_format: Annotated[
+        Literal["json", "text"],
+        BeforeValidator(_lower),
+        Var("B2B_OTEL_LOG_FORMAT", "line format of the local log files", "json or text"),
+    ] = "json"
+    audit_key: Annotated[
+        str | None,
+        Var("B2B_OTEL_AUDIT_KEY", "HMAC-SHA256 key of the audit chain; unset = plain SHA-256", "a string", True),
+    ] = None
+    redact: Annotated[Bool, Var("B2B_OTEL_REDACT", "scrub sensitive data before export", "a boolean")] = True
+    redact_allow_keys: Annotated[
+        StrList, Var("B2B_OTEL_REDACT_ALLOW_KEYS", "attribute keys never scrubbed", "comma list of attribute keys")
+    ] = ()
+    alertmanager_url: Annotated[
+        str | None,
+        Var(
+            "B2B_OTEL_ALERTMANAGER_URL",
+            "Prometheus Alertmanager (API v2) that receives critical and warning firings",
+            "an absolute http:// or https:// URL, e.g. http://127.0.0.1:9093",
+        ),
+    ] = None
+    shutdown_timeout: Annotated[
+        Seconds,
+        Var("B2B_OTEL_SHUTDOWN_TIMEOUT", "how long the flush at exit may take", "a duration: 5, 5s, 500ms, 1m"),
+    ] = 5.0
+
+    # --- derived views -----------------------------------------------------------------------------
+
+    def signal_otlp(self, signal: str) -> OTLPTarget:
+        """The effective OTLP target of one signal: per-signal variables over the generic ones."""
+        protocol = getattr(self, f"otlp_{signal}_protocol") or self.otlp_protocol
+        endpoint = getattr(self, f"otlp_{signal}_endpoint")
+        if endpoint is None:
+            base = self.otlp_endpoint or (
+                "http://localhost:4317" if protocol == "grpc" else "http://localhost:4318"
+            )
+            endpoint = base if protocol == "grpc" else base.rstrip("/") + f"/v1/{signal}"
+        headers = getattr(self, f"otlp_{signal}_headers")
+        timeout = getattr(self, f"otlp_{signal}_timeout")
+        compression = getattr(self, f"otlp_{signal}_compression")
+        certificate = getattr(self, f"otlp_{signal}_certificate")
+        insecure = getattr(self, f"otlp_{signal}_insecure")
+        if insecure is None:
+            insecure = self.otlp_insecure
+        if insecure is None:
+            insecure = urlsplit(endpoint).scheme == "http"
+        return OTLPTarget(
+            protocol=protocol,
+            endpoint=endpoint,
+            headers=dict(self.otlp_headers if headers is None else headers),
+            timeout_s=self.otlp_timeout if timeout is None else timeout,
+            compression=compression or self.otlp_compression,
+            certificate=certificate or self.otlp_certificate,
+            insecure=bool(insecure),
+        )
+
+    def exporters(self, signal: str) -> tuple[str, ...]:
+        """The exporter names of one signal (``traces``, ``metrics``, ``logs``)."""
+        value: tuple[str, ...] = getattr(self, f"{signal}_exporter")
+        return value
+
+    def enabled_instrumentations(self) -> tuple[str, ...]:
+        """The instrumentations to install: ``auto`` expands to those whose library is importable."""
+        names = self.instrumentations
+        if names == ("none",):
+            return ()
+        if names == ("auto",):
+            return tuple(n for n, module in INSTRUMENTATION_LIBRARIES.items() if _importable(module))
+        return names
+
+    @property
+    def log_path(self) -> Path | None:
+        """The local log folder, or None when local files are disabled."""
+        return None if self.log_dir.strip().lower() == "none" else Path(self.log_dir)
+
+
+@dataclass(frozen=True)
+class OTLPTarget:
+    """Where and how one signal is exported over OTLP."""
+
+    protocol: str
+    endpoint: str
+    headers: dict[str, str]
+    timeout_s: float
+    compression: str
+    certificate: str | None
+    insecure: bool
+
+
+# --- the table --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the settings table."""
+
+    field: str
+    var: Var
+    default: Any
+
+
+def table() -> Iterator[Row]:
+    """The settings table, in declaration order."""
+    for name, info in Settings.model_fields.items():
+        var = next(m for m in info.metadata if isinstance(m, Var))
+        default = info.get_default(call_default_factory=True)
+        yield Row(name, var, default)
+
+
+def _rows_by_field() -> dict[str, Row]:
+    return {row.field: row for row in table()}
+
+
+def show_value(row: Row, value: Any) -> str:
+    """A value as it may appear in output: secrets masked whole (keys included), durations with units."""
+    if value is None:
+        return "unset"
+    if row.var.secret:
+        return MASK if value else "(empty)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and row.var.accepted == _MS_ACCEPTS:
+        return f"{value * 1000:g}ms"
+    if isinstance(value, float) and row.field == "shutdown_timeout":
+        return f"{value:g}s"
+    if isinstance(value, tuple):
+        return ",".join(value) if value else "(empty)"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) if value else "(empty)"
+    return str(value)
+
+
+# --- resolution --------------------------------------------------------------------------------------
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def resolve(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the environment, apply keyword overrides, validate everything; raise one ConfigError listing all."""
+    env = os.environ if environ is None else environ
+    rows = _rows_by_field()
+    overrides = dict(overrides or {})
+    problems: list[Problem] = []
+
+    raw: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for name, row in rows.items():
+        value = env.get(row.var.env)
+        # The OpenTelemetry specification treats an empty variable as unset.
+        if value is not None and value.strip() != "":
+            raw[name] = value
+            source[name] = row.var.env
+    for name, value in overrides.items():
+        if name not in rows:
+            problems.append(
+                Problem(f"instrument({name}=...)", "given", "unknown keyword; accepted: see docs/configuration.md")
+            )
+            continue
+        raw[name] = value
+        source[name] = f"instrument({name}=...)"
+
+    bad_fields: set[str] = set()
+    try:
+        settings = Settings(**raw)
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            if field in bad_fields or field not in rows:
+                continue
+            bad_fields.add(field)
+            row = rows[field]
+            problems.append(
+                Problem(
+                    source.get(field, row.var.env),
+                    _shown_raw(row, raw.get(field)),
+                    f"{_reason(error)}; accepted: {row.var.accepted}",
+                )
+            )
+        # Validate the rest again without the bad fields, so cross-field and file-system checks
+        # still run and one error lists every problem.
+        settings = Settings(**{k: v for k, v in raw.items() if k not in bad_fields})
+    problems.extend(p for p in _cross_check(settings, rows, source) if p.variable not in _names(bad_fields, rows, source))
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _names(fields: set[str], rows: dict[str, Row], source: dict[str, str]) -> set[str]:
+    return {source.get(f, rows[f].var.env) for f in fields}
+
+
+def _shown_raw(row: Row, value: Any) -> str:
+    if row.var.secret:
+        return MASK
+    return repr(value if isinstance(value, str) else show_value(row, value))
+
+
+def _reason(error: Any) -> str:
+    message = str(error.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")
+    if error.get("type") == "literal_error":
+        return "not one of the accepted values"
+    if error.get("type", "").endswith("_parsing") or error.get("type", "").endswith("_type"):
+        return "wrong type"
+    return message[0].lower() + message[1:] if message else "invalid value"
+
+
+def _cross_check(settings: Settings, rows: dict[str, Row], source: dict[str, str]) -> list[Problem]:
+    """Checks that need more than one field, or the file system."""
+    problems: list[Problem] = []
+
+    def bad(field: str, message: str) -> None:
+        row = rows[field]
+        problems.append(
+            Problem(
+                source.get(field, row.var.env),
+                _shown_raw(row, getattr(settings, field)),
+                f"{message}; accepted: {row.var.accepted}",
+            )
+        )
+
+    for field in ("otlp_endpoint", *(f"otlp_{s}_endpoint" for s in SIGNALS), "alertmanager_url"):
+        value = getattr(settings, field)
+        if value is not None and not _valid_url(value):
+            bad(field, "malformed URL")
+    for field in ("otlp_certificate", *(f"otlp_{s}_certificate" for s in SIGNALS), "rules_file"):
+        value = getattr(settings, field)
+        if value is not None and not (os.path.isfile(value) and os.access(value, os.R_OK)):
+            bad(field, "file not found or not readable")
+    if settings.bsp_max_export_batch_size > settings.bsp_max_queue_size:
+        bad("bsp_max_export_batch_size", "larger than the queue")
+    if settings.blrp_max_export_batch_size > settings.blrp_max_queue_size:
+        bad("blrp_max_export_batch_size", "larger than the queue")
+    names = settings.instrumentations
+    if names not in (("auto",), ("none",)):
+        unknown = [n for n in names if n not in INSTRUMENTATION_LIBRARIES]
+        missing = [n for n in names if n in INSTRUMENTATION_LIBRARIES and not _importable(INSTRUMENTATION_LIBRARIES[n])]
+        if unknown:
+            bad("instrumentations", f"unknown instrumentation {', '.join(unknown)}")
+        elif missing:
+            bad("instrumentations", f"library not installed for {', '.join(missing)}")
+    elif len(names) != 1:
+        bad("instrumentations", "auto and none stand alone")
+    if settings.log_path is not None:
+        reason = _unwritable_reason(settings.log_path)
+        if reason:
+            bad("log_dir", reason)
+    return problems
+
+
+def _valid_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError on a malformed port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _unwritable_reason(path: Path) -> str | None:
+    """Why files cannot be created in ``path`` (which may not exist yet), or None."""
+    if path.exists():
+        if not path.is_dir():
+            return "exists and is not a folder"
+        try:
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        except OSError as exc:
+            return f"folder not writable ({exc.strerror or type(exc).__name__})"
+        return None
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"cannot be created: {ancestor} is not a folder"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"cannot be created: {ancestor} is not writable"
+    return None
+
+
+def effective(settings: Settings) -> list[tuple[str, str, str]]:
+    """(variable, shown value, doc) for every setting, secrets masked: what ``config check`` prints."""
+    return [(row.var.env, show_value(row, getattr(settings, row.field)), row.var.doc) for row in table()]
+
+
+def render_markdown() -> str:
+    """docs/configuration.md, generated from the table."""
+    lines = [
+        "# Configuration",
+        "",
+        "<!-- generated by scripts/gen_config_docs.py from b2b_otel/_internal/settings.py; do not edit -->",
+        "",
+        "`b2b_otel.instrument(**overrides)` reads these variables when it runs (never at import).",
+        "Keyword overrides use the *keyword* column and win over the environment, which wins over",
+        "defaults. An empty variable counts as unset. Booleans accept true/false/1/0/yes/no/on/off in",
+        "any case. Durations accept seconds (`30`) or `30s`, `5m`, `1h`; the OpenTelemetry `*_TIMEOUT`,",
+        "`*_DELAY` and `*_INTERVAL` variables take milliseconds when no unit is given, as the",
+        "OpenTelemetry specification says. Every bad value is reported at once in one `b2b_otel.ConfigError`,",
+        "secrets masked; `b2b-otel config check` prints the effective configuration.",
+        "",
+        "| variable | keyword | default | accepted | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for row in table():
+        default = row.default
+        if isinstance(default, bool):
+            default = str(default).lower()
+        elif isinstance(default, tuple):
+            default = ",".join(default) if default else "(empty)"
+        elif isinstance(default, dict):
+            default = "(empty)"
+        elif default is None:
+            default = "(unset)"
+        elif isinstance(default, float) and row.var.accepted == _MS_ACCEPTS:
+            default = f"{round(default * 1000)} ms"
+        elif isinstance(default, float):
+            default = f"{default:g} s"
+        secret = " Secret: never printed." if row.var.secret else ""
+        lines.append(
+            f"| `{row.var.env}` | `{row.field}` | {str(default).replace('|', '/')} | "
+            f"{row.var.accepted.replace('|', '/')} | {row.var.doc}.{secret} |"
+        )
+    lines += [
+        "",
+        "Rule thresholds of the default rules can be overridden with `B2B_OTEL_RULE_<RULE_ID>_THRESHOLD`",
+        "(the rule id upper-cased, `.` replaced by `_`), see `docs/rules.md`.",
+        "",
+    ]
+    return "\n".join(lines)

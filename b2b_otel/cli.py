@@ -1,0 +1,67 @@
+"""The ``b2b-otel`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ._internal.errors import ConfigError
+from ._internal.settings import effective, resolve
+
+
+def _config_check(_: argparse.Namespace) -> int:
+    try:
+        settings = resolve()
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    rows = effective(settings)
+    width = max(len(var) for var, _, _ in rows)
+    print("configuration OK; effective values (secrets masked):")
+    for var, value, _doc in rows:
+        print(f"  {var.ljust(width)}  {value}")
+    names = settings.enabled_instrumentations()
+    print(f"instrumentations that will be installed: {', '.join(names) if names else 'none'}")
+    for signal in ("traces", "metrics", "logs"):
+        if "otlp" in settings.exporters(signal):
+            target = settings.signal_otlp(signal)
+            print(f"{signal}: otlp {target.protocol} -> {target.endpoint}")
+    return 0
+
+
+def _demo(_: argparse.Namespace) -> int:
+    print(
+        "b2b-otel demo: the example workload and the local stack (collector, Jaeger, Prometheus,\n"
+        "Alertmanager) arrive with later changes. Until then, see the README's quick start."
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``b2b-otel``."""
+    parser = argparse.ArgumentParser(prog="b2b-otel", description="b2b-otel: OpenTelemetry for agentic business apps")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    config = commands.add_parser("config", help="configuration commands")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    check = config_commands.add_parser(
+        "check", help="validate the environment and print the effective configuration (secrets masked)"
+    )
+    check.set_defaults(func=_config_check)
+
+    demo = commands.add_parser("demo", help="run the example workload against the local stack")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``b2b-otel`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

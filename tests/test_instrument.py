@@ -1,0 +1,168 @@
+"""instrument(): providers, resource, sampler, idempotency, attaching to existing providers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import _logs, metrics, trace
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+import b2b_otel
+from b2b_otel._internal.instrumentations import SEMCONV_OPT_IN_VAR
+from tests.support.otel_globals import reset_otel_globals
+
+QUIET = {"traces_exporter": "none", "metrics_exporter": "none", "logs_exporter": "none", "log_dir": "none"}
+
+
+@pytest.fixture(autouse=True)
+def clean_globals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"):
+        monkeypatch.delenv(name, raising=False)
+    reset_otel_globals()
+    yield
+    reset_otel_globals()
+
+
+def test_instrument_sets_sdk_providers_with_the_resource() -> None:
+    telemetry = b2b_otel.instrument(service_name="b2bvalue", service_version="1.2.3", environment="staging", **QUIET)
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    assert isinstance(metrics.get_meter_provider(), MeterProvider)
+    assert isinstance(_logs.get_logger_provider(), LoggerProvider)
+    attributes = provider.resource.attributes
+    assert attributes["service.name"] == "b2bvalue"
+    assert attributes["service.version"] == "1.2.3"
+    assert attributes["deployment.environment.name"] == "staging"
+    assert attributes["telemetry.distro.name"] == "b2b-otel"
+    assert attributes["telemetry.distro.version"] == b2b_otel.__version__
+    assert attributes["telemetry.sdk.language"] == "python"
+    assert "host.name" in attributes and "process.pid" in attributes
+    assert "process.command_args" not in attributes  # may carry credentials
+    assert telemetry.resource is not None
+
+
+def test_service_name_variable_wins_over_resource_attributes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs,team=payments")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "from-var")
+    b2b_otel.instrument(**QUIET)
+    attributes = trace.get_tracer_provider().resource.attributes  # type: ignore[attr-defined]
+    assert attributes["service.name"] == "from-var"
+    assert attributes["team"] == "payments"
+
+
+def test_second_call_returns_the_same_handle_and_changes_nothing() -> None:
+    first = b2b_otel.instrument(service_name="one", **QUIET)
+    provider = trace.get_tracer_provider()
+    second = b2b_otel.instrument(service_name="two", traces_exporter="console")
+    assert second is first
+    assert trace.get_tracer_provider() is provider
+    assert provider.resource.attributes["service.name"] == "one"  # type: ignore[attr-defined]
+
+
+def test_sampler_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
+    b2b_otel.instrument(**QUIET)
+    sampler = trace.get_tracer_provider().sampler  # type: ignore[attr-defined]
+    assert isinstance(sampler, ParentBased)
+    assert "0.25" in sampler.get_description() or isinstance(sampler._root, TraceIdRatioBased)
+
+
+def test_stable_db_and_http_conventions_are_selected_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SEMCONV_OPT_IN_VAR, raising=False)
+    b2b_otel.instrument(**QUIET)
+    import os
+
+    assert os.environ[SEMCONV_OPT_IN_VAR] == "database,http"
+
+
+def test_user_choice_of_semconv_opt_in_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SEMCONV_OPT_IN_VAR, "http/dup")
+    b2b_otel.instrument(**QUIET)
+    import os
+
+    assert os.environ[SEMCONV_OPT_IN_VAR] == "http/dup"
+
+
+def test_existing_application_providers_are_kept_and_extended() -> None:
+    spans = InMemorySpanExporter()
+    app_tracer_provider = TracerProvider()
+    app_tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    trace.set_tracer_provider(app_tracer_provider)
+    reader = InMemoryMetricReader()
+    app_meter_provider = MeterProvider(metric_readers=[reader])
+    metrics.set_meter_provider(app_meter_provider)
+    logs = InMemoryLogRecordExporter()
+    app_logger_provider = LoggerProvider()
+    app_logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    _logs.set_logger_provider(app_logger_provider)
+
+    telemetry = b2b_otel.instrument(traces_exporter="console", metrics_exporter="none", logs_exporter="none")
+
+    assert trace.get_tracer_provider() is app_tracer_provider
+    assert metrics.get_meter_provider() is app_meter_provider
+    assert _logs.get_logger_provider() is app_logger_provider
+    # b2b_otel's batch processor was added next to the application's own processor.
+    assert len(app_tracer_provider._active_span_processor._span_processors) == 2
+    with trace.get_tracer("t").start_as_current_span("still-exported-by-the-app"):
+        logging.getLogger("app").warning("hello from the app")
+    assert [s.name for s in spans.get_finished_spans()] == ["still-exported-by-the-app"]
+    # The logging bridge feeds the application's logger provider.
+    assert any(record.log_record.body == "hello from the app" for record in logs.get_finished_logs())
+    assert telemetry.shutdown(5)
+
+
+def test_config_error_leaves_nothing_installed() -> None:
+    with pytest.raises(b2b_otel.ConfigError):
+        b2b_otel.instrument(otlp_protocol="carrier-pigeon", instrumentations="httpx")
+    assert not isinstance(trace.get_tracer_provider(), TracerProvider)
+    assert not isinstance(metrics.get_meter_provider(), MeterProvider)
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    assert not HTTPXClientInstrumentor().is_instrumented_by_opentelemetry
+    # And a corrected call afterwards works.
+    assert b2b_otel.instrument(**QUIET) is not None
+
+
+def test_sdk_disabled_gives_a_noop_handle() -> None:
+    telemetry = b2b_otel.instrument(sdk_disabled=True)
+    assert telemetry.disabled
+    assert not isinstance(trace.get_tracer_provider(), TracerProvider)
+    assert telemetry.shutdown(1)
+
+
+def test_unknown_instrumentation_is_a_config_error() -> None:
+    with pytest.raises(b2b_otel.ConfigError, match="B2B_OTEL_INSTRUMENTATIONS|instrument\\(instrumentations"):
+        b2b_otel.instrument(instrumentations="psycopg,mongo", **{k: v for k, v in QUIET.items()})
+
+
+def test_shutdown_uninstruments_libraries() -> None:
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    telemetry = b2b_otel.instrument(instrumentations="httpx", **QUIET)
+    assert telemetry.instrumented == ["httpx"]
+    assert HTTPXClientInstrumentor().is_instrumented_by_opentelemetry
+    assert b2b_otel.shutdown(5)
+    assert not HTTPXClientInstrumentor().is_instrumented_by_opentelemetry
+
+
+def test_health_snapshot_reports_signals_and_files(tmp_path: object) -> None:
+    telemetry = b2b_otel.instrument(
+        traces_exporter="console", metrics_exporter="none", logs_exporter="none", log_dir=str(tmp_path)
+    )
+    health = telemetry.health()
+    assert health["enabled"] is True
+    assert health["signals"]["traces"]["exporters"] == ["console"]
+    assert health["signals"]["traces"]["queue"]["capacity"] == 2048
+    assert health["signals"]["traces"]["dropped"] == {}
+    assert health["log_dir"]["writable"] is True
+    assert health["audit_file"]["path"].endswith("audit.log")
