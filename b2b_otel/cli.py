@@ -40,7 +40,9 @@ def _demo(_: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``b2b-otel``."""
-    parser = argparse.ArgumentParser(prog="b2b-otel", description="b2b-otel: OpenTelemetry for agentic business apps")
+    parser = argparse.ArgumentParser(
+        prog="b2b-otel", description="b2b-otel: OpenTelemetry for agentic business apps"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     config = commands.add_parser("config", help="configuration commands")

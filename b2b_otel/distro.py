@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 from opentelemetry.sdk._configuration import _BaseConfigurator
 
 from ._internal import instrumentations
@@ -32,7 +32,7 @@ class B2BOtelDistro(BaseDistro):  # type: ignore[misc]
         super().load_instrumentor(entry_point, **kwargs)
 
 
-class B2BOtelConfigurator(_BaseConfigurator):  # type: ignore[misc]
+class B2BOtelConfigurator(_BaseConfigurator):
     """Runs ``b2b_otel.instrument()`` from the environment."""
 
     def _configure(self, **kwargs: Any) -> None:

@@ -25,7 +25,12 @@ QUIET = {"traces_exporter": "none", "metrics_exporter": "none", "logs_exporter":
 
 @pytest.fixture(autouse=True)
 def clean_globals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"):
+    for name in (
+        "OTEL_SERVICE_NAME",
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_TRACES_SAMPLER_ARG",
+    ):
         monkeypatch.delenv(name, raising=False)
     reset_otel_globals()
     yield
@@ -33,7 +38,9 @@ def clean_globals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_instrument_sets_sdk_providers_with_the_resource() -> None:
-    telemetry = b2b_otel.instrument(service_name="b2bvalue", service_version="1.2.3", environment="staging", **QUIET)
+    telemetry = b2b_otel.instrument(
+        service_name="b2bvalue", service_version="1.2.3", environment="staging", **QUIET
+    )
     provider = trace.get_tracer_provider()
     assert isinstance(provider, TracerProvider)
     assert isinstance(metrics.get_meter_provider(), MeterProvider)
@@ -77,7 +84,9 @@ def test_sampler_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert "0.25" in sampler.get_description() or isinstance(sampler._root, TraceIdRatioBased)
 
 
-def test_stable_db_and_http_conventions_are_selected_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stable_db_and_http_conventions_are_selected_unless_the_user_chose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv(SEMCONV_OPT_IN_VAR, raising=False)
     b2b_otel.instrument(**QUIET)
     import os
@@ -141,7 +150,7 @@ def test_sdk_disabled_gives_a_noop_handle() -> None:
 
 
 def test_unknown_instrumentation_is_a_config_error() -> None:
-    with pytest.raises(b2b_otel.ConfigError, match="B2B_OTEL_INSTRUMENTATIONS|instrument\\(instrumentations"):
+    with pytest.raises(b2b_otel.ConfigError, match=r"instrument\(instrumentations=\.\.\.\)"):
         b2b_otel.instrument(instrumentations="psycopg,mongo", **{k: v for k, v in QUIET.items()})
 
 

@@ -52,7 +52,9 @@ def test_booleans_accept_false_spellings_in_any_case(raw: str) -> None:
     assert resolve(environ={"B2B_OTEL_REDACT": raw}).redact is False
 
 
-@pytest.mark.parametrize(("raw", "seconds"), [("30", 30.0), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("500ms", 0.5)])
+@pytest.mark.parametrize(
+    ("raw", "seconds"), [("30", 30.0), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("500ms", 0.5)]
+)
 def test_durations_accept_seconds_and_units(raw: str, seconds: float) -> None:
     assert resolve(environ={"B2B_OTEL_SHUTDOWN_TIMEOUT": raw}).shutdown_timeout == pytest.approx(seconds)
 
@@ -117,7 +119,9 @@ BAD_CONFIGURATIONS = [
 ]
 
 
-@pytest.mark.parametrize(("variable", "value", "expected"), BAD_CONFIGURATIONS, ids=[b[0] for b in BAD_CONFIGURATIONS])
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"), BAD_CONFIGURATIONS, ids=[b[0] for b in BAD_CONFIGURATIONS]
+)
 def test_bad_value_gives_one_clear_line_naming_the_variable(variable: str, value: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
         resolve(environ={variable: value})
@@ -181,7 +185,9 @@ def test_unknown_keyword_override_is_named() -> None:
 
 
 def test_typed_keyword_overrides_are_accepted() -> None:
-    settings = resolve({"otlp_headers": {"k": "v"}, "instrumentations": ["httpx"], "redact": False}, environ={})
+    settings = resolve(
+        {"otlp_headers": {"k": "v"}, "instrumentations": ["httpx"], "redact": False}, environ={}
+    )
     assert settings.otlp_headers == {"k": "v"}
     assert settings.instrumentations == ("httpx",)
     assert settings.redact is False

@@ -63,7 +63,7 @@ class SignalHealth:
         if on_drop is not None:
             try:
                 on_drop(self.signal, reason, count)
-            except Exception:  # noqa: BLE001 - counting must not break exporting
+            except Exception:
                 pass
 
     def snapshot(self) -> dict[str, Any]:
@@ -72,7 +72,7 @@ class SignalHealth:
             if self.queue_size is not None:
                 try:
                     size = self.queue_size()
-                except Exception:  # noqa: BLE001
+                except Exception:
                     size = None
             return {
                 "exporters": list(self.exporters),
@@ -124,14 +124,16 @@ class _Observed:
 class ObservedSpanExporter(SpanExporter, _Observed):
     """Wraps a span exporter: records health, never raises."""
 
-    def __init__(self, inner: SpanExporter, name: str, health: SignalHealth, on_drop: DropCounter | None) -> None:
+    def __init__(
+        self, inner: SpanExporter, name: str, health: SignalHealth, on_drop: DropCounter | None
+    ) -> None:
         _Observed.__init__(self, name, health, on_drop)
         self.inner = inner
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
             result = self.inner.export(spans)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._record(False, len(spans), type(exc).__name__)
             return SpanExportResult.FAILURE
         self._record(result == SpanExportResult.SUCCESS, len(spans))
@@ -140,13 +142,13 @@ class ObservedSpanExporter(SpanExporter, _Observed):
     def shutdown(self) -> None:
         try:
             self.inner.shutdown()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         try:
             return bool(self.inner.force_flush(timeout_millis))
-        except Exception:  # noqa: BLE001
+        except Exception:
             return False
 
 
@@ -162,7 +164,7 @@ class ObservedLogExporter(LogRecordExporter, _Observed):
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         try:
             result = self.inner.export(batch)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._record(False, len(batch), type(exc).__name__)
             return LogRecordExportResult.FAILURE
         self._record(result == LogRecordExportResult.SUCCESS, len(batch))
@@ -170,35 +172,39 @@ class ObservedLogExporter(LogRecordExporter, _Observed):
 
     def shutdown(self) -> None:
         try:
-            self.inner.shutdown()
-        except Exception:  # noqa: BLE001
+            self.inner.shutdown()  # type: ignore[no-untyped-call]
+        except Exception:
             pass
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         try:
             flush = getattr(self.inner, "force_flush", None)
             return bool(flush(timeout_millis)) if flush else True
-        except Exception:  # noqa: BLE001
+        except Exception:
             return False
 
 
 class ObservedMetricExporter(MetricExporter, _Observed):
     """Wraps a metric exporter: keeps its temporality and aggregation, records health, never raises."""
 
-    def __init__(self, inner: MetricExporter, name: str, health: SignalHealth, on_drop: DropCounter | None) -> None:
+    def __init__(
+        self, inner: MetricExporter, name: str, health: SignalHealth, on_drop: DropCounter | None
+    ) -> None:
         _Observed.__init__(self, name, health, on_drop)
         MetricExporter.__init__(
             self,
-            preferred_temporality=inner._preferred_temporality,  # noqa: SLF001 - must match the inner exporter
-            preferred_aggregation=inner._preferred_aggregation,  # noqa: SLF001
+            preferred_temporality=inner._preferred_temporality,
+            preferred_aggregation=inner._preferred_aggregation,
         )
         self.inner = inner
 
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
         points = _count_points(metrics_data)
         try:
             result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._record(False, points, type(exc).__name__)
             return MetricExportResult.FAILURE
         self._record(result == MetricExportResult.SUCCESS, points)
@@ -207,13 +213,13 @@ class ObservedMetricExporter(MetricExporter, _Observed):
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         try:
             return bool(self.inner.force_flush(timeout_millis=timeout_millis))
-        except Exception:  # noqa: BLE001
+        except Exception:
             return False
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         try:
             self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
 
@@ -225,7 +231,7 @@ def _count_points(data: MetricsData) -> int:
             for sm in rm.scope_metrics
             for metric in sm.metrics
         )
-    except Exception:  # noqa: BLE001
+    except Exception:
         return 0
 
 
@@ -233,7 +239,7 @@ def _count_points(data: MetricsData) -> int:
 
 
 def _grpc_compression(name: str) -> Any:
-    import grpc
+    import grpc  # type: ignore[import-untyped]
 
     return grpc.Compression.Gzip if name == "gzip" else grpc.Compression.NoCompression
 

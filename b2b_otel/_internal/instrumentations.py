@@ -59,8 +59,10 @@ def install(names: tuple[str, ...], tracer_provider: Any, meter_provider: Any) -
             kwargs = {"tracer_provider": tracer_provider}
         try:
             instrumentor.instrument(**kwargs)
-        except Exception as exc:  # noqa: BLE001 - one broken instrumentation must not stop the others
-            selflog.warn_once_a_minute(f"instrument-{name}", "b2b_otel: could not instrument %s: %r", name, exc)
+        except Exception as exc:
+            selflog.warn_once_a_minute(
+                f"instrument-{name}", "b2b_otel: could not instrument %s: %r", name, exc
+            )
             continue
         installed.append(name)
     return installed
@@ -73,5 +75,7 @@ def uninstall(names: list[str]) -> None:
             instrumentor = FACTORIES[name]()
             if instrumentor.is_instrumented_by_opentelemetry:
                 instrumentor.uninstrument()
-        except Exception as exc:  # noqa: BLE001
-            selflog.warn_once_a_minute(f"uninstrument-{name}", "b2b_otel: could not uninstrument %s: %r", name, exc)
+        except Exception as exc:
+            selflog.warn_once_a_minute(
+                f"uninstrument-{name}", "b2b_otel: could not uninstrument %s: %r", name, exc
+            )

@@ -38,7 +38,7 @@ def build_resource(settings: Settings) -> Resource:
     for detector in _detectors():
         try:
             resource = resource.merge(detector.detect())
-        except Exception:  # noqa: BLE001,S112 - a detector that fails only costs its attributes
+        except Exception:
             continue
     attributes: dict[str, Any] = {k: v for k, v in resource.attributes.items() if k not in _DROPPED}
     attributes.update(settings.resource_attributes)

@@ -71,7 +71,7 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_duration(value: Any, bare_unit: str = "s") -> Any:
-    """Seconds as a float from ``30``, ``30s``, ``500ms``, ``5m`` or ``1h``; a bare number is in ``bare_unit``."""
+    """Seconds from ``30``, ``30s``, ``500ms``, ``5m`` or ``1h``; a bare number is in ``bare_unit``."""
     if isinstance(value, bool):
         raise ValueError("not a duration")
     if isinstance(value, (int, float)):
@@ -168,18 +168,25 @@ class Settings(BaseModel):
 
     # --- service and resource
     sdk_disabled: Annotated[
-        Bool, Var("OTEL_SDK_DISABLED", "disable all telemetry; instrument() returns a no-op handle", "a boolean")
+        Bool,
+        Var("OTEL_SDK_DISABLED", "disable all telemetry; instrument() returns a no-op handle", "a boolean"),
     ] = False
     service_name: Annotated[
         str | None,
-        Var("OTEL_SERVICE_NAME", "service.name of the resource (wins over OTEL_RESOURCE_ATTRIBUTES)", "a string"),
+        Var(
+            "OTEL_SERVICE_NAME",
+            "service.name of the resource (wins over OTEL_RESOURCE_ATTRIBUTES)",
+            "a string",
+        ),
     ] = None
     service_version: Annotated[
         str | None, Var("B2B_OTEL_SERVICE_VERSION", "service.version of the resource", "a string")
     ] = None
     environment: Annotated[
         str | None,
-        Var("B2B_OTEL_ENVIRONMENT", "deployment.environment.name of the resource, e.g. production", "a string"),
+        Var(
+            "B2B_OTEL_ENVIRONMENT", "deployment.environment.name of the resource, e.g. production", "a string"
+        ),
     ] = None
     resource_attributes: Annotated[
         dict[str, str],
@@ -211,7 +218,12 @@ class Settings(BaseModel):
     ] = "http/protobuf"
     otlp_headers: Annotated[
         Headers,
-        Var("OTEL_EXPORTER_OTLP_HEADERS", "headers sent with every export (never logged)", _HEADERS_ACCEPTS, True),
+        Var(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "headers sent with every export (never logged)",
+            _HEADERS_ACCEPTS,
+            True,
+        ),
     ] = Field(default_factory=dict)
     otlp_timeout: Annotated[
         Millis, Var("OTEL_EXPORTER_OTLP_TIMEOUT", "timeout of one export, in milliseconds", _MS_ACCEPTS)
@@ -221,7 +233,9 @@ class Settings(BaseModel):
     ] = "none"
     otlp_certificate: Annotated[
         str | None,
-        Var("OTEL_EXPORTER_OTLP_CERTIFICATE", "CA certificate (PEM) to verify the receiver", "a readable file"),
+        Var(
+            "OTEL_EXPORTER_OTLP_CERTIFICATE", "CA certificate (PEM) to verify the receiver", "a readable file"
+        ),
     ] = None
     otlp_insecure: Annotated[
         Bool | None,
@@ -235,9 +249,9 @@ class Settings(BaseModel):
     otlp_traces_endpoint: Annotated[
         str | None, _signal_vars("traces", "ENDPOINT", _ENDPOINT_ACCEPTS + " (used as is)")
     ] = None
-    otlp_traces_protocol: Annotated[Protocol | None, _signal_vars("traces", "PROTOCOL", "grpc or http/protobuf")] = (
-        None
-    )
+    otlp_traces_protocol: Annotated[
+        Protocol | None, _signal_vars("traces", "PROTOCOL", "grpc or http/protobuf")
+    ] = None
     otlp_traces_headers: Annotated[
         Headers | None, _signal_vars("traces", "HEADERS", _HEADERS_ACCEPTS, secret=True)
     ] = None
@@ -245,7 +259,9 @@ class Settings(BaseModel):
     otlp_traces_compression: Annotated[
         Compression | None, _signal_vars("traces", "COMPRESSION", "gzip or none")
     ] = None
-    otlp_traces_certificate: Annotated[str | None, _signal_vars("traces", "CERTIFICATE", "a readable file")] = None
+    otlp_traces_certificate: Annotated[
+        str | None, _signal_vars("traces", "CERTIFICATE", "a readable file")
+    ] = None
     otlp_traces_insecure: Annotated[Bool | None, _signal_vars("traces", "INSECURE", "a boolean")] = None
 
     otlp_metrics_endpoint: Annotated[
@@ -269,13 +285,19 @@ class Settings(BaseModel):
     otlp_logs_endpoint: Annotated[
         str | None, _signal_vars("logs", "ENDPOINT", _ENDPOINT_ACCEPTS + " (used as is)")
     ] = None
-    otlp_logs_protocol: Annotated[Protocol | None, _signal_vars("logs", "PROTOCOL", "grpc or http/protobuf")] = None
+    otlp_logs_protocol: Annotated[
+        Protocol | None, _signal_vars("logs", "PROTOCOL", "grpc or http/protobuf")
+    ] = None
     otlp_logs_headers: Annotated[
         Headers | None, _signal_vars("logs", "HEADERS", _HEADERS_ACCEPTS, secret=True)
     ] = None
     otlp_logs_timeout: Annotated[Millis | None, _signal_vars("logs", "TIMEOUT", _MS_ACCEPTS)] = None
-    otlp_logs_compression: Annotated[Compression | None, _signal_vars("logs", "COMPRESSION", "gzip or none")] = None
-    otlp_logs_certificate: Annotated[str | None, _signal_vars("logs", "CERTIFICATE", "a readable file")] = None
+    otlp_logs_compression: Annotated[
+        Compression | None, _signal_vars("logs", "COMPRESSION", "gzip or none")
+    ] = None
+    otlp_logs_certificate: Annotated[str | None, _signal_vars("logs", "CERTIFICATE", "a readable file")] = (
+        None
+    )
     otlp_logs_insecure: Annotated[Bool | None, _signal_vars("logs", "INSECURE", "a boolean")] = None
 
     # --- sampling
@@ -294,7 +316,11 @@ class Settings(BaseModel):
     traces_sampler_arg: Annotated[
         float | None,
         Field(ge=0.0, le=1.0),
-        Var("OTEL_TRACES_SAMPLER_ARG", "ratio for the traceidratio samplers (default 1.0)", "a number from 0 to 1"),
+        Var(
+            "OTEL_TRACES_SAMPLER_ARG",
+            "ratio for the traceidratio samplers (default 1.0)",
+            "a number from 0 to 1",
+        ),
     ] = None
 
     # --- batching (OTEL_BSP_* for spans, OTEL_BLRP_* for log records)
@@ -309,7 +335,11 @@ class Settings(BaseModel):
     ] = 2048
     bsp_max_export_batch_size: Annotated[
         PositiveInt,
-        Var("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "spans per export", "a positive integer <= OTEL_BSP_MAX_QUEUE_SIZE"),
+        Var(
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            "spans per export",
+            "a positive integer <= OTEL_BSP_MAX_QUEUE_SIZE",
+        ),
     ] = 512
     blrp_schedule_delay: Annotated[
         Millis, Var("OTEL_BLRP_SCHEDULE_DELAY", "delay between two log exports (ms)", _MS_ACCEPTS)
@@ -318,12 +348,15 @@ class Settings(BaseModel):
         Millis, Var("OTEL_BLRP_EXPORT_TIMEOUT", "maximum time of one log export (ms)", _MS_ACCEPTS)
     ] = 30.0
     blrp_max_queue_size: Annotated[
-        PositiveInt, Var("OTEL_BLRP_MAX_QUEUE_SIZE", "log records buffered before dropping", "a positive integer")
+        PositiveInt,
+        Var("OTEL_BLRP_MAX_QUEUE_SIZE", "log records buffered before dropping", "a positive integer"),
     ] = 2048
     blrp_max_export_batch_size: Annotated[
         PositiveInt,
         Var(
-            "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "log records per export", "a positive integer <= OTEL_BLRP_MAX_QUEUE_SIZE"
+            "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
+            "log records per export",
+            "a positive integer <= OTEL_BLRP_MAX_QUEUE_SIZE",
         ),
     ] = 512
     metric_export_interval: Annotated[
@@ -345,13 +378,19 @@ class Settings(BaseModel):
     ] = ("auto",)
     rules_file: Annotated[
         str | None,
-        Var("B2B_OTEL_RULES_FILE", "YAML rules file; unset = the built-in rules (the seed's thresholds)", "a readable file"),
+        Var(
+            "B2B_OTEL_RULES_FILE",
+            "YAML rules file; unset = the built-in rules (the seed's thresholds)",
+            "a readable file",
+        ),
     ] = None
     log_dir: Annotated[
         str,
-        Var("B2B_OTEL_LOG_DIR", "folder of critical.log, security.log, performance.log, audit.log; none disables", (
-            "a writable folder path, or none"
-        )),
+        Var(
+            "B2B_OTEL_LOG_DIR",
+            "folder of critical.log, security.log, performance.log, audit.log; none disables",
+            ("a writable folder path, or none"),
+        ),
     ] = "logs"
     log_format: Annotated[
         Literal["json", "text"],
@@ -360,11 +399,17 @@ class Settings(BaseModel):
     ] = "json"
     audit_key: Annotated[
         str | None,
-        Var("B2B_OTEL_AUDIT_KEY", "HMAC-SHA256 key of the audit chain; unset = plain SHA-256", "a string", True),
+        Var(
+            "B2B_OTEL_AUDIT_KEY",
+            "HMAC-SHA256 key of the audit chain; unset = plain SHA-256",
+            "a string",
+            True,
+        ),
     ] = None
     redact: Annotated[Bool, Var("B2B_OTEL_REDACT", "scrub sensitive data before export", "a boolean")] = True
     redact_allow_keys: Annotated[
-        StrList, Var("B2B_OTEL_REDACT_ALLOW_KEYS", "attribute keys never scrubbed", "comma list of attribute keys")
+        StrList,
+        Var("B2B_OTEL_REDACT_ALLOW_KEYS", "attribute keys never scrubbed", "comma list of attribute keys"),
     ] = ()
     alertmanager_url: Annotated[
         str | None,
@@ -376,7 +421,9 @@ class Settings(BaseModel):
     ] = None
     shutdown_timeout: Annotated[
         Seconds,
-        Var("B2B_OTEL_SHUTDOWN_TIMEOUT", "how long the flush at exit may take", "a duration: 5, 5s, 500ms, 1m"),
+        Var(
+            "B2B_OTEL_SHUTDOWN_TIMEOUT", "how long the flush at exit may take", "a duration: 5, 5s, 500ms, 1m"
+        ),
     ] = 5.0
 
     # --- derived views -----------------------------------------------------------------------------
@@ -496,7 +543,7 @@ def _importable(module: str) -> bool:
 
 
 def resolve(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read the environment, apply keyword overrides, validate everything; raise one ConfigError listing all."""
+    """Read the environment, apply keyword overrides, validate all; raise one ConfigError listing all."""
     env = os.environ if environ is None else environ
     rows = _rows_by_field()
     overrides = dict(overrides or {})
@@ -513,7 +560,9 @@ def resolve(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, st
     for name, value in overrides.items():
         if name not in rows:
             problems.append(
-                Problem(f"instrument({name}=...)", "given", "unknown keyword; accepted: see docs/configuration.md")
+                Problem(
+                    f"instrument({name}=...)", "given", "unknown keyword; accepted: see docs/configuration.md"
+                )
             )
             continue
         raw[name] = value
@@ -539,7 +588,9 @@ def resolve(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, st
         # Validate the rest again without the bad fields, so cross-field and file-system checks
         # still run and one error lists every problem.
         settings = Settings(**{k: v for k, v in raw.items() if k not in bad_fields})
-    problems.extend(p for p in _cross_check(settings, rows, source) if p.variable not in _names(bad_fields, rows, source))
+    problems.extend(
+        p for p in _cross_check(settings, rows, source) if p.variable not in _names(bad_fields, rows, source)
+    )
     if problems:
         raise ConfigError(problems)
     return settings
@@ -594,7 +645,11 @@ def _cross_check(settings: Settings, rows: dict[str, Row], source: dict[str, str
     names = settings.instrumentations
     if names not in (("auto",), ("none",)):
         unknown = [n for n in names if n not in INSTRUMENTATION_LIBRARIES]
-        missing = [n for n in names if n in INSTRUMENTATION_LIBRARIES and not _importable(INSTRUMENTATION_LIBRARIES[n])]
+        missing = [
+            n
+            for n in names
+            if n in INSTRUMENTATION_LIBRARIES and not _importable(INSTRUMENTATION_LIBRARIES[n])
+        ]
         if unknown:
             bad("instrumentations", f"unknown instrumentation {', '.join(unknown)}")
         elif missing:
@@ -655,8 +710,8 @@ def render_markdown() -> str:
         "defaults. An empty variable counts as unset. Booleans accept true/false/1/0/yes/no/on/off in",
         "any case. Durations accept seconds (`30`) or `30s`, `5m`, `1h`; the OpenTelemetry `*_TIMEOUT`,",
         "`*_DELAY` and `*_INTERVAL` variables take milliseconds when no unit is given, as the",
-        "OpenTelemetry specification says. Every bad value is reported at once in one `b2b_otel.ConfigError`,",
-        "secrets masked; `b2b-otel config check` prints the effective configuration.",
+        "OpenTelemetry specification says. Every bad value is reported at once in one",
+        "`b2b_otel.ConfigError`, secrets masked; `b2b-otel config check` prints the effective configuration.",
         "",
         "| variable | keyword | default | accepted | meaning |",
         "|---|---|---|---|---|",

@@ -42,14 +42,18 @@ SCOPE = "b2b_otel"
 def build_sampler(settings: Settings) -> Sampler:
     """The trace sampler of OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG."""
     ratio = 1.0 if settings.traces_sampler_arg is None else settings.traces_sampler_arg
-    return {
-        "always_on": lambda: ALWAYS_ON,
-        "always_off": lambda: ALWAYS_OFF,
-        "traceidratio": lambda: TraceIdRatioBased(ratio),
-        "parentbased_always_on": lambda: ParentBased(ALWAYS_ON),
-        "parentbased_always_off": lambda: ParentBased(ALWAYS_OFF),
-        "parentbased_traceidratio": lambda: ParentBased(TraceIdRatioBased(ratio)),
-    }[settings.traces_sampler]()
+    name = settings.traces_sampler
+    if name == "always_on":
+        return ALWAYS_ON
+    if name == "always_off":
+        return ALWAYS_OFF
+    if name == "traceidratio":
+        return TraceIdRatioBased(ratio)
+    if name == "parentbased_always_off":
+        return ParentBased(ALWAYS_OFF)
+    if name == "parentbased_traceidratio":
+        return ParentBased(TraceIdRatioBased(ratio))
+    return ParentBased(ALWAYS_ON)
 
 
 class _QueueWatch:
@@ -81,7 +85,7 @@ class _WatchedBatchSpanProcessor(BatchSpanProcessor):
         try:
             self._watch.before_enqueue()
             super().on_end(span)
-        except Exception:  # noqa: BLE001 - a processor error would break the caller's span.end()
+        except Exception:
             pass
 
 
@@ -94,7 +98,7 @@ class _WatchedBatchLogRecordProcessor(BatchLogRecordProcessor):
         try:
             self._watch.before_enqueue()
             super().on_emit(log_record)
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
 
@@ -172,7 +176,7 @@ class Telemetry:
         for step in steps:
             try:
                 step()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 selflog.warn_once_a_minute("shutdown-step", "b2b_otel: error during shutdown: %r", exc)
 
     # --- health
@@ -215,7 +219,7 @@ def _bounded(work: Callable[[], None], timeout_s: float, what: str) -> bool:
     def run() -> None:
         try:
             work()
-        except BaseException as exc:  # noqa: BLE001 - reported below, never raised
+        except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=run, name=f"b2b-otel-{what}", daemon=True)
@@ -223,7 +227,10 @@ def _bounded(work: Callable[[], None], timeout_s: float, what: str) -> bool:
     thread.join(max(0.0, timeout_s))
     if thread.is_alive():
         selflog.warn_once_a_minute(
-            f"{what}-timeout", "b2b_otel: %s did not finish within %.1fs; unsent telemetry is dropped", what, timeout_s
+            f"{what}-timeout",
+            "b2b_otel: %s did not finish within %.1fs; unsent telemetry is dropped",
+            what,
+            timeout_s,
         )
         return False
     if errors:
@@ -260,7 +267,9 @@ def instrument(**overrides: Any) -> Telemetry:
         except ConfigError:
             raise
         except Exception as exc:
-            raise ConfigError([Problem("instrument()", "-", f"could not build the exporters: {exc!r}")]) from exc
+            raise ConfigError(
+                [Problem("instrument()", "-", f"could not build the exporters: {exc!r}")]
+            ) from exc
         _install(telemetry)
         _current = telemetry
         _register_atexit()
@@ -280,7 +289,7 @@ def _build(settings: Settings) -> Telemetry:
         for piece in reversed(built):
             try:
                 piece.shutdown()
-            except Exception:  # noqa: BLE001,S110
+            except Exception:
                 pass
         raise
     return telemetry
@@ -363,7 +372,9 @@ def _install(telemetry: Telemetry) -> None:
             existing_mp.add_metric_reader(reader)
     else:
         telemetry.meter_provider = MeterProvider(
-            resource=telemetry.resource, metric_readers=list(telemetry._metric_readers), shutdown_on_exit=False
+            resource=telemetry.resource,
+            metric_readers=list(telemetry._metric_readers),
+            shutdown_on_exit=False,
         )
         telemetry._owns["metrics"] = True
 
@@ -385,7 +396,9 @@ def _install(telemetry: Telemetry) -> None:
 
     meter = telemetry.meter_provider.get_meter(SCOPE, __version__)
     telemetry._dropped_counter = meter.create_counter(
-        "b2b.telemetry.dropped", unit="{item}", description="Telemetry items b2b_otel dropped, by signal and reason"
+        "b2b.telemetry.dropped",
+        unit="{item}",
+        description="Telemetry items b2b_otel dropped, by signal and reason",
     )
     telemetry.instrumented = instrumentations.install(
         settings.enabled_instrumentations(), telemetry.tracer_provider, telemetry.meter_provider
