@@ -16,14 +16,15 @@ $(STAMP): pyproject.toml
 	@echo "==> python environment ($(VENV))"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip >/dev/null
-	@$(PY) -m pip install -q -e ".[test]"
+	@mkdir -p .cache
+	@$(PY) -m pip install -q -e ".[test]" > .cache/pip-install.log 2>&1 || { tail -40 .cache/pip-install.log; exit 1; }
 	@touch $@
 
 install: $(STAMP)
 
 lint: install
 	@echo "==> ruff"
-	@$(VENV)/bin/ruff check b2b_otel tests scripts examples
+	@$(VENV)/bin/ruff check $$(ls -d b2b_otel tests scripts examples 2>/dev/null)
 
 typecheck: install
 	@echo "==> mypy --strict b2b_otel"
