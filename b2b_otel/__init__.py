@@ -13,7 +13,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import security
+from ._internal.api import (
+    agent,
+    agent_span,
+    memory,
+    set_queue_depth,
+    tool,
+    workflow,
+    workflow_span,
+    workflow_step,
+)
+from ._internal.audit import audit
 from ._internal.errors import AuditError, ConfigError
+from ._internal.instruments import register_pool
 from ._internal.telemetry import Telemetry
 from ._internal.telemetry import shutdown as _shutdown
 from ._version import __version__
@@ -23,8 +36,19 @@ __all__ = [
     "ConfigError",
     "Telemetry",
     "__version__",
+    "agent",
+    "agent_span",
+    "audit",
     "instrument",
+    "memory",
+    "register_pool",
+    "security",
+    "set_queue_depth",
     "shutdown",
+    "tool",
+    "workflow",
+    "workflow_span",
+    "workflow_step",
 ]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from b2b_otel.semconv import METRIC_DB_CLIENT_OPERATION_DURATION_BUCKETS
 from tests.support.otlp_receiver import OTLPReceiver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,3 +163,19 @@ def test_zero_code_start_with_bad_configuration_reports_the_variable_and_the_app
         {**otlp_receiver.otel_env(), "OTEL_EXPORTER_OTLP_PROTOCOL": "smoke-signals"}, zero_code=True
     )
     assert "OTEL_EXPORTER_OTLP_PROTOCOL='smoke-signals'" in result.stderr
+
+
+def test_http_and_db_client_duration_metrics_are_exported(otlp_receiver: OTLPReceiver, pg_url: str) -> None:
+    run_app({**otlp_receiver.otel_env(), "SAMPLE_PG_URL": pg_url, "OTEL_LOGS_EXPORTER": "none"})
+    wanted = {"http.client.request.duration", "db.client.operation.duration"}
+    points = otlp_receiver.wait_for_metrics(lambda m: wanted <= {p["name"] for p in m})
+    http = [p for p in points if p["name"] == "http.client.request.duration"]
+    assert {p["attributes"].get("http.response.status_code") for p in http} == {200, 404}
+    assert all(p["unit"] == "s" and p["type"] == "histogram" for p in http)
+    db = [p for p in points if p["name"] == "db.client.operation.duration"]
+    assert sum(p["count"] for p in db) == 3  # sync, async and pooled queries, recorded once each
+    assert db[0]["attributes"]["db.system.name"] == "postgresql"
+    assert db[0]["scope"] == "opentelemetry.instrumentation.psycopg"
+    assert (
+        tuple(db[0]["explicit_bounds"]) == METRIC_DB_CLIENT_OPERATION_DURATION_BUCKETS
+    )  # seconds, via a View

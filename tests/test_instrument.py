@@ -12,7 +12,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
@@ -120,8 +120,10 @@ def test_existing_application_providers_are_kept_and_extended() -> None:
     assert trace.get_tracer_provider() is app_tracer_provider
     assert metrics.get_meter_provider() is app_meter_provider
     assert _logs.get_logger_provider() is app_logger_provider
-    # b2b_otel's batch processor was added next to the application's own processor.
-    assert len(app_tracer_provider._active_span_processor._span_processors) == 2
+    # b2b_otel's processors were added after the application's own processor, which stays first.
+    processors = app_tracer_provider._active_span_processor._span_processors
+    assert isinstance(processors[0], SimpleSpanProcessor)
+    assert any(isinstance(p, BatchSpanProcessor) for p in processors[1:])
     with trace.get_tracer("t").start_as_current_span("still-exported-by-the-app"):
         logging.getLogger("app").warning("hello from the app")
     assert [s.name for s in spans.get_finished_spans()] == ["still-exported-by-the-app"]

@@ -29,14 +29,14 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
+from .. import semconv as sc
 from .._version import __version__
 from . import exporters as exp
 from . import instrumentations, selflog
 from .errors import ConfigError, Problem
+from .instruments import histogram_views, instruments
 from .resource import build_resource
 from .settings import SIGNALS, Settings, resolve
-
-SCOPE = "b2b_otel"
 
 
 def build_sampler(settings: Settings) -> Sampler:
@@ -118,7 +118,7 @@ class Telemetry:
         self._metric_readers: list[MetricReader] = []
         # Which providers b2b_otel created (and so shuts down) versus found and only added to.
         self._owns: dict[str, bool] = {s: False for s in SIGNALS}
-        self._dropped_counter: Any = None
+        self._installed = False
         self._shutdown_done = False
         self._lock = threading.Lock()
         self.started_at = time.time()
@@ -131,9 +131,8 @@ class Telemetry:
     # --- self-metrics
 
     def _count_drop(self, signal: str, reason: str, count: int) -> None:
-        counter = self._dropped_counter
-        if counter is not None:
-            counter.add(count, {"signal": signal, "reason": reason})
+        if self._installed:
+            instruments().dropped.add(count, {sc.SIGNAL: signal, sc.REASON: reason})
 
     # --- lifecycle
 
@@ -374,6 +373,7 @@ def _install(telemetry: Telemetry) -> None:
         telemetry.meter_provider = MeterProvider(
             resource=telemetry.resource,
             metric_readers=list(telemetry._metric_readers),
+            views=histogram_views(),
             shutdown_on_exit=False,
         )
         telemetry._owns["metrics"] = True
@@ -394,12 +394,7 @@ def _install(telemetry: Telemetry) -> None:
     if telemetry._owns["logs"]:
         _logs.set_logger_provider(telemetry.logger_provider)
 
-    meter = telemetry.meter_provider.get_meter(SCOPE, __version__)
-    telemetry._dropped_counter = meter.create_counter(
-        "b2b.telemetry.dropped",
-        unit="{item}",
-        description="Telemetry items b2b_otel dropped, by signal and reason",
-    )
+    telemetry._installed = True
     telemetry.instrumented = instrumentations.install(
         settings.enabled_instrumentations(), telemetry.tracer_provider, telemetry.meter_provider
     )

@@ -1,0 +1,626 @@
+"""Agents, tools, workflows, steps and memory operations as spans and metrics.
+
+Every helper returns an :class:`Operation`, which is both a decorator (sync and async functions,
+generators, async generators, methods) and a context manager (``with`` / ``async with``) that
+yields the span. Generators get special care: the span stays current only while the generator
+body runs, so the consumer never sees it as its parent, and an abandoned generator still ends its
+span and leaves no context attached.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import time
+from collections.abc import AsyncGenerator, Callable, Generator
+from typing import Any, TypeVar, cast, overload
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from .. import semconv as sc
+from . import selflog
+from .instruments import instruments, tracer
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The enclosing workflow's name and business case id travel in the OTel context, so they reach
+# steps, agents and memory operations in other tasks and threads whenever the context does.
+_WORKFLOW_KEY = otel_context.create_key("b2b_otel.workflow")
+
+_MEMORY_TIERS = frozenset(sc.B2B_MEMORY_TIER_VALUES)
+_MEMORY_OPERATIONS = frozenset(sc.SPAN_MEMORY_GEN_AI_OPERATION_NAME_VALUES)
+
+# The scopes opened by ``with`` on Operation objects, per task/thread, so one Operation instance
+# may be entered concurrently from several tasks.
+_SCOPES: contextvars.ContextVar[tuple[_Scope, ...]] = contextvars.ContextVar("b2b_otel_scopes", default=())
+
+
+def error_type(exc: BaseException) -> str:
+    """The exception's qualified class name, as ``error.type`` wants it (builtins without module)."""
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+
+
+class _Scope:
+    """One open span: started, made current, and ended exactly once."""
+
+    __slots__ = ("failed", "op", "span", "started", "token")
+
+    def __init__(self, op: Operation) -> None:
+        self.op = op
+        self.started = time.perf_counter()
+        self.failed: BaseException | None = None
+        parent = otel_context.get_current()
+        attributes = dict(op.attributes)
+        workflow = cast("tuple[str, str | None] | None", parent.get(_WORKFLOW_KEY))
+        if workflow is not None and op.inherits_workflow:
+            attributes.setdefault(sc.GEN_AI_WORKFLOW_NAME, workflow[0])
+            if workflow[1] is not None:
+                attributes.setdefault(sc.B2B_BUSINESS_CASE_ID, workflow[1])
+        self.span: Span = tracer().start_span(
+            op.span_name, context=parent, kind=SpanKind.INTERNAL, attributes=attributes
+        )
+        self.token: object | None = None
+
+    def context(self) -> otel_context.Context:
+        ctx = trace.set_span_in_context(self.span, otel_context.get_current())
+        if self.op.kind == "workflow":
+            ctx = otel_context.set_value(
+                _WORKFLOW_KEY, (self.op.name, self.op.attributes.get(sc.B2B_BUSINESS_CASE_ID)), ctx
+            )
+        return ctx
+
+    def attach(self) -> None:
+        self.token = otel_context.attach(self.context())
+
+    def detach(self) -> None:
+        if self.token is not None:
+            otel_context.detach(self.token)  # type: ignore[arg-type]
+            self.token = None
+
+    def fail(self, exc: BaseException) -> None:
+        self.failed = exc
+        try:
+            self.span.record_exception(exc)
+            self.span.set_attribute(sc.ERROR_TYPE, error_type(exc))
+            self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}"))
+        except Exception:
+            pass
+
+    def end(self) -> None:
+        try:
+            self.span.end()
+        except Exception:
+            pass
+        try:
+            self.op.record(self, time.perf_counter() - self.started)
+        except Exception as exc:
+            selflog.warn_once_a_minute("metrics-record", "b2b_otel: recording metrics failed: %r", exc)
+
+
+class Operation:
+    """A traced operation: decorator and (async) context manager in one.
+
+    Example::
+
+        @b2b_otel.agent("roi_calculator_agent")
+        async def calculate(case): ...
+
+        with b2b_otel.memory("episodic", "create_memory") as span:
+            span.set_attribute("gen_ai.memory.record.count", 1)
+    """
+
+    kind = "operation"
+    inherits_workflow = True
+
+    def __init__(self, name: str | None, attributes: dict[str, Any]) -> None:
+        self.name = name
+        self.attributes = {k: v for k, v in attributes.items() if v is not None}
+
+    # --- naming and metrics, per kind
+
+    @property
+    def span_name(self) -> str:
+        raise NotImplementedError
+
+    def named(self, name: str) -> Operation:
+        """A copy of this operation with ``name`` (used when a decorator takes the function's name)."""
+        raise NotImplementedError
+
+    def record(self, scope: _Scope, seconds: float) -> None:
+        """Record this operation's metrics after its span ended."""
+
+    # --- context manager
+
+    def __enter__(self) -> Span:
+        scope = _Scope(self)
+        scope.attach()
+        _SCOPES.set((*_SCOPES.get(), scope))
+        return scope.span
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        stack = _SCOPES.get()
+        # The innermost scope of this operation; normally the last one.
+        index = next((i for i in range(len(stack) - 1, -1, -1) if stack[i].op is self), None)
+        if index is None:
+            return
+        scope = stack[index]
+        _SCOPES.set(stack[:index] + stack[index + 1 :])
+        if exc is not None:
+            scope.fail(exc)
+        scope.end()
+        scope.detach()
+
+    async def __aenter__(self) -> Span:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    # --- decorator
+
+    def __call__(self, func: F) -> F:
+        op = self if self.name is not None else self.named(func.__name__)
+        if inspect.isasyncgenfunction(func):
+            return cast(F, _wrap_async_generator(op, func))
+        if inspect.isgeneratorfunction(func):
+            return cast(F, _wrap_generator(op, func))
+        if inspect.iscoroutinefunction(func):
+            return cast(F, _wrap_coroutine(op, func))
+        return cast(F, _wrap_function(op, func))
+
+
+def _wrap_function(op: Operation, func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        scope = _Scope(op)
+        scope.attach()
+        try:
+            return func(*args, **kwargs)
+        except BaseException as exc:
+            scope.fail(exc)
+            raise
+        finally:
+            scope.end()
+            scope.detach()
+
+    return wrapper
+
+
+def _wrap_coroutine(op: Operation, func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        scope = _Scope(op)
+        scope.attach()
+        try:
+            return await func(*args, **kwargs)
+        except BaseException as exc:
+            scope.fail(exc)
+            raise
+        finally:
+            scope.end()
+            scope.detach()
+
+    return wrapper
+
+
+def _wrap_generator(op: Operation, func: Callable[..., Generator[Any, Any, Any]]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        scope = _Scope(op)
+        try:
+            scope.attach()
+            try:
+                inner = func(*args, **kwargs)
+            finally:
+                scope.detach()
+            to_send: Any = None
+            to_throw: BaseException | None = None
+            while True:
+                scope.attach()
+                try:
+                    item = inner.throw(to_throw) if to_throw is not None else inner.send(to_send)
+                except StopIteration as stop:
+                    return stop.value
+                finally:
+                    # Detach before yielding: the consumer must not run inside our span.
+                    scope.detach()
+                to_send, to_throw = None, None
+                try:
+                    to_send = yield item
+                except GeneratorExit:
+                    # Abandoned or closed by the consumer: close the inner generator inside our
+                    # context, then end the span normally (being closed early is not a failure).
+                    scope.attach()
+                    try:
+                        inner.close()
+                    finally:
+                        scope.detach()
+                    raise
+                except BaseException as exc:
+                    to_throw = exc
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            scope.fail(exc)
+            raise
+        finally:
+            scope.end()
+
+    return wrapper
+
+
+def _wrap_async_generator(op: Operation, func: Callable[..., AsyncGenerator[Any, Any]]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        scope = _Scope(op)
+        try:
+            scope.attach()
+            try:
+                inner = func(*args, **kwargs)
+            finally:
+                scope.detach()
+            to_send: Any = None
+            to_throw: BaseException | None = None
+            while True:
+                scope.attach()
+                try:
+                    if to_throw is not None:
+                        item = await inner.athrow(to_throw)
+                    else:
+                        item = await inner.asend(to_send)
+                except StopAsyncIteration:
+                    return
+                finally:
+                    scope.detach()
+                to_send, to_throw = None, None
+                try:
+                    to_send = yield item
+                except GeneratorExit:
+                    scope.attach()
+                    try:
+                        await inner.aclose()
+                    finally:
+                        scope.detach()
+                    raise
+                except BaseException as exc:
+                    to_throw = exc
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            scope.fail(exc)
+            raise
+        finally:
+            scope.end()
+
+    return wrapper
+
+
+def _outcome(scope: _Scope) -> str:
+    return sc.OutcomeValues.FAILURE if scope.failed is not None else sc.OutcomeValues.SUCCESS
+
+
+def _with_error(point: dict[str, Any], scope: _Scope) -> dict[str, Any]:
+    if scope.failed is not None:
+        point[sc.ERROR_TYPE] = error_type(scope.failed)
+    return point
+
+
+# --- the helpers -------------------------------------------------------------------------------------
+
+
+class AgentOperation(Operation):
+    """``invoke_agent {name}``."""
+
+    kind = "agent"
+
+    def __init__(
+        self,
+        name: str | None,
+        agent_id: str | None = None,
+        conversation_id: str | None = None,
+        queue_depth: int | None = None,
+    ) -> None:
+        super().__init__(
+            name,
+            {
+                sc.GEN_AI_OPERATION_NAME: sc.GenAiOperationNameValues.INVOKE_AGENT,
+                sc.GEN_AI_AGENT_NAME: name,
+                sc.GEN_AI_AGENT_ID: agent_id,
+                sc.GEN_AI_CONVERSATION_ID: conversation_id,
+                sc.B2B_AGENT_QUEUE_DEPTH: queue_depth,
+            },
+        )
+        self._init = (agent_id, conversation_id, queue_depth)
+
+    @property
+    def span_name(self) -> str:
+        return sc.invoke_agent_span_name(str(self.name))
+
+    def named(self, name: str) -> Operation:
+        return AgentOperation(name, *self._init)
+
+    def record(self, scope: _Scope, seconds: float) -> None:
+        inst = instruments()
+        agent_name = str(self.name)
+        point = {
+            sc.GEN_AI_OPERATION_NAME: sc.GenAiOperationNameValues.INVOKE_AGENT,
+            sc.GEN_AI_AGENT_NAME: agent_name,
+        }
+        inst.agent_duration.record(seconds, _with_error(point, scope))
+        inst.agent_executions.add(1, {sc.GEN_AI_AGENT_NAME: agent_name, sc.OUTCOME: _outcome(scope)})
+        depth = self.attributes.get(sc.B2B_AGENT_QUEUE_DEPTH)
+        if depth is not None:
+            inst.queue_depth.set(depth, {sc.GEN_AI_AGENT_NAME: agent_name})
+
+
+class ToolOperation(Operation):
+    """``execute_tool {name}``."""
+
+    kind = "tool"
+
+    def __init__(self, name: str | None) -> None:
+        super().__init__(
+            name,
+            {sc.GEN_AI_OPERATION_NAME: sc.GenAiOperationNameValues.EXECUTE_TOOL, sc.GEN_AI_TOOL_NAME: name},
+        )
+
+    @property
+    def span_name(self) -> str:
+        return sc.execute_tool_span_name(str(self.name))
+
+    def named(self, name: str) -> Operation:
+        return ToolOperation(name)
+
+    def record(self, scope: _Scope, seconds: float) -> None:
+        point = {
+            sc.GEN_AI_OPERATION_NAME: sc.GenAiOperationNameValues.EXECUTE_TOOL,
+            sc.GEN_AI_TOOL_NAME: self.name,
+        }
+        instruments().tool_duration.record(seconds, _with_error(point, scope))
+
+
+class WorkflowOperation(Operation):
+    """``invoke_workflow {name}``; its name and business case id reach everything inside."""
+
+    kind = "workflow"
+    inherits_workflow = False
+
+    def __init__(self, name: str | None, business_case_id: str | None = None) -> None:
+        super().__init__(
+            name,
+            {
+                sc.GEN_AI_OPERATION_NAME: sc.GenAiOperationNameValues.INVOKE_WORKFLOW,
+                sc.GEN_AI_WORKFLOW_NAME: name,
+                sc.B2B_BUSINESS_CASE_ID: business_case_id,
+            },
+        )
+        self._case = business_case_id
+
+    @property
+    def span_name(self) -> str:
+        return sc.invoke_workflow_span_name(str(self.name))
+
+    def named(self, name: str) -> Operation:
+        return WorkflowOperation(name, self._case)
+
+    def record(self, scope: _Scope, seconds: float) -> None:
+        point = {
+            sc.GEN_AI_OPERATION_NAME: sc.GenAiOperationNameValues.INVOKE_WORKFLOW,
+            sc.GEN_AI_WORKFLOW_NAME: self.name,
+        }
+        instruments().workflow_duration.record(seconds, _with_error(point, scope))
+
+
+class StepOperation(Operation):
+    """``execute_step {name}`` inside a workflow."""
+
+    kind = "step"
+
+    def __init__(self, name: str, index: int) -> None:
+        super().__init__(
+            name,
+            {
+                sc.GEN_AI_OPERATION_NAME: sc.GenAiOperationNameValues.EXECUTE_STEP,
+                sc.B2B_WORKFLOW_STEP_NAME: name,
+                sc.B2B_WORKFLOW_STEP_INDEX: int(index),
+            },
+        )
+        self._index = int(index)
+
+    @property
+    def span_name(self) -> str:
+        return sc.execute_step_span_name(str(self.name))
+
+    def named(self, name: str) -> Operation:
+        return StepOperation(name, self._index)
+
+    def record(self, scope: _Scope, seconds: float) -> None:
+        instruments().workflow_steps.add(
+            1, {sc.OUTCOME: _outcome(scope), sc.B2B_WORKFLOW_STEP_NAME: str(self.name)}
+        )
+
+
+class MemoryOperation(Operation):
+    """``{operation} {tier}``: one read or write of an agent memory tier."""
+
+    kind = "memory"
+
+    def __init__(
+        self,
+        tier: str,
+        operation: str,
+        store_id: str = "default",
+        record_count: int | None = None,
+        cache_hit: bool | None = None,
+    ) -> None:
+        if tier not in _MEMORY_TIERS:
+            selflog.warn_once_a_minute(
+                f"memory-tier-{tier}",
+                "b2b_otel: memory tier %r is not one of %s; recorded as given",
+                tier,
+                ", ".join(sorted(_MEMORY_TIERS)),
+            )
+        if operation not in _MEMORY_OPERATIONS:
+            selflog.warn_once_a_minute(
+                f"memory-op-{operation}",
+                "b2b_otel: memory operation %r is not one of %s; recorded as given",
+                operation,
+                ", ".join(sorted(_MEMORY_OPERATIONS)),
+            )
+        super().__init__(
+            f"{operation} {tier}",
+            {
+                sc.GEN_AI_OPERATION_NAME: operation,
+                sc.B2B_MEMORY_TIER: tier,
+                sc.GEN_AI_MEMORY_STORE_ID: store_id,
+                sc.GEN_AI_MEMORY_RECORD_COUNT: record_count,
+                sc.B2B_MEMORY_CACHE_HIT: cache_hit,
+            },
+        )
+        self.tier = tier
+        self.operation = operation
+
+    @property
+    def span_name(self) -> str:
+        return sc.memory_span_name(self.operation, self.tier)
+
+    def named(self, name: str) -> Operation:
+        return self  # a memory operation is named by its tier and operation, not by the function
+
+    def __call__(self, func: F) -> F:
+        self.name = self.name or func.__name__
+        return super().__call__(func)
+
+    def record(self, scope: _Scope, seconds: float) -> None:
+        inst = instruments()
+        point = {sc.B2B_MEMORY_TIER: self.tier, sc.GEN_AI_OPERATION_NAME: self.operation}
+        inst.memory_duration.record(seconds, _with_error(point, scope))
+        attributes = getattr(scope.span, "attributes", None) or {}
+        hit = attributes.get(sc.B2B_MEMORY_CACHE_HIT, self.attributes.get(sc.B2B_MEMORY_CACHE_HIT))
+        if hit is not None:
+            inst.cache_requests.add(1, {sc.HIT: "true" if hit else "false"})
+
+
+# --- public constructors -------------------------------------------------------------------------------
+
+
+@overload
+def agent(name: F, /) -> F: ...
+
+
+@overload
+def agent(
+    name: str | None = None,
+    *,
+    agent_id: str | None = None,
+    conversation_id: str | None = None,
+    queue_depth: int | None = None,
+) -> AgentOperation: ...
+
+
+def agent(
+    name: Any = None,
+    *,
+    agent_id: str | None = None,
+    conversation_id: str | None = None,
+    queue_depth: int | None = None,
+) -> Any:
+    """An agent invocation, span ``invoke_agent {name}``; records ``gen_ai.invoke_agent.duration``.
+
+    Use as ``@agent("narrative_generator_agent")``, bare ``@agent`` (the function's name), or
+    ``with agent("x") as span:``. ``queue_depth`` also sets the ``b2b.agent.queue.depth`` gauge.
+    """
+    if callable(name):
+        return AgentOperation(None)(name)
+    return AgentOperation(name, agent_id, conversation_id, queue_depth)
+
+
+def agent_span(
+    name: str,
+    *,
+    agent_id: str | None = None,
+    conversation_id: str | None = None,
+    queue_depth: int | None = None,
+) -> AgentOperation:
+    """``with agent_span("x") as span:``: the context-manager spelling of :func:`agent`."""
+    return AgentOperation(name, agent_id, conversation_id, queue_depth)
+
+
+@overload
+def tool(name: F, /) -> F: ...
+
+
+@overload
+def tool(name: str | None = None) -> ToolOperation: ...
+
+
+def tool(name: Any = None) -> Any:
+    """A tool execution, span ``execute_tool {name}``; records ``gen_ai.execute_tool.duration``."""
+    if callable(name):
+        return ToolOperation(None)(name)
+    return ToolOperation(name)
+
+
+@overload
+def workflow(name: F, /) -> F: ...
+
+
+@overload
+def workflow(name: str | None = None, *, business_case_id: str | None = None) -> WorkflowOperation: ...
+
+
+def workflow(name: Any = None, *, business_case_id: str | None = None) -> Any:
+    """A workflow run, span ``invoke_workflow {name}``.
+
+    Its name and ``business_case_id`` are set on every step, agent and memory span inside it.
+    """
+    if callable(name):
+        return WorkflowOperation(None)(name)
+    return WorkflowOperation(name, business_case_id)
+
+
+def workflow_span(name: str, business_case_id: str | None = None) -> WorkflowOperation:
+    """``with workflow_span("build_business_case", business_case_id=case.id):``."""
+    return WorkflowOperation(name, business_case_id)
+
+
+def workflow_step(name: str, index: int) -> StepOperation:
+    """One step of the enclosing workflow, span ``execute_step {name}``; counts ``b2b.workflow.steps``."""
+    return StepOperation(name, index)
+
+
+def memory(
+    tier: str,
+    operation: str,
+    *,
+    store_id: str = "default",
+    record_count: int | None = None,
+    cache_hit: bool | None = None,
+) -> MemoryOperation:
+    """A memory-tier operation, span ``{operation} {tier}``, e.g. ``search_memory episodic``.
+
+    ``tier``: episodic, semantic, knowledge_graph, working. ``operation``: search_memory,
+    create_memory, update_memory, upsert_memory, delete_memory. Set ``b2b.memory.cache.hit`` (working
+    tier) on the span or pass ``cache_hit``; it feeds ``b2b.memory.cache.requests``.
+    """
+    return MemoryOperation(tier, operation, store_id, record_count, cache_hit)
+
+
+def set_queue_depth(agent_name: str, depth: int) -> None:
+    """Report how many executions wait for ``agent_name`` (the ``b2b.agent.queue.depth`` gauge)."""
+    try:
+        instruments().queue_depth.set(int(depth), {sc.GEN_AI_AGENT_NAME: agent_name})
+    except Exception as exc:
+        selflog.warn_once_a_minute("queue-depth", "b2b_otel: cannot record queue depth: %r", exc)
+
+
+def instant_span(name: str, attributes: dict[str, Any]) -> Span:
+    """A span that starts and ends now, child of the current span (security facts, audit records)."""
+    span = tracer().start_span(name, kind=SpanKind.INTERNAL, attributes=attributes)
+    span.end()
+    return span

@@ -1,0 +1,158 @@
+"""The metric instruments of SPEC section 4, created once per meter provider from ``semconv.METRICS``.
+
+Histograms carry their explicit bucket boundaries as an advisory, so they apply whether b2b_otel
+created the MeterProvider or the application did.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from .. import semconv as sc
+from .._version import __version__
+from . import selflog
+
+SCOPE = "b2b_otel"
+
+
+class Instruments:
+    """Every synchronous instrument the helpers record into, bound to one meter."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.meter = meter
+        created: dict[str, Any] = {}
+        for name, info in sc.METRICS.items():
+            if info.instrument == "histogram":
+                created[name] = meter.create_histogram(
+                    name,
+                    unit=info.unit,
+                    description=info.description,
+                    explicit_bucket_boundaries_advisory=list(info.buckets) if info.buckets else None,
+                )
+            elif info.instrument == "counter":
+                created[name] = meter.create_counter(name, unit=info.unit, description=info.description)
+            elif info.instrument == "gauge" and name == sc.METRIC_B2B_AGENT_QUEUE_DEPTH:
+                created[name] = meter.create_gauge(name, unit=info.unit, description=info.description)
+        self.agent_duration = created[sc.METRIC_GEN_AI_INVOKE_AGENT_DURATION]
+        self.tool_duration = created[sc.METRIC_GEN_AI_EXECUTE_TOOL_DURATION]
+        self.workflow_duration = created[sc.METRIC_GEN_AI_INVOKE_WORKFLOW_DURATION]
+        self.db_duration = created[sc.METRIC_DB_CLIENT_OPERATION_DURATION]
+        self.agent_executions = created[sc.METRIC_B2B_AGENT_EXECUTIONS]
+        self.queue_depth = created[sc.METRIC_B2B_AGENT_QUEUE_DEPTH]
+        self.memory_duration = created[sc.METRIC_B2B_MEMORY_OPERATION_DURATION]
+        self.cache_requests = created[sc.METRIC_B2B_MEMORY_CACHE_REQUESTS]
+        self.workflow_steps = created[sc.METRIC_B2B_WORKFLOW_STEPS]
+        self.alerts = created[sc.METRIC_B2B_ALERTS]
+        self.security_events = created[sc.METRIC_B2B_SECURITY_EVENTS]
+        self.dropped = created[sc.METRIC_B2B_TELEMETRY_DROPPED]
+        info_count = sc.METRICS[sc.METRIC_DB_CLIENT_CONNECTION_COUNT]
+        info_max = sc.METRICS[sc.METRIC_DB_CLIENT_CONNECTION_MAX]
+        meter.create_observable_up_down_counter(
+            info_count.name,
+            callbacks=[_observe_pool_counts],
+            unit=info_count.unit,
+            description=info_count.description,
+        )
+        meter.create_observable_up_down_counter(
+            info_max.name, callbacks=[_observe_pool_max], unit=info_max.unit, description=info_max.description
+        )
+
+
+_lock = threading.Lock()
+_bound: tuple[Any, Instruments] | None = None
+_tracer_bound: tuple[Any, trace.Tracer] | None = None
+
+
+def histogram_views() -> list[Any]:
+    """Bucket boundaries for histograms that other instrumentations create without an advisory.
+
+    The contrib psycopg instrumentation records ``db.client.operation.duration`` in seconds but
+    leaves the SDK's default (millisecond-shaped) buckets; a View fixes that where b2b_otel owns
+    the MeterProvider.
+    """
+    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+
+    return [
+        View(
+            instrument_name=sc.METRIC_DB_CLIENT_OPERATION_DURATION,
+            aggregation=ExplicitBucketHistogramAggregation(
+                list(sc.METRIC_DB_CLIENT_OPERATION_DURATION_BUCKETS)
+            ),
+        )
+    ]
+
+
+def instruments() -> Instruments:
+    """The instruments of the current global meter provider (re-created when it changes)."""
+    global _bound
+    provider = metrics.get_meter_provider()
+    bound = _bound
+    if bound is not None and bound[0] is provider:
+        return bound[1]
+    with _lock:
+        if _bound is None or _bound[0] is not provider:
+            _bound = (provider, Instruments(provider.get_meter(SCOPE, __version__, schema_url=None)))
+        return _bound[1]
+
+
+def tracer() -> trace.Tracer:
+    """b2b_otel's tracer from the current global tracer provider (cached per provider)."""
+    global _tracer_bound
+    provider = trace.get_tracer_provider()
+    bound = _tracer_bound
+    if bound is not None and bound[0] is provider:
+        return bound[1]
+    created = provider.get_tracer(SCOPE, __version__)
+    _tracer_bound = (provider, created)
+    return created
+
+
+# --- connection pools ------------------------------------------------------------------------------
+
+_pools: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+
+
+def register_pool(pool: Any, name: str | None = None) -> None:
+    """Report a ``psycopg_pool`` pool's connections as ``db.client.connection.count`` / ``.max``.
+
+    The pool is held weakly: a closed and dropped pool simply stops reporting.
+    """
+    pool_name = name or getattr(pool, "name", None) or f"pool-{id(pool):x}"
+    _pools[pool_name] = pool
+    instruments()  # make sure the observable instruments exist on the current provider
+
+
+def pool_stats() -> dict[str, dict[str, int]]:
+    """``{pool name: {"used", "idle", "max", "waiting"}}`` for every registered pool; never raises."""
+    result: dict[str, dict[str, int]] = {}
+    for name, pool in list(_pools.items()):
+        try:
+            stats = pool.get_stats()
+            size = int(stats.get("pool_size", 0))
+            available = int(stats.get("pool_available", 0))
+            result[name] = {
+                "used": max(0, size - available),
+                "idle": available,
+                "max": int(getattr(pool, "max_size", size) or size),
+                "waiting": int(stats.get("requests_waiting", 0)),
+            }
+        except Exception as exc:  # a closed pool, or a pool of another library
+            selflog.warn_once_a_minute(f"pool-{name}", "b2b_otel: cannot read pool %s: %r", name, exc)
+    return result
+
+
+def _observe_pool_counts(options: CallbackOptions) -> Iterable[Observation]:
+    for name, stats in pool_stats().items():
+        for state in ("idle", "used"):
+            yield Observation(stats[state], {sc.DB_CLIENT_CONNECTION_POOL_NAME: name, sc.STATE: state})
+
+
+def _observe_pool_max(options: CallbackOptions) -> Iterable[Observation]:
+    for name, stats in pool_stats().items():
+        yield Observation(stats["max"], {sc.DB_CLIENT_CONNECTION_POOL_NAME: name})

@@ -1,0 +1,84 @@
+"""Security facts the application records: logins, privilege changes, denied access.
+
+Each call makes a short span with the attributes of SPEC section 3 (so the collector sees the fact
+too) and counts ``b2b.security.events``. They never raise into the application.
+
+Example::
+
+    b2b_otel.security.login("u-42", "203.0.113.9", success=False)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from . import semconv as sc
+from ._internal import selflog
+from ._internal.api import instant_span
+from ._internal.instruments import instruments
+
+__all__ = ["access_denied", "login", "privilege_change"]
+
+
+def _record(action: str, attributes: dict[str, Any]) -> None:
+    try:
+        instant_span(
+            action, {sc.B2B_SECURITY_ACTION: action, **{k: v for k, v in attributes.items() if v is not None}}
+        )
+        instruments().security_events.add(1, {sc.B2B_SECURITY_ACTION: action})
+    except Exception as exc:
+        selflog.warn_once_a_minute(f"security-{action}", "b2b_otel: recording %s failed: %r", action, exc)
+
+
+def login(user_id: str, client_address: str, success: bool, method: str = "password") -> None:
+    """A login attempt: span ``login`` with ``event.outcome`` success or failure."""
+    _record(
+        sc.B2bSecurityActionValues.LOGIN,
+        {
+            sc.USER_ID: user_id,
+            sc.CLIENT_ADDRESS: client_address,
+            sc.EVENT_OUTCOME: sc.EventOutcomeValues.SUCCESS if success else sc.EventOutcomeValues.FAILURE,
+            sc.B2B_AUTH_METHOD: method,
+        },
+    )
+
+
+def privilege_change(
+    actor_id: str,
+    user_id: str,
+    granted: Iterable[str] = (),
+    revoked: Iterable[str] = (),
+    roles: Iterable[str] | None = None,
+) -> None:
+    """``actor_id`` changed ``user_id``'s roles: span ``privilege_change``.
+
+    ``roles`` are the user's roles after the change (``user.roles``); when not given, the granted
+    roles are the best knowledge of them.
+    """
+    granted_list = sorted(set(granted))
+    revoked_list = sorted(set(revoked))
+    after = sorted(set(roles)) if roles is not None else granted_list
+    _record(
+        sc.B2bSecurityActionValues.PRIVILEGE_CHANGE,
+        {
+            sc.B2B_ACTOR_ID: actor_id,
+            sc.USER_ID: user_id,
+            sc.USER_ROLES: after,
+            sc.B2B_ROLES_GRANTED: granted_list,
+            sc.B2B_ROLES_REVOKED: revoked_list,
+        },
+    )
+
+
+def access_denied(user_id: str, resource: str, action: str, client_address: str | None = None) -> None:
+    """``user_id`` was refused ``action`` on ``resource``: span ``access_denied``."""
+    _record(
+        sc.B2bSecurityActionValues.ACCESS_DENIED,
+        {
+            sc.USER_ID: user_id,
+            sc.B2B_RESOURCE: resource,
+            sc.B2B_ACCESS_ACTION: action,
+            sc.CLIENT_ADDRESS: client_address,
+        },
+    )
