@@ -28,7 +28,7 @@ class QuoteError(Exception):
     pass
 
 
-# --- agents -------------------------------------------------------------------------------------------
+# --- agents --------------------------------------------------------------------------------------
 
 
 def test_agent_decorator_makes_an_internal_invoke_agent_span(capture: Capture) -> None:
@@ -133,7 +133,7 @@ def test_agent_queue_depth_sets_attribute_and_gauge(capture: Capture) -> None:
     assert values == {"queue_agent": 12, "other_agent": 4}
 
 
-# --- generators ---------------------------------------------------------------------------------------
+# --- generators ----------------------------------------------------------------------------------
 
 
 def test_generator_span_is_current_only_while_the_generator_runs(capture: Capture) -> None:
@@ -232,7 +232,7 @@ async def test_abandoned_async_generator_is_closed_inside_its_span(capture: Capt
     assert capture.span("invoke_agent async_abandoned").end_time is not None
 
 
-# --- workflows, steps, tools, memory ------------------------------------------------------------------------
+# --- workflows, steps, tools, memory -------------------------------------------------------------------
 
 
 def test_workflow_name_and_business_case_reach_steps_agents_and_memory(capture: Capture) -> None:
@@ -335,7 +335,7 @@ def test_unknown_memory_tier_is_recorded_and_does_not_raise(capture: Capture) ->
     assert capture.span("search_memory vector").attributes["b2b.memory.tier"] == "vector"  # type: ignore[index]
 
 
-# --- security and audit ------------------------------------------------------------------------------------
+# --- security and audit -------------------------------------------------------------------------------
 
 
 def test_security_facts_are_spans_with_their_attributes(capture: Capture) -> None:
@@ -399,7 +399,7 @@ def test_audit_span(capture: Capture) -> None:
     }
 
 
-# --- context safety ------------------------------------------------------------------------------------------
+# --- context safety --------------------------------------------------------------------------------
 
 
 async def test_concurrent_asyncio_tasks_never_mix_up_parents(capture: Capture) -> None:
