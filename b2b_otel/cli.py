@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -30,6 +31,19 @@ def _config_check(_: argparse.Namespace) -> int:
     return 0
 
 
+def _rules_check(args: argparse.Namespace) -> int:
+    # Imported here so that other commands do not pay for pydantic models of the rules.
+    from .rules import load_rules
+
+    try:
+        rules = load_rules(args.file, os.environ)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"OK: {len(rules)} rules ({', '.join(rules.ids)})")
+    return 0
+
+
 def _demo(_: argparse.Namespace) -> int:
     print(
         "b2b-otel demo: the example workload and the local stack (collector, Jaeger, Prometheus,\n"
@@ -51,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="validate the environment and print the effective configuration (secrets masked)"
     )
     check.set_defaults(func=_config_check)
+
+    rules = commands.add_parser("rules", help="rules file commands")
+    rules_commands = rules.add_subparsers(dest="rules_command", required=True)
+    rules_check = rules_commands.add_parser(
+        "check", help="validate a rules file (and the B2B_OTEL_RULE_*_THRESHOLD overrides in the environment)"
+    )
+    rules_check.add_argument("file", metavar="FILE", help="the YAML rules file")
+    rules_check.set_defaults(func=_rules_check)
 
     demo = commands.add_parser("demo", help="run the example workload against the local stack")
     demo.set_defaults(func=_demo)
