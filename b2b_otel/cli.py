@@ -44,6 +44,30 @@ def _rules_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .audit_verify import verify
+
+    key_env: str = args.key_env or "B2B_OTEL_AUDIT_KEY"
+    key = os.environ.get(key_env)
+    if args.key_env is not None and not key:
+        # The variable is named, never its value.
+        print(f"b2b-otel audit verify: {key_env} is not set (or empty)", file=sys.stderr)
+        return 2
+    try:
+        report = verify([Path(p) for p in args.paths], key.encode("utf-8") if key else None)
+    except (OSError, ValueError) as exc:
+        print(f"b2b-otel audit verify: {exc}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    if not report.ok:
+        print(f"  at {report.where}")
+    for note in report.notes:
+        print(f"  note: {note}")
+    return 0 if report.ok else 1
+
+
 def _demo(_: argparse.Namespace) -> int:
     print(
         "b2b-otel demo: the example workload and the local stack (collector, Jaeger, Prometheus,\n"
@@ -73,6 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rules_check.add_argument("file", metavar="FILE", help="the YAML rules file")
     rules_check.set_defaults(func=_rules_check)
+
+    audit = commands.add_parser("audit", help="audit trail commands")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    audit_verify = audit_commands.add_parser(
+        "verify", help="check the hash chain of audit.log (and its rotated files, or a directory)"
+    )
+    audit_verify.add_argument(
+        "paths", metavar="PATH", nargs="+", help="audit.log, its rotated files, or their folder"
+    )
+    audit_verify.add_argument(
+        "--key-env",
+        metavar="VAR",
+        default=None,
+        help="environment variable holding the HMAC key (default B2B_OTEL_AUDIT_KEY; unset = plain SHA-256)",
+    )
+    audit_verify.set_defaults(func=_audit_verify)
 
     demo = commands.add_parser("demo", help="run the example workload against the local stack")
     demo.set_defaults(func=_demo)

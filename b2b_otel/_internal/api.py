@@ -22,7 +22,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from .. import semconv as sc
 from . import selflog
-from .instruments import instruments, tracer
+from .instruments import instruments, report_gauge, tracer
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -356,6 +356,7 @@ class AgentOperation(Operation):
         depth = self.attributes.get(sc.B2B_AGENT_QUEUE_DEPTH)
         if depth is not None:
             inst.queue_depth.set(depth, {sc.GEN_AI_AGENT_NAME: agent_name})
+            report_gauge(sc.METRIC_B2B_AGENT_QUEUE_DEPTH, float(depth), {sc.GEN_AI_AGENT_NAME: agent_name})
 
 
 class ToolOperation(Operation):
@@ -615,6 +616,7 @@ def set_queue_depth(agent_name: str, depth: int) -> None:
     """Report how many executions wait for ``agent_name`` (the ``b2b.agent.queue.depth`` gauge)."""
     try:
         instruments().queue_depth.set(int(depth), {sc.GEN_AI_AGENT_NAME: agent_name})
+        report_gauge(sc.METRIC_B2B_AGENT_QUEUE_DEPTH, float(depth), {sc.GEN_AI_AGENT_NAME: agent_name})
     except Exception as exc:
         selflog.warn_once_a_minute("queue-depth", "b2b_otel: cannot record queue depth: %r", exc)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -65,6 +65,23 @@ class Instruments:
 
 
 _lock = threading.Lock()
+# The processor layer's gauge input (rules of kind gauge with a metric source).
+_gauge_listener: Callable[[str, float, dict[str, Any]], None] | None = None
+
+
+def set_gauge_listener(listener: Callable[[str, float, dict[str, Any]], None] | None) -> None:
+    """Where reported gauge values go besides the metric (the rules engine)."""
+    global _gauge_listener
+    _gauge_listener = listener
+
+
+def report_gauge(source: str, value: float, attributes: dict[str, Any]) -> None:
+    """Hand a gauge value to the rules engine, if one is installed."""
+    listener = _gauge_listener
+    if listener is not None:
+        listener(source, value, attributes)
+
+
 _bound: tuple[Any, Instruments] | None = None
 _tracer_bound: tuple[Any, trace.Tracer] | None = None
 

@@ -49,6 +49,8 @@ def build_resource(settings: Settings) -> Resource:
         attributes["service.version"] = settings.service_version
     if settings.environment:
         attributes["deployment.environment.name"] = settings.environment
+    # Tells the collector connector that this process already judged its spans (SPEC section 7).
+    attributes["b2b.derived"] = True
     attributes["telemetry.distro.name"] = DISTRO_NAME
     attributes["telemetry.distro.version"] = __version__
     return Resource(attributes, resource.schema_url)

@@ -419,6 +419,22 @@ class Settings(BaseModel):
             "an absolute http:// or https:// URL, e.g. http://127.0.0.1:9093",
         ),
     ] = None
+    rules_max_groups: Annotated[
+        PositiveInt,
+        Var(
+            "B2B_OTEL_RULES_MAX_GROUPS",
+            "groups (e.g. client addresses) a window rule tracks; the least recently seen go first",
+            "a positive integer",
+        ),
+    ] = 10_000
+    trace_link: Annotated[
+        str,
+        Var(
+            "B2B_OTEL_TRACE_LINK",
+            "link to a trace in alert annotations; {trace_id} is replaced",
+            "a URL template containing {trace_id}",
+        ),
+    ] = "http://localhost:16686/trace/{trace_id}"
     shutdown_timeout: Annotated[
         Seconds,
         Var(

@@ -31,10 +31,11 @@ from opentelemetry.sdk.trace.sampling import (
 
 from .. import semconv as sc
 from .._version import __version__
+from ..pipeline.sampling import RecordAllSampler
 from . import exporters as exp
 from . import instrumentations, selflog
 from .errors import ConfigError, Problem
-from .instruments import histogram_views, instruments
+from .instruments import histogram_views, instruments, set_gauge_listener
 from .resource import build_resource
 from .settings import SIGNALS, Settings, resolve
 
@@ -119,6 +120,11 @@ class Telemetry:
         # Which providers b2b_otel created (and so shuts down) versus found and only added to.
         self._owns: dict[str, bool] = {s: False for s in SIGNALS}
         self._installed = False
+        # The processor layer (set by _build_derivation).
+        self.rules: Any = None
+        self.scrubber: Any = None
+        self.sinks: Any = None
+        self.derivation: Any = None
         self._shutdown_done = False
         self._lock = threading.Lock()
         self.started_at = time.time()
@@ -148,6 +154,7 @@ class Telemetry:
             self._shutdown_done = True
         instrumentations.uninstall(self.instrumented)
         self.instrumented = []
+        set_gauge_listener(None)
         return _bounded(self._shutdown_all, timeout_s, "shutdown")
 
     def _flush_all(self) -> None:
@@ -199,7 +206,12 @@ class Telemetry:
             "service": None if self.resource is None else self.resource.attributes.get("service.name"),
             "signals": {s: h.snapshot() for s, h in self.health_by_signal.items()},
             "instrumentations": list(self.instrumented),
-            "rules": {"loaded": 0, "source": self.settings.rules_file or "built-in"},
+            "rules": {
+                "loaded": 0 if self.rules is None else len(self.rules.enabled()),
+                "source": self.settings.rules_file or "built-in",
+                "firings": 0 if self.derivation is None else self.derivation.firings,
+                "tracked_groups": 0 if self.derivation is None else self.derivation.engine.tracked_groups(),
+            },
             "log_dir": log_dir,
             "audit_file": audit,
         }
@@ -280,11 +292,15 @@ def _build(settings: Settings) -> Telemetry:
     resource = build_resource(settings)
     telemetry = Telemetry(settings, resource)
     built: list[Any] = []
+    _build_derivation(telemetry)
+    # The judging processor comes first, so a flush judges everything before the exporters flush.
+    telemetry._span_processors.append(telemetry.derivation)
     try:
         _build_traces(telemetry, built)
         _build_metrics(telemetry, built)
         _build_logs(telemetry, built)
     except BaseException:
+        built.insert(0, telemetry.derivation)
         for piece in reversed(built):
             try:
                 piece.shutdown()
@@ -294,23 +310,86 @@ def _build(settings: Settings) -> Telemetry:
     return telemetry
 
 
+def _build_derivation(telemetry: Telemetry) -> None:
+    """The processor layer: rules, scrubbing and sinks (needs the rules file validated first)."""
+    from ..pipeline.processor import DerivationProcessor
+    from ..pipeline.scrub import Scrubber
+    from ..rules.loader import load_rules
+
+    settings = telemetry.settings
+    telemetry.rules = load_rules(settings.rules_file, os.environ)  # ConfigError on a bad file
+    telemetry.scrubber = Scrubber(settings.redact_allow_keys, enabled=settings.redact)
+    telemetry.sinks = _Sinks(settings, telemetry)
+    telemetry.derivation = DerivationProcessor(
+        telemetry.rules,
+        telemetry.scrubber,
+        telemetry.sinks,
+        max_groups=settings.rules_max_groups,
+        gauge_interval_s=max(1.0, settings.metric_export_interval),
+        on_drop=lambda reason, count: telemetry._count_drop("rules", reason, count),
+    )
+
+
+class _Sinks:
+    """Where derived records go: local files, the audit trail, Alertmanager (each optional)."""
+
+    def __init__(self, settings: Settings, telemetry: Telemetry) -> None:
+        self.files: Any = None
+        self.audit: Any = None
+        self.alertmanager: Any = None
+        path = settings.log_path
+        if path is not None:
+            from ..sinks.audit import AuditLog
+            from ..sinks.files import LocalFiles
+
+            self.files = LocalFiles(path, settings.log_format)
+            key = settings.audit_key.encode("utf-8") if settings.audit_key else None
+            self.audit = AuditLog(path / "audit.log", key=key)
+        if settings.alertmanager_url:
+            from ..sinks.alertmanager import AlertmanagerSink
+
+            service = telemetry.resource.attributes.get("service.name") if telemetry.resource else None
+            self.alertmanager = AlertmanagerSink(
+                settings.alertmanager_url,
+                service=str(service or "unknown_service"),
+                trace_link=settings.trace_link,
+                on_drop=lambda count: telemetry._count_drop("alerts", "export_failed", count),
+            )
+
+
+def _scrubbed(telemetry: Telemetry, exporter: Any, kind: str) -> Any:
+    from ..pipeline.export import ScrubbingLogExporter, ScrubbingSpanExporter
+
+    if telemetry.scrubber is None or not telemetry.settings.redact:
+        return exporter
+    on_finding = telemetry.derivation.finding if telemetry.derivation is not None else None
+    if kind == "traces":
+        return ScrubbingSpanExporter(exporter, telemetry.scrubber, on_finding)
+    return ScrubbingLogExporter(exporter, telemetry.scrubber, on_finding)
+
+
 def _build_traces(telemetry: Telemetry, built: list[Any]) -> None:
+    from ..pipeline.export import FanOutSpanExporter
+
     settings = telemetry.settings
     health = telemetry.health_by_signal["traces"]
     pairs = exp.span_exporters(settings)
     health.exporters = tuple(name for name, _ in pairs)
-    for name, inner in pairs:
-        observed = exp.ObservedSpanExporter(inner, name, health, telemetry._count_drop)
-        processor = _WatchedBatchSpanProcessor(
-            observed,
-            lambda p: _QueueWatch(p, health, telemetry._count_drop),
-            max_queue_size=settings.bsp_max_queue_size,
-            max_export_batch_size=settings.bsp_max_export_batch_size,
-            schedule_delay_millis=settings.bsp_schedule_delay * 1000,
-            export_timeout_millis=settings.bsp_export_timeout * 1000,
-        )
-        built.append(processor)
-        telemetry._span_processors.append(processor)
+    if not pairs:
+        return
+    observed = [exp.ObservedSpanExporter(inner, name, health, telemetry._count_drop) for name, inner in pairs]
+    # One batch processor: scrub once (one finding per secret), then fan out to every exporter.
+    exporter = _scrubbed(telemetry, FanOutSpanExporter(observed), "traces")
+    processor = _WatchedBatchSpanProcessor(
+        exporter,
+        lambda p: _QueueWatch(p, health, telemetry._count_drop),
+        max_queue_size=settings.bsp_max_queue_size,
+        max_export_batch_size=settings.bsp_max_export_batch_size,
+        schedule_delay_millis=settings.bsp_schedule_delay * 1000,
+        export_timeout_millis=settings.bsp_export_timeout * 1000,
+    )
+    built.append(processor)
+    telemetry._span_processors.append(processor)
 
 
 def _build_metrics(telemetry: Telemetry, built: list[Any]) -> None:
@@ -330,22 +409,25 @@ def _build_metrics(telemetry: Telemetry, built: list[Any]) -> None:
 
 
 def _build_logs(telemetry: Telemetry, built: list[Any]) -> None:
+    from ..pipeline.export import FanOutLogExporter
+
     settings = telemetry.settings
     health = telemetry.health_by_signal["logs"]
     pairs = exp.log_exporters(settings)
     health.exporters = tuple(name for name, _ in pairs)
-    for name, inner in pairs:
-        observed = exp.ObservedLogExporter(inner, name, health, telemetry._count_drop)
-        processor = _WatchedBatchLogRecordProcessor(
-            observed,
-            lambda p: _QueueWatch(p, health, telemetry._count_drop),
-            max_queue_size=settings.blrp_max_queue_size,
-            max_export_batch_size=settings.blrp_max_export_batch_size,
-            schedule_delay_millis=settings.blrp_schedule_delay * 1000,
-            export_timeout_millis=settings.blrp_export_timeout * 1000,
-        )
-        built.append(processor)
-        telemetry._log_processors.append(processor)
+    if not pairs:
+        return
+    observed = [exp.ObservedLogExporter(inner, name, health, telemetry._count_drop) for name, inner in pairs]
+    processor = _WatchedBatchLogRecordProcessor(
+        _scrubbed(telemetry, FanOutLogExporter(observed), "logs"),
+        lambda p: _QueueWatch(p, health, telemetry._count_drop),
+        max_queue_size=settings.blrp_max_queue_size,
+        max_export_batch_size=settings.blrp_max_export_batch_size,
+        schedule_delay_millis=settings.blrp_schedule_delay * 1000,
+        export_timeout_millis=settings.blrp_export_timeout * 1000,
+    )
+    built.append(processor)
+    telemetry._log_processors.append(processor)
 
 
 def _install(telemetry: Telemetry) -> None:
@@ -358,11 +440,14 @@ def _install(telemetry: Telemetry) -> None:
         telemetry.tracer_provider = existing_tp
     else:
         telemetry.tracer_provider = TracerProvider(
-            resource=telemetry.resource, sampler=build_sampler(settings), shutdown_on_exit=False
+            resource=telemetry.resource,
+            sampler=RecordAllSampler(build_sampler(settings)),
+            shutdown_on_exit=False,
         )
         telemetry._owns["traces"] = True
     for processor in telemetry._span_processors:
         telemetry.tracer_provider.add_span_processor(processor)
+    telemetry.derivation.tracer_provider = telemetry.tracer_provider
 
     existing_mp = metrics.get_meter_provider()
     if isinstance(existing_mp, MeterProvider):
@@ -386,6 +471,7 @@ def _install(telemetry: Telemetry) -> None:
         telemetry._owns["logs"] = True
     for log_processor in telemetry._log_processors:
         telemetry.logger_provider.add_log_record_processor(log_processor)
+    telemetry.derivation.logger_provider = telemetry.logger_provider
 
     if telemetry._owns["traces"]:
         trace.set_tracer_provider(telemetry.tracer_provider)
@@ -395,6 +481,7 @@ def _install(telemetry: Telemetry) -> None:
         _logs.set_logger_provider(telemetry.logger_provider)
 
     telemetry._installed = True
+    set_gauge_listener(telemetry.derivation.gauge)
     telemetry.instrumented = instrumentations.install(
         settings.enabled_instrumentations(), telemetry.tracer_provider, telemetry.meter_provider
     )

@@ -160,10 +160,42 @@ class Engine:
         self.evicted = 0
         enabled = rules.enabled()
         self._states = {rule.id: _RuleState(rule) for rule in enabled}
-        self._span_rules = [r for r in enabled if r.kind != "gauge" or (r.source and r.source.span_attribute)]
+        span_rules = [r for r in enabled if r.kind != "gauge" or (r.source and r.source.span_attribute)]
         self._gauge_rules = [
             r for r in enabled if r.kind == "gauge" and r.source and not r.source.span_attribute
         ]
+        self._index(span_rules)
+
+    def _index(self, span_rules: list[Rule]) -> None:
+        """Index rules by an attribute each requires, so a span is only matched against candidates."""
+        self._order = {rule.id: position for position, rule in enumerate(span_rules)}
+        self._by_value: dict[str, dict[Any, list[Rule]]] = {}
+        self._by_presence: dict[str, list[Rule]] = {}
+        self._unindexed: list[Rule] = []
+        for rule in span_rules:
+            equals = next((c for c in rule.match if c.attribute and c.equals is not None), None)
+            present = next((c for c in rule.match if c.attribute and (c.exists or c.non_empty)), None)
+            if equals is not None and equals.attribute and isinstance(equals.equals, str):
+                self._by_value.setdefault(equals.attribute, {}).setdefault(equals.equals, []).append(rule)
+            elif present is not None and present.attribute:
+                self._by_presence.setdefault(present.attribute, []).append(rule)
+            elif rule.source is not None and rule.source.span_attribute and not rule.match:
+                self._by_presence.setdefault(rule.source.span_attribute, []).append(rule)
+            else:
+                self._unindexed.append(rule)
+
+    def _candidates(self, attributes: Mapping[str, Any]) -> list[Rule]:
+        found = list(self._unindexed)
+        for key, by_value in self._by_value.items():
+            value = attributes.get(key)
+            if isinstance(value, str):
+                found.extend(by_value.get(value, ()))
+        for key, rules in self._by_presence.items():
+            if key in attributes:
+                found.extend(rules)
+        if len(found) > 1:
+            found.sort(key=lambda rule: self._order[rule.id])
+        return found
 
     def tracked_groups(self) -> int:
         """How many window groups are held across all rules (bounded by ``max_groups`` per rule)."""
@@ -174,7 +206,7 @@ class Engine:
     def judge_span(self, facts: SpanFacts) -> list[Firing]:
         """Every firing this finished span causes."""
         firings: list[Firing] = []
-        for rule in self._span_rules:
+        for rule in self._candidates(facts.attributes):
             if not matches(rule.match, facts):
                 continue
             firing = getattr(self, f"_judge_{rule.kind}")(rule, facts)

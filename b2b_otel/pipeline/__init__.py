@@ -1,0 +1,1 @@
+"""Judging and scrubbing between the application and the exporters."""

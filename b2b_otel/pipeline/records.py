@@ -1,0 +1,129 @@
+"""What a firing becomes: one derived record, the same for every sink."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .. import semconv as sc
+from ..rules.engine import Firing
+from .scrub import Scrubber
+
+LEVEL_BY_SEVERITY = {"critical": "CRITICAL", "warning": "WARNING", "info": "INFO"}
+# The seed's line codes where it names one; other rules use their id upper-cased.
+SEED_CODES = {sc.RULE_AGENT_EXECUTION_SLOW: "AGENT_SLOW", sc.RULE_AGENT_EXECUTION_CRITICAL: "AGENT_SLOW"}
+
+
+@dataclass(frozen=True)
+class DerivedRecord:
+    """A firing as data: attributes of SPEC section 5, already scrubbed."""
+
+    rule_id: str
+    event_name: str
+    severity: str
+    tier: str
+    attributes: dict[str, Any]
+    message: str
+    trace_id: int
+    span_id: int
+    time_s: float
+
+    @property
+    def severity_number(self) -> int:
+        return sc.SEVERITY_NUMBER[self.severity]
+
+    @property
+    def is_security(self) -> bool:
+        return self.event_name == sc.EVENT_B2B_SECURITY_EVENT
+
+    @property
+    def code(self) -> str:
+        return SEED_CODES.get(self.rule_id, self.rule_id.upper().replace(".", "_"))
+
+    def json_line(self) -> dict[str, Any]:
+        """The JSON object written to the local files."""
+        return {
+            "ts": iso(self.time_s),
+            "level": LEVEL_BY_SEVERITY[self.severity],
+            "event": self.code,
+            "event_name": self.event_name,
+            "message": self.message,
+            "trace_id": f"{self.trace_id:032x}" if self.trace_id else "",
+            "span_id": f"{self.span_id:016x}" if self.span_id else "",
+            "attributes": self.attributes,
+        }
+
+    def text_line(self) -> str:
+        """The seed's line format: ``2025-06-20 01:52:00,124 WARNING AGENT_SLOW: <message>``."""
+        return f"{seed_time(self.time_s)} {LEVEL_BY_SEVERITY[self.severity]} {self.code}: {self.message}"
+
+
+def iso(seconds: float) -> str:
+    """RFC 3339 UTC with milliseconds."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1000):03d}Z"
+
+
+def seed_time(seconds: float) -> str:
+    """The seed's timestamp: ``2025-06-20 01:52:00,123`` (UTC)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) + f",{int(seconds % 1 * 1000):03d}"
+
+
+def fmt_seconds(value: float) -> str:
+    """``4.1s``, ``300s``: durations as the seed writes them."""
+    return f"{value:.3g}s" if value < 100 else f"{value:.0f}s"
+
+
+def _message(firing: Firing, group: dict[str, Any]) -> str:
+    rule = firing.rule
+    subject = ", ".join(f"{k}={v}" for k, v in group.items()) or (firing.facts.name if firing.facts else "")
+    if rule.kind == "latency":
+        name = group.get(sc.GEN_AI_AGENT_NAME) or subject
+        return f"{name} exceeded {fmt_seconds(firing.threshold)} threshold ({fmt_seconds(firing.observed)})"
+    if rule.kind == "ratio":
+        what = "success rate" if rule.observed == "success_rate" else "failure rate"
+        return f"{subject or rule.id}: {what} {firing.observed:.1%} against threshold {firing.threshold:.1%}"
+    if rule.kind == "count":
+        return f"{subject}: {firing.observed:.0f} matching events within {fmt_seconds(rule.window or 0)}"
+    if rule.kind == "gauge":
+        return f"{subject or rule.id}: value {firing.observed:g} against threshold {firing.threshold:g}"
+    return f"{rule.description} ({subject})" if subject else rule.description
+
+
+def build(firing: Firing, scrubber: Scrubber, scope: str = "process") -> DerivedRecord:
+    """The derived record of a firing; group values and the message go through the scrubber."""
+    rule = firing.rule
+    group = {k: scrubber.value(k, v) for k, v in firing.group.items()}
+    attributes: dict[str, Any] = {
+        sc.B2B_RULE_ID: rule.id,
+        sc.B2B_ALERT_SEVERITY: rule.severity,
+        sc.B2B_ALERT_TIER: rule.tier,
+        sc.B2B_ALERT_RESPOND_WITHIN_S: sc.RESPOND_WITHIN_S[rule.severity],
+        sc.B2B_OBSERVED_VALUE: float(firing.observed),
+        sc.B2B_THRESHOLD_VALUE: float(firing.threshold),
+        sc.B2B_SCOPE: scope,
+        **group,
+    }
+    info = sc.RULES.get(rule.id)
+    security = info.security if info is not None else None
+    if security is not None:
+        attributes[sc.EVENT_CATEGORY] = security.event_category
+        attributes[sc.EVENT_TYPE] = security.event_type
+        attributes[sc.EVENT_OUTCOME] = security.event_outcome
+        attributes[sc.OCSF_CLASS_UID] = security.ocsf_class_uid
+        attributes[sc.OCSF_ACTIVITY_ID] = security.ocsf_activity_id
+    if firing.facts is not None:
+        for key in ("b2b.scrub.field", "b2b.scrub.pattern"):
+            if key in firing.facts.attributes:
+                attributes[key] = firing.facts.attributes[key]
+    return DerivedRecord(
+        rule_id=rule.id,
+        event_name=rule.event_name,
+        severity=rule.severity,
+        tier=rule.tier,
+        attributes=attributes,
+        message=scrubber.text(_message(firing, group)),
+        trace_id=firing.trace_id,
+        span_id=firing.span_id,
+        time_s=firing.at_s or time.time(),
+    )

@@ -1,0 +1,229 @@
+"""Scrubbing sensitive data out of telemetry before it leaves the process.
+
+A scrubbed value becomes ``[REDACTED:<pattern>]`` and never echoes any part of the secret. Every
+pattern is compiled once and is linear-time (no nested quantifiers, bounded repetition), so a
+hostile attribute value cannot make the export thread backtrack for seconds. Each finding is
+reported (attribute key and pattern name, never the value) so the ``security.sensitive_data``
+rule can fire.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+# Keys that name a secret. "token" only as a word of its own: gen_ai.usage.input_tokens and
+# friends are counts, not credentials.
+_SECRET_WORDS = (
+    r"password|passwd|pwd|passphrase|secret|client[_-]?secret|api[_-]?key|apikey|x[_-]api[_-]key"
+    r"|authorization|auth[_-]?token|access[_-]?token|refresh[_-]?token|id[_-]?token|token"
+    r"|cookie|set[_-]?cookie|session(?:[_-]?id)?|private[_-]?key|credentials?"
+)
+SECRET_KEY = re.compile(rf"(?i)(?:^|[._\-\s])(?:{_SECRET_WORDS})$")
+# key=value or key: value inside free text (URLs, SQL, log lines, JSON-ish payloads).
+_KEY_VALUE = re.compile(
+    rf"(?i)\b(?P<key>{_SECRET_WORDS})\b(?P<sep>[\"']?\s{{0,3}}[:=]\s{{0,3}})"
+    r"(?P<value>(?i:basic|digest|negotiate|bearer)\s{1,5}[^\s,;&\"')]{1,4096}"
+    r"|\"[^\"\n]{0,4096}\"|'[^'\n]{0,4096}'|[^\s,;&\"')]{1,4096})"
+)
+_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+_SSN = re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,4096}\.eyJ[A-Za-z0-9_-]{2,8192}\.[A-Za-z0-9_-]{0,4096}")
+_BEARER = re.compile(r"(?i)\bbearer\s{1,5}[A-Za-z0-9._~+/-]{8,4096}=*")
+_AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b")
+_PEM = re.compile(
+    r"-----BEGIN (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY-----"
+    r"(?:[^-]|-(?!----END)){0,65536}"
+    r"(?:-----END (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY-----)?"
+)
+
+PATTERN_NAMES = (
+    "secret_key",
+    "credit_card",
+    "us_ssn",
+    "jwt",
+    "bearer_token",
+    "aws_access_key_id",
+    "private_key",
+)
+
+
+def marker(pattern: str) -> str:
+    """The replacement text for a value caught by ``pattern``."""
+    return f"[REDACTED:{pattern}]"
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn checksum of a card number (digits only)."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if position % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Sensitive data caught in one field: where (``field``) and by which pattern; never the value."""
+
+    field: str
+    pattern: str
+
+
+Report = Callable[[Finding], None]
+
+
+class Scrubber:
+    """Scrubs strings, attribute maps, URLs and SQL; configured once, used from the export thread.
+
+    Example::
+
+        scrubber = Scrubber(allow_keys={"user.email"})
+        scrubber.text("card 4111 1111 1111 1111")  # 'card [REDACTED:credit_card]'
+    """
+
+    def __init__(self, allow_keys: Iterable[str] = (), enabled: bool = True) -> None:
+        self.allow_keys = frozenset(allow_keys)
+        self.enabled = enabled
+
+    # --- free text
+
+    def text(self, value: str, field: str = "", report: Report | None = None) -> str:
+        """``value`` with every secret replaced by its marker."""
+        if not self.enabled or not value:
+            return value
+        found: list[str] = []
+        result = value
+        if "PRIVATE KEY" in result:
+            result = _sub(_PEM, result, "private_key", found)
+        if "eyJ" in result:
+            result = _sub(_JWT, result, "jwt", found)
+        lowered = result.lower()
+        if "bearer" in lowered:
+            result = _sub(_BEARER, result, "bearer_token", found)
+        if any(c.isdigit() for c in result):
+            result = self._cards(result, found)
+            result = _sub(_SSN, result, "us_ssn", found)
+        if "A" in result:
+            result = _sub(_AWS_KEY_ID, result, "aws_access_key_id", found)
+        if "=" in result or ":" in result:
+            result = self._key_values(result, found)
+        if report is not None:
+            for pattern in found:
+                report(Finding(field, pattern))
+        return result
+
+    def _cards(self, value: str, found: list[str]) -> str:
+        def replace(match: re.Match[str]) -> str:
+            digits = re.sub(r"[ -]", "", match.group(0))
+            if 13 <= len(digits) <= 19 and luhn_valid(digits):
+                found.append("credit_card")
+                return marker("credit_card")
+            return match.group(0)
+
+        return _CARD.sub(replace, value)
+
+    def _key_values(self, value: str, found: list[str]) -> str:
+        def replace(match: re.Match[str]) -> str:
+            secret = match.group("value")
+            if secret.startswith("[REDACTED:"):
+                return match.group(0)
+            found.append("secret_key")
+            return f"{match.group('key')}{match.group('sep')}{marker('secret_key')}"
+
+        return _KEY_VALUE.sub(replace, value)
+
+    # --- structured values
+
+    def is_secret_key(self, key: str) -> bool:
+        """Whether an attribute key itself names a secret (``http.request.header.authorization``)."""
+        return key not in self.allow_keys and bool(SECRET_KEY.search(key))
+
+    def value(self, key: str, value: Any, report: Report | None = None) -> Any:
+        """One attribute value, scrubbed according to its key and content."""
+        if not self.enabled or key in self.allow_keys:
+            return value
+        if self.is_secret_key(key) and not isinstance(value, (bool, int, float)):
+            if report is not None:
+                report(Finding(key, "secret_key"))
+            if isinstance(value, (list, tuple)):
+                return tuple(marker("secret_key") for _ in value)
+            return marker("secret_key")
+        if isinstance(value, str):
+            if key in ("url.full", "url.query", "http.url", "http.target", "url.original"):
+                value = self.url(value, key, report)
+            return self.text(value, key, report)
+        if isinstance(value, (list, tuple)):
+            return tuple(self.text(v, key, report) if isinstance(v, str) else v for v in value)
+        return value
+
+    def attributes(
+        self, attributes: Mapping[str, Any] | None, report: Report | None = None
+    ) -> dict[str, Any] | None:
+        """A scrubbed copy of an attribute map, or None when nothing had to change."""
+        if not self.enabled or not attributes:
+            return None
+        changed: dict[str, Any] | None = None
+        for key, value in attributes.items():
+            clean = self.value(key, value, report)
+            if clean is not value and clean != value:
+                if changed is None:
+                    changed = dict(attributes)
+                changed[key] = clean
+        return changed
+
+    def url(self, value: str, field: str = "", report: Report | None = None) -> str:
+        """A URL with secret-named query parameters and userinfo passwords redacted."""
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            return value
+        netloc = parts.netloc
+        if "@" in netloc and ":" in netloc.split("@", 1)[0]:
+            user = netloc.split("@", 1)[0].split(":", 1)[0]
+            netloc = f"{user}:{marker('secret_key')}@{netloc.split('@', 1)[1]}"
+            if report is not None:
+                report(Finding(field, "secret_key"))
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            cleaned = []
+            for name, val in pairs:
+                if self.is_secret_key(name) and val:
+                    if report is not None:
+                        report(Finding(field, "secret_key"))
+                    cleaned.append((name, marker("secret_key")))
+                else:
+                    cleaned.append((name, val))
+            query = urlencode(cleaned, safe="[]:")
+        if netloc == parts.netloc and query == parts.query:
+            return value
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+    def body(self, body: Any, report: Report | None = None, field: str = "log.body") -> Any:
+        """A log body: strings scrubbed; mappings and sequences walked."""
+        if not self.enabled:
+            return body
+        if isinstance(body, str):
+            return self.text(body, field, report)
+        if isinstance(body, Mapping):
+            return {
+                k: self.value(str(k), self.body(v, report, f"{field}.{k}"), report) for k, v in body.items()
+            }
+        if isinstance(body, Sequence) and not isinstance(body, (bytes, bytearray)):
+            return [self.body(v, report, field) for v in body]
+        return body
+
+
+def _sub(pattern: re.Pattern[str], value: str, name: str, found: list[str]) -> str:
+    result, count = pattern.subn(marker(name), value)
+    if count:
+        found.append(name)
+    return result

@@ -1,0 +1,1 @@
+"""Where derived records go: local files, the audit trail, Alertmanager."""

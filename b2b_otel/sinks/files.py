@@ -1,0 +1,123 @@
+"""The local log files of the seed: critical.log, security.log, performance.log.
+
+Lines are JSON objects (``B2B_OTEL_LOG_FORMAT=json``) or the seed's text format, so that its runbook
+commands work (``grep AGENT_EXECUTION logs/performance.log | awk '{print $NF}' | sort -n``). Files
+rotate by size. Only the processor's worker thread writes; the application thread never does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+from pathlib import Path
+from typing import Any
+
+from ..pipeline.records import DerivedRecord, fmt_seconds, iso, seed_time
+
+CRITICAL = "critical.log"
+SECURITY = "security.log"
+PERFORMANCE = "performance.log"
+
+
+class LocalFiles:
+    """Writes derived records and agent execution lines to the local files."""
+
+    def __init__(
+        self, directory: Path, fmt: str = "json", max_bytes: int = 10 * 1024 * 1024, backups: int = 5
+    ) -> None:
+        self.directory = directory
+        self.fmt = fmt
+        self._max_bytes = max_bytes
+        self._backups = backups
+        self._handlers: dict[str, logging.Handler] = {}
+
+    def _handler(self, name: str) -> logging.Handler:
+        handler = self._handlers.get(name)
+        if handler is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            handler = logging.handlers.RotatingFileHandler(
+                self.directory / name, maxBytes=self._max_bytes, backupCount=self._backups, encoding="utf-8"
+            )
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            self._handlers[name] = handler
+        return handler
+
+    def _write(self, name: str, line: str) -> None:
+        record = logging.LogRecord("b2b_otel.files", logging.INFO, "", 0, line, None, None)
+        handler = self._handler(name)
+        # emit() swallows errors through handleError; write directly so a full disk is seen and counted.
+        handler.acquire()
+        try:
+            if handler.shouldRollover(record):  # type: ignore[attr-defined]
+                handler.doRollover()  # type: ignore[attr-defined]
+            stream = handler.stream  # type: ignore[attr-defined]
+            if stream is None:
+                stream = handler._open()  # type: ignore[attr-defined]
+                handler.stream = stream  # type: ignore[attr-defined]
+            stream.write(line + "\n")
+            stream.flush()
+        finally:
+            handler.release()
+
+    def _line(self, obj: dict[str, Any], text: str) -> str:
+        return (
+            json.dumps(obj, default=str, ensure_ascii=False, separators=(",", ":"))
+            if self.fmt == "json"
+            else text
+        )
+
+    def record(self, record: DerivedRecord) -> list[str]:
+        """Write a derived record to the files it belongs in; returns their names."""
+        targets = []
+        if record.severity == "critical":
+            targets.append(CRITICAL)
+        targets.append(SECURITY if record.is_security else PERFORMANCE)
+        line = self._line(record.json_line(), record.text_line())
+        for name in targets:
+            self._write(name, line)
+        return targets
+
+    def agent_execution(
+        self, agent: str, seconds: float, error_type: str | None, at_s: float, trace_id: int, span_id: int
+    ) -> None:
+        """One ``AGENT_EXECUTION`` line per agent run, and ``AGENT_FAILURE`` when it failed."""
+        ids = {
+            "trace_id": f"{trace_id:032x}" if trace_id else "",
+            "span_id": f"{span_id:016x}" if span_id else "",
+        }
+        # The duration stays the last field either way: the runbook's awk '{print $NF}' reads it.
+        verb = "failed in" if error_type else "completed in"
+        message = f"{agent} {verb} {fmt_seconds(seconds)}"
+        text = f"{seed_time(at_s)} INFO AGENT_EXECUTION: {message}"
+        obj = {
+            "ts": iso(at_s),
+            "level": "INFO",
+            "event": "AGENT_EXECUTION",
+            "message": message,
+            "agent": agent,
+            "duration_s": round(seconds, 6),
+            **ids,
+        }
+        self._write(PERFORMANCE, self._line(obj, text))
+        if error_type:
+            message = f"{agent} failed: {error_type}"
+            obj = {
+                "ts": iso(at_s),
+                "level": "ERROR",
+                "event": "AGENT_FAILURE",
+                "message": message,
+                "agent": agent,
+                "error_type": error_type,
+                **ids,
+            }
+            self._write(PERFORMANCE, self._line(obj, f"{seed_time(at_s)} ERROR AGENT_FAILURE: {message}"))
+
+    def close(self) -> None:
+        """Close every open file."""
+        for handler in self._handlers.values():
+            try:
+                handler.close()
+            except Exception:
+                pass
+        self._handlers.clear()
