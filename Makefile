@@ -44,6 +44,7 @@ pg-stop:
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a silent green.
 test: install check pg-start
+	@bash scripts/ensure_debs.sh prometheus-alertmanager
 	@echo "==> pytest"
 	@B2B_OTEL_TEST_PG_URL="$$(bash scripts/pg.sh url)" $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from opentelemetry import trace
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.alertmanager"]
 
 
 @pytest.fixture(autouse=True)

@@ -365,24 +365,31 @@ class DerivationProcessor(SpanProcessor):
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Wait until every queued span is judged and its records handed to the sinks."""
+    def _wait_idle(self, timeout_s: float) -> bool:
         if self._thread is None:
             return True
         self._wake.set()
-        deadline = time.monotonic() + timeout_millis / 1000
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self._queue and self._idle.wait(0.05) and not self._queue:
-                break
-        else:
+                return True
+        return False
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Wait until every queued span is judged and its records handed to the sinks."""
+        started = time.monotonic()
+        if not self._wait_idle(timeout_millis / 1000):
             return False
         alertmanager = getattr(self.sinks, "alertmanager", None)
         if alertmanager is not None:
-            return bool(alertmanager.flush(max(0.0, deadline - time.monotonic())))
+            remaining = timeout_millis / 1000 - (time.monotonic() - started)
+            return bool(alertmanager.flush(max(0.0, remaining)))
         return True
 
     def shutdown(self) -> None:
-        self.force_flush(5000)
+        # Judge what is queued, give Alertmanager a short last chance, then stop: a dead
+        # Alertmanager must not stretch the application's shutdown.
+        self._wait_idle(3.0)
         self._stopped = True
         self._wake.set()
         alertmanager = getattr(self.sinks, "alertmanager", None)
