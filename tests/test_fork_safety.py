@@ -21,7 +21,10 @@ def clean_globals(otlp_receiver: OTLPReceiver) -> Iterator[None]:
 
 def test_forked_child_judges_and_exports_its_spans(otlp_receiver: OTLPReceiver) -> None:
     telemetry = b2b_otel.instrument(
-        service_name="forking", otlp_endpoint=otlp_receiver.http_endpoint, log_dir="none", instrumentations="none"
+        service_name="forking",
+        otlp_endpoint=otlp_receiver.http_endpoint,
+        log_dir="none",
+        instrumentations="none",
     )
     b2b_otel.security.access_denied("parent-user", "doc", "read")  # starts the parent's worker thread
     assert telemetry.force_flush(10)
