@@ -31,13 +31,9 @@ def clean_globals(otlp_receiver: OTLPReceiver) -> Iterator[None]:
 
 
 def start(receiver: OTLPReceiver, log_dir: Path, **overrides: Any) -> b2b_otel.Telemetry:
+    settings: dict[str, Any] = {"metric_export_interval": "1h", "instrumentations": "none", **overrides}
     return b2b_otel.instrument(
-        service_name="derive-test",
-        otlp_endpoint=receiver.http_endpoint,
-        log_dir=str(log_dir),
-        instrumentations="none",
-        metric_export_interval="1h",
-        **overrides,
+        service_name="derive-test", otlp_endpoint=receiver.http_endpoint, log_dir=str(log_dir), **settings
     )
 
 
@@ -294,3 +290,67 @@ def test_a_failing_sink_never_reaches_the_application(otlp_receiver: OTLPReceive
     # The log records still went out even though the file sink failed.
     logs = derived_logs(otlp_receiver, "security.access.violation")
     assert sum(r["attributes"].get("b2b.rule.id") == "security.access.violation" for r in logs) >= 3
+
+
+def test_rules_see_spans_the_trace_sampler_dropped(otlp_receiver: OTLPReceiver, tmp_path: Path) -> None:
+    telemetry = start(otlp_receiver, tmp_path, traces_sampler="always_off")
+    b2b_otel.security.privilege_change("admin", "u-5", granted=["admin"])
+    with b2b_otel.agent_span("unsampled_agent"):
+        pass
+    assert telemetry.force_flush(10)
+    logs = derived_logs(otlp_receiver, "security.privilege.escalation")
+    assert any(r["attributes"].get("user.id") == "u-5" for r in logs)
+    # The dropped spans were judged but not exported; the alert marker is always exported.
+    names = {s["name"] for s in otlp_receiver.spans()}
+    assert "privilege_change" not in names and "invoke_agent unsampled_agent" not in names
+    assert "alert security.privilege.escalation" in names
+    assert "AGENT_EXECUTION" in (tmp_path / "performance.log").read_text()
+
+
+def test_group_eviction_is_counted_as_dropped(otlp_receiver: OTLPReceiver, tmp_path: Path) -> None:
+    telemetry = start(otlp_receiver, tmp_path, rules_max_groups=2)
+    for index in range(5):
+        b2b_otel.security.login("u", f"192.0.2.{index}", success=False)
+    assert telemetry.force_flush(10)
+    telemetry.shutdown(10)
+    points = otlp_receiver.wait_for_metrics(lambda m: any(p["name"] == "b2b.telemetry.dropped" for p in m))
+    evicted = [
+        p["value"]
+        for p in points
+        if p["name"] == "b2b.telemetry.dropped"
+        and p["attributes"] == {"signal": "rules", "reason": "window_evicted"}
+    ]
+    assert evicted and evicted[-1] == 3
+
+
+def test_reported_queue_depth_fires_the_gauge_rule(otlp_receiver: OTLPReceiver, tmp_path: Path) -> None:
+    telemetry = start(otlp_receiver, tmp_path)
+    b2b_otel.set_queue_depth("narrative_generator_agent", 4)
+    b2b_otel.set_queue_depth("narrative_generator_agent", 11)
+    b2b_otel.set_queue_depth("narrative_generator_agent", 12)  # still breaching: no second firing
+    assert telemetry.force_flush(10)
+    performance = lines(tmp_path / "performance.log")
+    assert [line["event"] for line in performance] == ["AGENT_QUEUE_DEPTH"]
+    assert performance[0]["level"] == "INFO"
+    assert performance[0]["attributes"]["gen_ai.agent.name"] == "narrative_generator_agent"
+    assert performance[0]["attributes"]["b2b.observed.value"] == 11.0
+
+
+def test_exhausted_connection_pool_fires_the_pool_rule(
+    otlp_receiver: OTLPReceiver, tmp_path: Path, pg_url: str
+) -> None:
+    from psycopg_pool import ConnectionPool
+
+    telemetry = start(otlp_receiver, tmp_path, metric_export_interval="1s")
+    with ConnectionPool(pg_url, min_size=2, max_size=2, name="episodic-test", open=True) as pool:
+        pool.wait(timeout=10)
+        b2b_otel.register_pool(pool)
+        with pool.connection(), pool.connection():  # 2 of 2 in use: 100 % > 90 %
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not (tmp_path / "critical.log").exists():
+                time.sleep(0.2)
+    assert telemetry.force_flush(10)
+    critical = lines(tmp_path / "critical.log")
+    assert [line["event"] for line in critical] == ["DB_POOL_EXHAUSTION"]
+    assert critical[0]["attributes"]["db.client.connection.pool.name"] == "episodic-test"
+    assert critical[0]["attributes"]["b2b.observed.value"] == 1.0

@@ -482,6 +482,7 @@ def _install(telemetry: Telemetry) -> None:
 
     telemetry._installed = True
     set_gauge_listener(telemetry.derivation.gauge)
+    telemetry.derivation.start()
     telemetry.instrumented = instrumentations.install(
         settings.enabled_instrumentations(), telemetry.tracer_provider, telemetry.meter_provider
     )

@@ -150,6 +150,10 @@ class DerivationProcessor(SpanProcessor):
         if len(self._queue) == 1:
             self._wake.set()
 
+    def start(self) -> None:
+        """Start the worker now (it also samples gauges on its schedule, with no spans arriving)."""
+        self._start()
+
     def _start(self) -> None:
         with self._start_lock:
             if self._thread is None:
