@@ -9,7 +9,7 @@ from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import Status
+from opentelemetry.trace import Link, Status
 
 from .scrub import Finding, Scrubber
 
@@ -113,6 +113,13 @@ class ScrubbingSpanExporter(SpanExporter):
                 events[index] = Event(
                     event_name, clean if clean is not None else event.attributes, event.timestamp
                 )
+        links: list[Link] | None = None
+        for index, link in enumerate(span.links):
+            clean = s.attributes(link.attributes, found)
+            if clean is not None:
+                if links is None:
+                    links = list(span.links)
+                links[index] = Link(link.context, clean)
         status = span.status
         if status.description:
             description = s.text(status.description, "status.description", found)
@@ -121,7 +128,13 @@ class ScrubbingSpanExporter(SpanExporter):
         if self.on_finding is not None and span.context is not None:
             for finding in found.found.values():
                 self.on_finding(finding, span.context.trace_id, span.context.span_id)
-        if name == span.name and attributes is None and events is None and status is span.status:
+        if (
+            name == span.name
+            and attributes is None
+            and events is None
+            and links is None
+            and status is span.status
+        ):
             return span
         return ReadableSpan(
             name=name,
@@ -130,7 +143,7 @@ class ScrubbingSpanExporter(SpanExporter):
             resource=span.resource,
             attributes=attributes if attributes is not None else span.attributes,
             events=events if events is not None else span.events,
-            links=span.links,
+            links=links if links is not None else span.links,
             kind=span.kind,
             status=status,
             start_time=span.start_time,

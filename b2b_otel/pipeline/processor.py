@@ -248,7 +248,9 @@ class DerivationProcessor(SpanProcessor):
             self._guard(
                 "files",
                 files.agent_execution,
-                str(attributes.get(sc.GEN_AI_AGENT_NAME, span.name)),
+                self.scrubber.value(
+                    sc.GEN_AI_AGENT_NAME, str(attributes.get(sc.GEN_AI_AGENT_NAME, span.name))
+                ),
                 facts.duration_s,
                 attributes.get(sc.ERROR_TYPE) if facts.status == "error" else None,
                 (span.end_time or 0) / 1e9 or self.clock(),
@@ -424,7 +426,11 @@ def record_audit(
     details: dict[str, Any],
 ) -> dict[str, Any]:
     """Append one audit record (durable before returning) and emit its ``b2b.audit.record`` log record."""
+    # Scrubbed before hashing: the chain covers what is on disk, and no secret is ever on disk.
     clean = {k: scrubber.value(k, v) for k, v in details.items()}
+    action = scrubber.text(action, "audit.action")
+    actor_id = scrubber.value(sc.B2B_ACTOR_ID, actor_id)
+    target = scrubber.value(sc.B2B_AUDIT_TARGET, target)
     written: dict[str, Any] = audit.append(
         action=action,
         actor_id=actor_id,

@@ -23,20 +23,28 @@ _SECRET_WORDS = (
     r"|cookie|set[_-]?cookie|session(?:[_-]?id)?|private[_-]?key|credentials?"
 )
 SECRET_KEY = re.compile(rf"(?i)(?:^|[._\-\s])(?:{_SECRET_WORDS})$")
-# key=value or key: value inside free text (URLs, SQL, log lines, JSON-ish payloads).
+# key=value or key: value inside free text (URLs, SQL, log lines, JSON-ish payloads). The value
+# quantifiers are unbounded on purpose: a bound would let the tail of a long secret through. Each is
+# a single character class with nothing ambiguous after it, so the match stays linear.
 _KEY_VALUE = re.compile(
     rf"(?i)\b(?P<key>{_SECRET_WORDS})\b(?P<sep>[\"']?\s{{0,3}}[:=]\s{{0,3}})"
-    r"(?P<value>(?i:basic|digest|negotiate|bearer)\s{1,5}[^\s,;&\"')]{1,4096}"
-    r"|\"[^\"\n]{0,4096}\"|'[^'\n]{0,4096}'|[^\s,;&\"')]{1,4096})"
+    r"(?P<value>(?i:basic|digest|negotiate|bearer)\s{1,5}[^\s,;&\"')]+"
+    r"|\"[^\"\n]*\"|'[^'\n]*'|[^\s,;&\"')]+)"
 )
-_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+# A Cookie / Set-Cookie header line carries several name=value pairs: the whole rest of the line goes.
+_COOKIE = re.compile(r"(?i)\b(?P<key>(?:set[_-]?)?cookie)(?P<sep>[\"']?\s{0,3}:\s{0,3})(?P<value>[^\r\n]+)")
+# A run of digits with single space/dash separators; the Luhn check (over sub-runs) happens in code.
+_CARD = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,4096}(?!\d)")
+_CARD_DIGITS = (13, 19)
 _SSN = re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)")
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,4096}\.eyJ[A-Za-z0-9_-]{2,8192}\.[A-Za-z0-9_-]{0,4096}")
-_BEARER = re.compile(r"(?i)\bbearer\s{1,5}[A-Za-z0-9._~+/-]{8,4096}=*")
+# The look-behind (rather than \b) lets a token start only at the beginning of a [A-Za-z0-9_-] run, so
+# "eyJ-eyJ-eyJ-..." cannot make every occurrence rescan the rest of the run (quadratic).
+_JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
+_BEARER = re.compile(r"(?i)\bbearer\s{1,5}[A-Za-z0-9._~+/-]{8,}=*")
 _AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b")
 _PEM = re.compile(
     r"-----BEGIN (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY-----"
-    r"(?:[^-]|-(?!----END)){0,65536}"
+    r"(?:[^-]|-(?!----END))*"
     r"(?:-----END (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY-----)?"
 )
 
@@ -122,22 +130,24 @@ class Scrubber:
 
     def _cards(self, value: str, found: list[str]) -> str:
         def replace(match: re.Match[str]) -> str:
-            digits = re.sub(r"[ -]", "", match.group(0))
-            if 13 <= len(digits) <= 19 and luhn_valid(digits):
+            run = match.group(0)
+            clean = _card_run(run)
+            if clean != run:
                 found.append("credit_card")
-                return marker("credit_card")
-            return match.group(0)
+            return clean
 
         return _CARD.sub(replace, value)
 
     def _key_values(self, value: str, found: list[str]) -> str:
         def replace(match: re.Match[str]) -> str:
             secret = match.group("value")
-            if secret.startswith("[REDACTED:"):
+            if secret.startswith("[REDACTED:") and secret.endswith("]"):
                 return match.group(0)
             found.append("secret_key")
             return f"{match.group('key')}{match.group('sep')}{marker('secret_key')}"
 
+        if "ookie" in value or "OOKIE" in value:
+            value = _COOKIE.sub(replace, value)
         return _KEY_VALUE.sub(replace, value)
 
     # --- structured values
@@ -150,7 +160,7 @@ class Scrubber:
         """One attribute value, scrubbed according to its key and content."""
         if not self.enabled or key in self.allow_keys:
             return value
-        if self.is_secret_key(key) and not isinstance(value, (bool, int, float)):
+        if self.is_secret_key(key) and not isinstance(value, bool):
             if report is not None:
                 report(Finding(key, "secret_key"))
             if isinstance(value, (list, tuple)):
@@ -220,6 +230,41 @@ class Scrubber:
         if isinstance(body, Sequence) and not isinstance(body, (bytes, bytearray)):
             return [self.body(v, report, field) for v in body]
         return body
+
+
+def _card_run(run: str) -> str:
+    """A digit run with every Luhn-valid card number in it replaced.
+
+    The whole run is tried first; otherwise every sub-run of space-separated groups with 13 to 19
+    digits ("4111 1111 1111 1111 123": a card and its CVV; "qty 2 4111 1111 1111 1111"). Every group
+    of any valid sub-run is redacted, so overlapping candidates cannot leave a group of a card behind.
+    A sub-run spans at most 19 digits, so this stays linear in the run.
+    """
+    low, high = _CARD_DIGITS
+    digits = run.replace(" ", "").replace("-", "")
+    if low <= len(digits) <= high and luhn_valid(digits):
+        return marker("credit_card")
+    groups = run.split(" ")
+    counts = [len(g) - g.count("-") for g in groups]
+    covered = [False] * len(groups)
+    for first in range(len(groups)):
+        total = 0
+        for last in range(first, len(groups)):
+            total += counts[last]
+            if total > high:
+                break
+            if total >= low and luhn_valid("".join(groups[first : last + 1]).replace("-", "")):
+                for index in range(first, last + 1):
+                    covered[index] = True
+    if not any(covered):
+        return run
+    out: list[str] = []
+    for index, group in enumerate(groups):
+        if not covered[index]:
+            out.append(group)
+        elif index == 0 or not covered[index - 1]:
+            out.append(marker("credit_card"))
+    return " ".join(out)
 
 
 def _sub(pattern: re.Pattern[str], value: str, name: str, found: list[str]) -> str:
