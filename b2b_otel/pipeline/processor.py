@@ -33,6 +33,8 @@ from .sampling import ALERT_PREFIX
 from .scrub import Finding, Scrubber
 
 MAX_QUEUE = 16_384
+WAKE_AT = 512  # queued items that wake the worker early
+JUDGE_INTERVAL_S = 0.1  # otherwise the worker drains this often
 DERIVED_SCOPE = "b2b_otel.derived"
 _STATUS = {StatusCode.ERROR: "error", StatusCode.OK: "ok", StatusCode.UNSET: "unset"}
 _KIND = {
@@ -65,7 +67,7 @@ def facts_of(span: ReadableSpan) -> SpanFacts:
         kind=_KIND.get(span.kind, "internal"),
         status=_STATUS.get(span.status.status_code, "unset"),
         duration_s=(end - start) / 1e9,
-        attributes=span.attributes or {},
+        attributes=dict(span.attributes) if span.attributes else {},  # plain dict: many lookups follow
         trace_id=context.trace_id if context else 0,
         span_id=context.span_id if context else 0,
     )
@@ -103,8 +105,7 @@ class DerivationProcessor(SpanProcessor):
         self.processed = 0
         self._queue: deque[tuple[str, Any]] = deque()
         self._wake = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
+        self._busy = False
         self._stopped = False
         self._pid = os.getpid()
         self._thread: threading.Thread | None = None
@@ -144,10 +145,11 @@ class DerivationProcessor(SpanProcessor):
                 self.on_drop("queue_full", 1)
             return
         self._queue.append(item)
-        self._idle.clear()
         if self._thread is None:
             self._start()
-        if len(self._queue) == 1:
+        # Wake the worker only for a full batch: waking it per span would cost the application a
+        # thread switch per span. Otherwise it drains on its own tick (JUDGE_INTERVAL_S).
+        if len(self._queue) == WAKE_AT:
             self._wake.set()
 
     def start(self) -> None:
@@ -165,8 +167,7 @@ class DerivationProcessor(SpanProcessor):
         self._pid = os.getpid()
         self._queue = deque()
         self._wake = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
+        self._busy = False
         self._thread = None
         self._start_lock = threading.Lock()
         self.engine = Engine(
@@ -177,17 +178,18 @@ class DerivationProcessor(SpanProcessor):
 
     def _run(self) -> None:
         while not self._stopped:
-            self._wake.wait(0.25)
+            self._wake.wait(JUDGE_INTERVAL_S)
             self._wake.clear()
             self._drain()
             self._sample_gauges()
 
     def _drain(self) -> None:
+        self._busy = True
         while True:
             try:
                 kind, payload = self._queue.popleft()
             except IndexError:
-                self._idle.set()
+                self._busy = False
                 return
             try:
                 self._handle(kind, payload)
@@ -377,8 +379,9 @@ class DerivationProcessor(SpanProcessor):
         self._wake.set()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if not self._queue and self._idle.wait(0.05) and not self._queue:
+            if not self._queue and not self._busy:
                 return True
+            time.sleep(0.005)
         return False
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
