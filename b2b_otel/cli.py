@@ -68,12 +68,18 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _demo(_: argparse.Namespace) -> int:
-    print(
-        "b2b-otel demo: the example workload and the local stack (collector, Jaeger, Prometheus,\n"
-        "Alertmanager) arrive with later changes. Until then, see the README's quick start."
-    )
-    return 0
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        from examples.b2bvalue.demo import main as demo_main
+    except ImportError:
+        print(
+            "b2b-otel demo runs the example application from a checkout of the repository: "
+            "run `make demo` there (it builds and starts the local stack first).",
+            file=sys.stderr,
+        )
+        return 2
+    code: int = demo_main(list(args.demo_args))
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit_verify.set_defaults(func=_audit_verify)
 
-    demo = commands.add_parser("demo", help="run the example workload against the local stack")
+    demo = commands.add_parser("demo", help="run the example workload against the local stack (make demo)")
+    demo.add_argument("demo_args", nargs=argparse.REMAINDER, help="--cases N, --faults LIST")
     demo.set_defaults(func=_demo)
     return parser
 
