@@ -7,7 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: all install check lint typecheck docs test test-unit pg-start pg-stop demo down clean
+.PHONY: all install check collector-check lint typecheck docs test test-unit test-e2e pg-start pg-stop demo down clean \
+	stack-build stack-up stack-down stack-status
 
 all: test
 
@@ -24,7 +25,7 @@ install: $(STAMP)
 
 lint: install
 	@echo "==> ruff"
-	@$(VENV)/bin/ruff check $$(ls -d b2b_otel tests scripts examples 2>/dev/null)
+	@$(VENV)/bin/ruff check $$(ls -d b2b_otel tests scripts examples benchmarks 2>/dev/null)
 
 typecheck: install
 	@echo "==> mypy --strict b2b_otel"
@@ -34,7 +35,11 @@ docs: install
 	@$(PY) scripts/gen_config_docs.py
 	@if [ -f scripts/gen_semconv.py ]; then $(PY) scripts/gen_semconv.py; fi
 
-check: lint typecheck
+collector-check:
+	@echo "==> go vet, go test (collector)"
+	@cd collector && go vet ./... && go test ./... >/dev/null
+
+check: lint typecheck collector-check
 
 pg-start:
 	@bash scripts/pg.sh start
@@ -43,19 +48,41 @@ pg-stop:
 	@bash scripts/pg.sh stop
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a silent green.
-test: install check pg-start
-	@bash scripts/ensure_debs.sh prometheus-alertmanager
+# Every test, the end-to-end ones against the real local stack included (built on first use).
+test: install check pg-start stack-up
 	@echo "==> pytest"
-	@B2B_OTEL_TEST_PG_URL="$$(bash scripts/pg.sh url)" $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@B2B_OTEL_TEST_STACK=1 B2B_OTEL_TEST_PG_URL="$$(bash scripts/pg.sh url)" $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test-unit: install
 	@$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
-demo: install
-	@$(PY) -m b2b_otel.cli demo
+# The product's first impression: the example workload through the local stack, and where to look.
+demo: install pg-start stack-up
+	@$(PY) -m b2b_otel.cli demo $(DEMO_ARGS)
+
+# The local observability stack (collector, Jaeger, Prometheus, Alertmanager): scripts/stack.sh.
+# A first stack-build compiles two Go binaries (minutes); later ones only what changed.
+stack-build:
+	@bash scripts/stack.sh build
+
+stack-up:
+	@bash scripts/stack.sh up
+
+stack-down:
+	@bash scripts/stack.sh down
+
+stack-status:
+	@bash scripts/stack.sh status
+
+# The end-to-end tests against the running stack (tests/e2e; skipped unless B2B_OTEL_TEST_STACK=1).
+test-e2e: install stack-up
+	@echo "==> pytest tests/e2e (against the local stack)"
+	@B2B_OTEL_TEST_STACK=1 $(PY) -m pytest -m e2e tests/e2e $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 down:
+	@$(MAKE) --no-print-directory stack-down || true
 	@bash scripts/pg.sh stop || true
 
 clean:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from opentelemetry.sdk.resources import (
@@ -45,6 +46,8 @@ def build_resource(settings: Settings) -> Resource:
     attributes["service.name"] = (
         settings.service_name or settings.resource_attributes.get("service.name") or "unknown_service"
     )
+    # One id per process, so that two processes of one service are two series in every backend.
+    attributes.setdefault("service.instance.id", str(uuid.uuid4()))
     if settings.service_version:
         attributes["service.version"] = settings.service_version
     if settings.environment:
