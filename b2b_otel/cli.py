@@ -78,7 +78,7 @@ def _demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    code: int = demo_main(list(args.demo_args))
+    code: int = demo_main(["--cases", str(args.cases), "--faults", args.faults])
     return code
 
 
@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit_verify.set_defaults(func=_audit_verify)
 
     demo = commands.add_parser("demo", help="run the example workload against the local stack (make demo)")
-    demo.add_argument("demo_args", nargs=argparse.REMAINDER, help="--cases N, --faults LIST")
+    demo.add_argument("--cases", type=int, default=8, help="business cases to build (default 8)")
+    demo.add_argument("--faults", default="all", help="comma list of faults to inject, or all (default)")
     demo.set_defaults(func=_demo)
     return parser
 

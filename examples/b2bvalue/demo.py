@@ -91,7 +91,13 @@ def run_workload(cases: int, faults: str, log_dir: Path) -> int:
         "B2BVALUE_PG_URL": pg_url,
     }
     command = [sys.executable, "-m", "examples.b2bvalue", "--cases", str(cases), "--faults", faults]
-    return subprocess.run(command, env=env, cwd=REPO).returncode
+    # The application's own console log goes to a file: its handler is the application's, not
+    # b2b-otel's, so it prints the planted fake secrets verbatim (the telemetry copies are scrubbed).
+    console = log_dir.parent / "workload-console.log"
+    with console.open("w") as stderr:
+        code = subprocess.run(command, env=env, cwd=REPO, stderr=stderr).returncode
+    print(f"(the application's own console log, not scrubbed by b2b-otel: {console})")
+    return code
 
 
 def summary(log_dir: Path, started: float) -> int:
@@ -149,6 +155,8 @@ def summary(log_dir: Path, started: float) -> int:
                 for rl in json.loads(line).get("resourceLogs", []):
                     for sl in rl.get("scopeLogs", []):
                         for rec in sl.get("logRecords", []):
+                            if int(rec.get("timeUnixNano") or 0) < started * 1e9:
+                                continue  # an earlier run's record
                             attrs = {a["key"]: a["value"] for a in rec.get("attributes", [])}
                             rule = attrs.get("b2b.rule.id", {}).get("stringValue")
                             if rule:
@@ -156,7 +164,8 @@ def summary(log_dir: Path, started: float) -> int:
     print(f"derived log records in the collector's files ({collector_files}): {sum(fleet.values())}")
 
     alerts = _get(f"{ALERTMANAGER}/api/v2/alerts")
-    ours = [a for a in alerts if a["labels"].get("service") == SERVICE]
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started))
+    ours = [a for a in alerts if a["labels"].get("service") == SERVICE and a.get("updatedAt", "") >= since]
     names = Counter(a["labels"]["alertname"] for a in ours)
     print(f"alerts in Alertmanager ({ALERTMANAGER}/api/v2/alerts): {dict(sorted(names.items())) or 'none'}")
     if not ours:
@@ -202,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults", default="all")
     args = parser.parse_args(argv)
     log_dir = REPO / ".cache" / "demo" / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
     if log_dir.exists():
         for old in log_dir.iterdir():
             if old.is_file():
