@@ -470,3 +470,21 @@ def test_helpers_work_without_instrument_and_without_sdk() -> None:
             return 1
 
     assert run() == 1
+
+
+def test_a_broken_tracer_never_breaks_the_decorated_call(
+    capture: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import b2b_otel._internal.api as api
+
+    def broken() -> trace.Tracer:
+        raise RuntimeError("broken tracer provider")
+
+    monkeypatch.setattr(api, "tracer", broken)
+
+    @b2b_otel.agent("resilient")
+    def run() -> int:
+        return 7
+
+    assert run() == 7
+    assert capture.spans() == []

@@ -61,9 +61,13 @@ class _Scope:
             attributes.setdefault(sc.GEN_AI_WORKFLOW_NAME, workflow[0])
             if workflow[1] is not None:
                 attributes.setdefault(sc.B2B_BUSINESS_CASE_ID, workflow[1])
-        self.span: Span = tracer().start_span(
-            op.span_name, context=parent, kind=SpanKind.INTERNAL, attributes=attributes
-        )
+        try:
+            self.span: Span = tracer().start_span(
+                op.span_name, context=parent, kind=SpanKind.INTERNAL, attributes=attributes
+            )
+        except Exception as exc:  # a broken tracer provider must not break the application's call
+            selflog.warn_once_a_minute("start-span", "b2b_otel: could not start a span: %r", exc)
+            self.span = trace.INVALID_SPAN
         self.token: object | None = None
 
     def context(self) -> otel_context.Context:
@@ -75,11 +79,17 @@ class _Scope:
         return ctx
 
     def attach(self) -> None:
-        self.token = otel_context.attach(self.context())
+        try:
+            self.token = otel_context.attach(self.context())
+        except Exception:
+            self.token = None
 
     def detach(self) -> None:
         if self.token is not None:
-            otel_context.detach(self.token)  # type: ignore[arg-type]
+            try:
+                otel_context.detach(self.token)  # type: ignore[arg-type]
+            except Exception:
+                pass
             self.token = None
 
     def fail(self, exc: BaseException) -> None:

@@ -140,9 +140,12 @@ def register_pool(pool: Any, name: str | None = None) -> None:
 
     The pool is held weakly: a closed and dropped pool simply stops reporting.
     """
-    pool_name = name or getattr(pool, "name", None) or f"pool-{id(pool):x}"
-    _pools[pool_name] = pool
-    instruments()  # make sure the observable instruments exist on the current provider
+    try:
+        pool_name = name or getattr(pool, "name", None) or f"pool-{id(pool):x}"
+        _pools[pool_name] = pool
+        instruments()  # make sure the observable instruments exist on the current provider
+    except Exception as exc:
+        selflog.warn_once_a_minute("register-pool", "b2b_otel: cannot register pool: %r", exc)
 
 
 def pool_stats() -> dict[str, dict[str, int]]:
