@@ -172,6 +172,7 @@ class Engine:
         self._by_value: dict[str, dict[Any, list[Rule]]] = {}
         self._by_presence: dict[str, list[Rule]] = {}
         self._unindexed: list[Rule] = []
+        self._candidate_cache: dict[tuple[Any, ...], list[Rule]] = {}
         for rule in span_rules:
             equals = next((c for c in rule.match if c.attribute and c.equals is not None), None)
             present = next((c for c in rule.match if c.attribute and (c.exists or c.non_empty)), None)
@@ -185,16 +186,25 @@ class Engine:
                 self._unindexed.append(rule)
 
     def _candidates(self, attributes: Mapping[str, Any]) -> list[Rule]:
+        # The candidates depend only on a few attribute values and presences: cache them per shape.
+        key = tuple(
+            value if isinstance(value := attributes.get(name), str) else None for name in self._by_value
+        ) + tuple(name in attributes for name in self._by_presence)
+        cached = self._candidate_cache.get(key)
+        if cached is not None:
+            return cached
         found = list(self._unindexed)
-        for key, by_value in self._by_value.items():
-            value = attributes.get(key)
+        for name, by_value in self._by_value.items():
+            value = attributes.get(name)
             if isinstance(value, str):
                 found.extend(by_value.get(value, ()))
-        for key, rules in self._by_presence.items():
-            if key in attributes:
+        for name, rules in self._by_presence.items():
+            if name in attributes:
                 found.extend(rules)
-        if len(found) > 1:
-            found.sort(key=lambda rule: self._order[rule.id])
+        found.sort(key=lambda rule: self._order[rule.id])
+        if len(self._candidate_cache) >= 4096:  # bounded: attribute values can be anything
+            self._candidate_cache.clear()
+        self._candidate_cache[key] = found
         return found
 
     def tracked_groups(self) -> int:
