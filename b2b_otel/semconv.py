@@ -154,6 +154,12 @@ B2B_DERIVED: Final = "b2b.derived"
 """Resource attribute set by the Python layer on everything it exports, telling the collector connector
 that per-span rules were already judged. [boolean, b2b, stable]
 """
+B2B_SCRUB_FIELD: Final = "b2b.scrub.field"
+"""On a security.sensitive_data record: the field where sensitive data was found and scrubbed (an attribute
+key, span.name, log.body, ...). Never the value. [string, b2b, development]
+"""
+B2B_SCRUB_PATTERN: Final = "b2b.scrub.pattern"
+"""On a security.sensitive_data record, the scrubbing pattern that matched. [string, b2b, development]"""
 
 # --- registry.ecs
 EVENT_CATEGORY: Final = "event.category"

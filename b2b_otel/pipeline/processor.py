@@ -224,8 +224,8 @@ class DerivationProcessor(SpanProcessor):
                 duration_s=0.0,
                 attributes={
                     sc.B2B_SECURITY_ACTION: sc.B2bSecurityActionValues.SENSITIVE_DATA,
-                    "b2b.scrub.field": finding.field,
-                    "b2b.scrub.pattern": finding.pattern,
+                    sc.B2B_SCRUB_FIELD: finding.field,
+                    sc.B2B_SCRUB_PATTERN: finding.pattern,
                 },
                 trace_id=trace_id,
                 span_id=span_id,

@@ -113,7 +113,7 @@ def build(firing: Firing, scrubber: Scrubber, scope: str = "process") -> Derived
         attributes[sc.OCSF_CLASS_UID] = security.ocsf_class_uid
         attributes[sc.OCSF_ACTIVITY_ID] = security.ocsf_activity_id
     if firing.facts is not None:
-        for key in ("b2b.scrub.field", "b2b.scrub.pattern"):
+        for key in (sc.B2B_SCRUB_FIELD, sc.B2B_SCRUB_PATTERN):
             if key in firing.facts.attributes:
                 attributes[key] = firing.facts.attributes[key]
     return DerivedRecord(
