@@ -12,6 +12,7 @@ from opentelemetry.sdk.resources import (
     ResourceDetector,
 )
 
+from .. import semconv as sc
 from .._version import __version__
 from .settings import Settings
 
@@ -53,7 +54,7 @@ def build_resource(settings: Settings) -> Resource:
     if settings.environment:
         attributes["deployment.environment.name"] = settings.environment
     # Tells the collector connector that this process already judged its spans (SPEC section 7).
-    attributes["b2b.derived"] = True
+    attributes[sc.B2B_DERIVED] = True
     attributes["telemetry.distro.name"] = DISTRO_NAME
     attributes["telemetry.distro.version"] = __version__
     return Resource(attributes, resource.schema_url)
