@@ -12,10 +12,24 @@ from ._internal.settings import effective, resolve
 
 
 def _config_check(_: argparse.Namespace) -> int:
+    from .rules import load_rules
+
+    problems: list[str] = []
+    settings = None
     try:
         settings = resolve()
     except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+        problems.append(str(exc))
+    rules = None
+    try:
+        # The rules file and the B2B_OTEL_RULE_*_THRESHOLD variables, as instrument() loads them.
+        rules = load_rules(
+            settings.rules_file if settings else os.environ.get("B2B_OTEL_RULES_FILE"), os.environ
+        )
+    except ConfigError as exc:
+        problems.append(str(exc))
+    if problems or settings is None or rules is None:
+        print("\n".join(problems), file=sys.stderr)
         return 1
     rows = effective(settings)
     width = max(len(var) for var, _, _ in rows)
@@ -28,6 +42,7 @@ def _config_check(_: argparse.Namespace) -> int:
         if "otlp" in settings.exporters(signal):
             target = settings.signal_otlp(signal)
             print(f"{signal}: otlp {target.protocol} -> {target.endpoint}")
+    print(f"rules: {len(rules.enabled())} enabled of {len(rules)} ({settings.rules_file or 'built-in'})")
     return 0
 
 

@@ -235,3 +235,12 @@ def test_config_check_exits_non_zero_with_the_config_error_text() -> None:
     assert "OTEL_EXPORTER_OTLP_PROTOCOL='udp'" in result.stderr
     assert "OTEL_EXPORTER_OTLP_HEADERS=***" in result.stderr
     assert "topsecret" not in result.stderr + result.stdout
+
+
+def test_config_check_also_validates_rule_threshold_variables() -> None:
+    result = _cli({"B2B_OTEL_RULE_AGENT_EXECUTION_SLOW_THRESHOLD": "fast"})
+    assert result.returncode == 1
+    assert "B2B_OTEL_RULE_AGENT_EXECUTION_SLOW_THRESHOLD=fast" in result.stderr
+    ok = _cli({"B2B_OTEL_RULE_AGENT_EXECUTION_SLOW_THRESHOLD": "0.5s"})
+    assert ok.returncode == 0, ok.stderr
+    assert "rules: 18 enabled of 18 (built-in)" in ok.stdout
