@@ -2,7 +2,7 @@ package main
 
 // The component list of otelcol-b2b: what the OpenTelemetry Collector Builder would generate from a
 // manifest, written by hand so that adding a component is one import and one line below.
-// The project's own components (the b2bderive connector, under connector/) join the lists here.
+// The project's own components (the b2bderive connector, under connector/) are in the lists too.
 
 import (
 	"go.opentelemetry.io/collector/connector"
@@ -19,6 +19,8 @@ import (
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
+
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive"
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/connector/countconnector"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/connector/spanmetricsconnector"
@@ -57,6 +59,7 @@ func connectors() []connector.Factory {
 		spanmetricsconnector.NewFactory(),
 		countconnector.NewFactory(),
 		forwardconnector.NewFactory(),
+		b2bderive.NewFactory(),
 	}
 }
 

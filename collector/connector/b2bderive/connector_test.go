@@ -1,0 +1,259 @@
+package b2bderive
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/connector/connectortest"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+)
+
+func agent(endS, duration float64, derived bool) testSpan {
+	return testSpan{
+		name: "invoke_agent data_integration_agent", endS: endS, duration: duration, derived: derived, spanID: 1,
+		attrs: map[string]any{"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "data_integration_agent"},
+	}
+}
+
+func login(endS float64, address string, derived bool) testSpan {
+	return testSpan{
+		name: "login", endS: endS, duration: 0.01, derived: derived, spanID: 2,
+		attrs: map[string]any{"b2b.security.action": "login", "event.outcome": "failure", "client.address": address},
+	}
+}
+
+func httpCall(endS float64, server string, failed bool) testSpan {
+	status := ptrace.StatusCodeUnset
+	if failed {
+		status = ptrace.StatusCodeError
+	}
+	return testSpan{
+		name: "GET", kind: ptrace.SpanKindClient, status: status, endS: endS, duration: 0.1, spanID: 3,
+		attrs: map[string]any{"http.request.method": "GET", "server.address": server},
+	}
+}
+
+func repeat(n int, span func(i int) testSpan) []testSpan {
+	out := make([]testSpan, n)
+	for i := range out {
+		out[i] = span(i)
+	}
+	return out
+}
+
+func TestRulesFireByKind(t *testing.T) {
+	tests := []struct {
+		name  string
+		spans []testSpan
+		want  []string
+	}{
+		{"latency over the threshold fires", []testSpan{agent(t0, 4.1, false)}, []string{"agent.execution.slow"}},
+		{"latency at the threshold does not fire (gt)", []testSpan{agent(t0, 3, false)}, nil},
+		{"latency over both limits fires both rules, in file order", []testSpan{agent(t0, 301, false)},
+			[]string{"agent.execution.critical", "agent.execution.slow"}},
+		{"a span the Python layer judged is left alone by per-span rules", []testSpan{agent(t0, 4.1, true)}, nil},
+		{"latency needs the match", []testSpan{{name: "x", endS: t0, duration: 400, attrs: map[string]any{"gen_ai.operation.name": "chat"}}}, nil},
+		{"event fires per matching span", []testSpan{
+			{name: "deny", endS: t0, attrs: map[string]any{"b2b.security.action": "access_denied", "user.id": "u-1"}},
+		}, []string{"security.access.violation"}},
+		{"event with non_empty: an empty list does not match", []testSpan{
+			{name: "grant", endS: t0, attrs: map[string]any{"b2b.security.action": "privilege_change", "b2b.roles.granted": []any{}}},
+		}, nil},
+		{"event with non_empty: granted roles match", []testSpan{
+			{name: "grant", endS: t0, attrs: map[string]any{"b2b.security.action": "privilege_change", "b2b.roles.granted": []any{"admin"}}},
+		}, []string{"security.privilege.escalation"}},
+		{"gauge from a span attribute under the threshold fires", []testSpan{
+			{name: "step", endS: t0, attrs: map[string]any{"b2b.data_quality.score": 0.72}},
+		}, []string{"workflow.data_quality.low"}},
+		{"gauge ignores a non-numeric value", []testSpan{
+			{name: "step", endS: t0, attrs: map[string]any{"b2b.data_quality.score": "0.72"}},
+		}, nil},
+		{"gauge ignores a span the Python layer judged", []testSpan{
+			{name: "step", endS: t0, derived: true, attrs: map[string]any{"b2b.data_quality.score": 0.1}},
+		}, nil},
+		{"count fires at the threshold, once per window", repeat(7, func(i int) testSpan { return login(t0+float64(i), "203.0.113.9", false) }),
+			[]string{"security.login.bruteforce"}},
+		{"count runs on spans the Python layer judged (fleet-wide)", repeat(5, func(i int) testSpan { return login(t0+float64(i), "203.0.113.9", true) }),
+			[]string{"security.login.bruteforce"}},
+		{"count keeps one window per group", append(
+			repeat(4, func(i int) testSpan { return login(t0+float64(i), "203.0.113.9", false) }),
+			repeat(4, func(i int) testSpan { return login(t0+10+float64(i), "198.51.100.7", false) })...), nil},
+		{"count forgets what left the window", append(
+			repeat(4, func(i int) testSpan { return login(t0+float64(i), "203.0.113.9", false) }),
+			login(t0+400, "203.0.113.9", false)), nil},
+		{"count fires again in the next window", append(
+			repeat(5, func(i int) testSpan { return login(t0+float64(i), "203.0.113.9", false) }),
+			repeat(5, func(i int) testSpan { return login(t0+310+float64(i), "203.0.113.9", false) })...),
+			[]string{"security.login.bruteforce", "security.login.bruteforce"}},
+		{"ratio waits for min_samples", repeat(19, func(i int) testSpan { return httpCall(t0+float64(i), "crm.example", true) }), nil},
+		{"ratio fires once the window holds min_samples and the share compares", repeat(25, func(i int) testSpan {
+			return httpCall(t0+float64(i), "crm.example", i%10 == 0)
+		}), []string{"external.api.unavailable"}},
+		{"ratio under the threshold stays quiet", repeat(40, func(i int) testSpan {
+			return httpCall(t0+float64(i), "crm.example", i == 0)
+		}), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, defaultRules(t, nil), defaultMaxGroups)
+			h.feed(tt.spans...)
+			if got := h.ruleIDs(); !slices.Equal(got, tt.want) {
+				t.Errorf("fired %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRecordCarriesTheAttributesOfSpecSection5(t *testing.T) {
+	h := newHarness(t, defaultRules(t, nil), defaultMaxGroups)
+	h.feed(repeat(5, func(i int) testSpan { return login(t0+float64(i), "203.0.113.9", true) })...)
+	logs := h.sink.AllLogs()
+	if len(logs) != 1 || logs[0].LogRecordCount() != 1 {
+		t.Fatalf("want one record, got %d batches", len(logs))
+	}
+	rl := logs[0].ResourceLogs().At(0)
+	if v, _ := rl.Resource().Attributes().Get("service.name"); v.Str() != "checkout" {
+		t.Errorf("resource service.name = %q, want the span's", v.Str())
+	}
+	if _, ok := rl.Resource().Attributes().Get(attrDerived); ok {
+		t.Error("the record's resource must not claim b2b.derived: the connector made it")
+	}
+	if got := rl.ScopeLogs().At(0).Scope().Name(); got != scopeName {
+		t.Errorf("scope %q", got)
+	}
+	lr := rl.ScopeLogs().At(0).LogRecords().At(0)
+	if lr.EventName() != eventSecurity || lr.SeverityNumber() != plog.SeverityNumber(21) || lr.SeverityText() != "CRITICAL" {
+		t.Errorf("event %q severity %d %q", lr.EventName(), lr.SeverityNumber(), lr.SeverityText())
+	}
+	if lr.SpanID()[7] != 2 || lr.TraceID()[15] != 2 {
+		t.Errorf("trace/span id not the triggering span's: %s %s", lr.TraceID(), lr.SpanID())
+	}
+	if int64(lr.Timestamp()) != int64((t0+4)*1e9) {
+		t.Errorf("timestamp %d", lr.Timestamp())
+	}
+	want := map[string]any{
+		"b2b.rule.id": "security.login.bruteforce", "b2b.alert.severity": "critical", "b2b.alert.tier": "security",
+		"b2b.alert.respond_within_s": int64(300), "b2b.observed.value": 5.0, "b2b.threshold.value": 5.0,
+		"b2b.scope": "fleet", "client.address": "203.0.113.9", "event.category": "authentication",
+		"event.type": "start", "event.outcome": "failure", "ocsf.class_uid": int64(3002), "ocsf.activity_id": int64(1),
+	}
+	got := lr.Attributes().AsRaw()
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %#v, want %#v", k, got[k], v)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("extra attributes: %v", got)
+	}
+	if body := lr.Body().Str(); body != "client.address=203.0.113.9: 5 matching events within 300s" {
+		t.Errorf("body %q", body)
+	}
+}
+
+func TestThresholdOverridesApply(t *testing.T) {
+	h := newHarness(t, defaultRules(t, map[string]any{"agent.execution.slow": "0.5s"}), defaultMaxGroups)
+	h.feed(agent(t0, 1, false))
+	if got := h.ruleIDs(); !slices.Equal(got, []string{"agent.execution.slow"}) {
+		t.Errorf("fired %v", got)
+	}
+}
+
+func TestDisabledAndMetricGaugeRulesAreNotEvaluated(t *testing.T) {
+	rules, err := ParseRules([]byte(`version: 1
+rules:
+  - {id: a.slow, kind: latency, severity: info, tier: operations, description: d, match: [{span_name_prefix: a}], threshold: 1, enabled: false}
+  - {id: q.depth, kind: gauge, severity: info, tier: operations, description: d, source: {metric: q}, threshold: 1, comparison: gt}
+`), "inline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, rules, defaultMaxGroups)
+	if len(h.conn.engine.rules) != 0 {
+		t.Errorf("%d rules evaluated, want none", len(h.conn.engine.rules))
+	}
+	h.feed(testSpan{name: "a", endS: t0, duration: 5, attrs: map[string]any{"q": 50}})
+	if n := h.sink.LogRecordCount(); n != 0 {
+		t.Errorf("%d records", n)
+	}
+}
+
+func TestWindowGroupsAreBoundedLeastRecentlySeenFirst(t *testing.T) {
+	h := newHarness(t, defaultRules(t, nil), 3)
+	// Four failures from .1, then a flood of other addresses evicts its window...
+	h.feed(repeat(4, func(i int) testSpan { return login(t0+float64(i), "10.0.0.1", false) })...)
+	h.feed(repeat(3, func(i int) testSpan { return login(t0+10, fmt.Sprintf("10.0.1.%d", i), false) })...)
+	// ...so its fifth failure starts a new window and does not fire.
+	h.feed(login(t0+11, "10.0.0.1", false))
+	if n := h.sink.LogRecordCount(); n != 0 {
+		t.Errorf("%d records, want none after eviction", n)
+	}
+	if got := h.conn.engine.Evicted(); got < 1 {
+		t.Errorf("evicted %d, want counted", got)
+	}
+	// Only security.login.bruteforce matched these spans, and its groups stay within max_groups.
+	if got := h.conn.engine.TrackedGroups(); got != 3 {
+		t.Errorf("tracked %d groups, want 3", got)
+	}
+}
+
+func TestConcurrentConsumersShareTheFleetWindow(t *testing.T) {
+	h := newHarness(t, defaultRules(t, nil), defaultMaxGroups)
+	h.now = int64(t0 * 1e9)
+	var wg sync.WaitGroup
+	for replica := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2 {
+				span := login(t0, "192.0.2.1", true)
+				span.spanID = byte(replica*2 + i)
+				if err := h.conn.ConsumeTraces(context.Background(), tracesOf(span)); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// 16 failures across 8 "replicas", each below the per-process threshold: one fleet record.
+	if got := h.ruleIDs(); !slices.Equal(got, []string{"security.login.bruteforce"}) {
+		t.Errorf("fired %v", got)
+	}
+}
+
+func TestFactoryCreatesATracesToLogsConnector(t *testing.T) {
+	f := NewFactory()
+	if f.Type().String() != "b2bderive" {
+		t.Fatalf("type %s", f.Type())
+	}
+	cfg := f.CreateDefaultConfig().(*Config)
+	if cfg.MaxGroups != 10000 || cfg.RulesFile != "" {
+		t.Errorf("default config %+v", cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	sink := new(consumertest.LogsSink)
+	conn, err := f.CreateTracesToLogs(context.Background(), connectortest.NewNopSettings(f.Type()), cfg, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.ConsumeTraces(context.Background(), tracesOf(agent(t0, 10, false))); err != nil {
+		t.Fatal(err)
+	}
+	if sink.LogRecordCount() != 1 {
+		t.Errorf("%d records, want agent.execution.slow", sink.LogRecordCount())
+	}
+	if err := conn.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,108 @@
+package b2bderive
+
+import (
+	"context"
+	"testing"
+
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.uber.org/zap"
+)
+
+// t0 is an arbitrary start of the fake clock (seconds since the epoch).
+const t0 = 1764400000.0
+
+// testSpan describes one span fed to the connector in a test.
+type testSpan struct {
+	name     string
+	kind     ptrace.SpanKind
+	status   ptrace.StatusCode
+	endS     float64 // end time in seconds since the epoch; the clock is set to it
+	duration float64 // seconds
+	attrs    map[string]any
+	derived  bool // resource b2b.derived=true (the Python layer judged it)
+	spanID   byte
+}
+
+// harness is a connector with a fake clock and a logs sink.
+type harness struct {
+	t    *testing.T
+	now  int64
+	sink *consumertest.LogsSink
+	conn *deriveConnector
+}
+
+func newHarness(t *testing.T, rules *RuleSet, maxGroups int) *harness {
+	t.Helper()
+	h := &harness{t: t, sink: new(consumertest.LogsSink)}
+	h.conn = newConnector(zap.NewNop(), rules, maxGroups, h.sink, func() int64 { return h.now })
+	return h
+}
+
+func defaultRules(t *testing.T, overrides map[string]any) *RuleSet {
+	t.Helper()
+	rules, err := LoadRules("", overrides)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rules
+}
+
+func (h *harness) feed(spans ...testSpan) {
+	h.t.Helper()
+	for _, s := range spans {
+		h.now = int64(s.endS * 1e9)
+		if err := h.conn.ConsumeTraces(context.Background(), tracesOf(s)); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+}
+
+func tracesOf(s testSpan) ptrace.Traces {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", "checkout")
+	if s.derived {
+		rs.Resource().Attributes().PutBool(attrDerived, true)
+	}
+	span := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	span.SetName(s.name)
+	span.SetKind(s.kind)
+	span.Status().SetCode(s.status)
+	end := int64(s.endS * 1e9)
+	span.SetEndTimestamp(pcommon.Timestamp(end))
+	span.SetStartTimestamp(pcommon.Timestamp(end - int64(s.duration*1e9)))
+	span.SetTraceID(pcommon.TraceID{15: s.spanID})
+	span.SetSpanID(pcommon.SpanID{7: s.spanID})
+	if err := span.Attributes().FromRaw(s.attrs); err != nil {
+		panic(err)
+	}
+	return td
+}
+
+// records are the emitted log records, in order, with their resources.
+func (h *harness) records() []plog.LogRecord {
+	var out []plog.LogRecord
+	for _, logs := range h.sink.AllLogs() {
+		for i := 0; i < logs.ResourceLogs().Len(); i++ {
+			sl := logs.ResourceLogs().At(i).ScopeLogs()
+			for j := 0; j < sl.Len(); j++ {
+				for k := 0; k < sl.At(j).LogRecords().Len(); k++ {
+					out = append(out, sl.At(j).LogRecords().At(k))
+				}
+			}
+		}
+	}
+	return out
+}
+
+func (h *harness) ruleIDs() []string {
+	var ids []string
+	for _, lr := range h.records() {
+		v, _ := lr.Attributes().Get(attrRuleID)
+		ids = append(ids, v.Str())
+	}
+	return ids
+}
