@@ -354,3 +354,15 @@ def test_exhausted_connection_pool_fires_the_pool_rule(
     assert [line["event"] for line in critical] == ["DB_POOL_EXHAUSTION"]
     assert critical[0]["attributes"]["db.client.connection.pool.name"] == "episodic-test"
     assert critical[0]["attributes"]["b2b.observed.value"] == 1.0
+
+
+def test_shutdown_alone_exports_the_last_firings_and_their_count(
+    otlp_receiver: OTLPReceiver, tmp_path: Path
+) -> None:
+    telemetry = start(otlp_receiver, tmp_path)
+    b2b_otel.security.privilege_change("admin", "u-8", granted=["admin"])
+    assert telemetry.shutdown(10)  # no force_flush first: shutdown judges, then exports everything
+    logs = derived_logs(otlp_receiver, "security.privilege.escalation")
+    assert any(r["attributes"].get("user.id") == "u-8" for r in logs)
+    points = otlp_receiver.wait_for_metrics(lambda m: any(p["name"] == "b2b.alerts" for p in m))
+    assert [p["value"] for p in points if p["name"] == "b2b.alerts"][-1] == 1

@@ -84,7 +84,9 @@ class _WatchedBatchSpanProcessor(BatchSpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
-            self._watch.before_enqueue()
+            # Unsampled (record-only) spans are never queued, so they cannot be dropped either.
+            if span.context is not None and span.context.trace_flags.sampled:
+                self._watch.before_enqueue()
             super().on_end(span)
         except Exception:
             pass
@@ -166,15 +168,17 @@ class Telemetry:
             log_processor.force_flush()
 
     def _shutdown_all(self) -> None:
+        # Traces first: the judging processor's last firings add to b2b.alerts and emit log records,
+        # which the metric and log shutdowns after it still export.
         steps: list[Callable[[], Any]] = []
-        if self._owns["metrics"] and self.meter_provider is not None:
-            steps.append(self.meter_provider.shutdown)
-        else:
-            steps += [r.shutdown for r in self._metric_readers]
         if self._owns["traces"] and self.tracer_provider is not None:
             steps.append(self.tracer_provider.shutdown)
         else:
             steps += [p.shutdown for p in self._span_processors]
+        if self._owns["metrics"] and self.meter_provider is not None:
+            steps.append(self.meter_provider.shutdown)
+        else:
+            steps += [r.shutdown for r in self._metric_readers]
         if self._owns["logs"] and self.logger_provider is not None:
             steps.append(self.logger_provider.shutdown)
         else:
