@@ -13,23 +13,16 @@ import pytest
 from b2b_otel import semconv as sc
 from b2b_otel.rules import load_rules
 from b2b_otel.rules.engine import Engine, SpanFacts
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.deterministic import FakeClock
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def engine(clock: Clock) -> Engine:
+def engine(clock: FakeClock) -> Engine:
     return Engine(load_rules(None, {}), clock)
 
 
@@ -98,7 +91,7 @@ def test_external_api_slow_ignores_server_spans(engine: Engine) -> None:
     assert "external.api.slow" not in fired(engine, facts)
 
 
-def test_threshold_override_variable(clock: Clock) -> None:
+def test_threshold_override_variable(clock: FakeClock) -> None:
     engine = Engine(load_rules(None, {"B2B_OTEL_RULE_AGENT_EXECUTION_SLOW_THRESHOLD": "0.5s"}), clock)
     assert "agent.execution.slow" in fired(engine, agent(0.6))
     assert "agent.execution.slow" not in fired(engine, agent(0.4))
@@ -107,7 +100,7 @@ def test_threshold_override_variable(clock: Clock) -> None:
 # --- ratio ---
 
 
-def test_agent_success_rate_fires_below_95_percent_over_min_samples(engine: Engine, clock: Clock) -> None:
+def test_agent_success_rate_fires_below_95_percent_over_min_samples(engine: Engine, clock: FakeClock) -> None:
     # 19 successes and 1 failure: 95 % exactly -> silent; one more failure: 20/21 < 95 % -> fires.
     results = []
     for index in range(20):
@@ -121,12 +114,12 @@ def test_agent_success_rate_fires_below_95_percent_over_min_samples(engine: Engi
     assert firing[0].group == {sc.GEN_AI_AGENT_NAME: "roi_agent"}
 
 
-def test_ratio_rule_needs_its_minimum_samples(engine: Engine, clock: Clock) -> None:
+def test_ratio_rule_needs_its_minimum_samples(engine: Engine, clock: FakeClock) -> None:
     for _ in range(19):
         assert "agent.success_rate.low" not in fired(engine, agent(failed=True))
 
 
-def test_ratio_rule_fires_once_per_window_and_group(engine: Engine, clock: Clock) -> None:
+def test_ratio_rule_fires_once_per_window_and_group(engine: Engine, clock: FakeClock) -> None:
     ids: list[str] = []
     for _ in range(100):
         clock.now += 1
@@ -145,7 +138,7 @@ def test_ratio_rule_fires_once_per_window_and_group(engine: Engine, clock: Clock
     assert ids.count("agent.success_rate.low") == 1
 
 
-def test_ratio_window_slides_old_failures_out(engine: Engine, clock: Clock) -> None:
+def test_ratio_window_slides_old_failures_out(engine: Engine, clock: FakeClock) -> None:
     for _ in range(5):
         fired(engine, agent(failed=True))
     clock.now += 2 * 3600
@@ -161,7 +154,7 @@ def memory_op(failed: bool = False) -> SpanFacts:
     return SpanFacts("create_memory episodic", "internal", "error" if failed else "unset", 0.01, attributes)
 
 
-def test_memory_failure_rate_above_one_percent(engine: Engine, clock: Clock) -> None:
+def test_memory_failure_rate_above_one_percent(engine: Engine, clock: FakeClock) -> None:
     ids: list[str] = []
     for index in range(100):  # 1 failure in 100 = 1 %: not above
         clock.now += 1
@@ -176,7 +169,7 @@ def cache_lookup(hit: bool) -> SpanFacts:
     return SpanFacts("search_memory working", "internal", "unset", 0.001, attributes)
 
 
-def test_cache_hit_rate_below_80_percent(engine: Engine, clock: Clock) -> None:
+def test_cache_hit_rate_below_80_percent(engine: Engine, clock: FakeClock) -> None:
     ids: list[str] = []
     for index in range(20):  # 16 hits of 20 = 80 %: not below
         clock.now += 1
@@ -186,7 +179,7 @@ def test_cache_hit_rate_below_80_percent(engine: Engine, clock: Clock) -> None:
     assert "memory.cache_hit.low" in fired(engine, cache_lookup(hit=False))  # 16/21 < 80 %
 
 
-def test_workflow_failure_rate_above_five_percent(engine: Engine, clock: Clock) -> None:
+def test_workflow_failure_rate_above_five_percent(engine: Engine, clock: FakeClock) -> None:
     def workflow(failed: bool) -> SpanFacts:
         return SpanFacts(
             "invoke_workflow wf",
@@ -203,7 +196,7 @@ def test_workflow_failure_rate_above_five_percent(engine: Engine, clock: Clock) 
     assert "workflow.failure_rate.high" in fired(engine, workflow(failed=True))
 
 
-def test_external_api_unavailable_per_server_address(engine: Engine, clock: Clock) -> None:
+def test_external_api_unavailable_per_server_address(engine: Engine, clock: FakeClock) -> None:
     def call(server: str, failed: bool) -> SpanFacts:
         return SpanFacts(
             "GET",
@@ -233,7 +226,7 @@ def failed_login(address: str = "203.0.113.9") -> SpanFacts:
 
 
 def test_bruteforce_fires_at_five_failed_logins_from_one_address_in_five_minutes(
-    engine: Engine, clock: Clock
+    engine: Engine, clock: FakeClock
 ) -> None:
     for _ in range(4):
         clock.now += 30
@@ -245,13 +238,13 @@ def test_bruteforce_fires_at_five_failed_logins_from_one_address_in_five_minutes
     assert firings[0].group == {sc.CLIENT_ADDRESS: "203.0.113.9"}
 
 
-def test_bruteforce_spread_over_more_than_five_minutes_is_silent(engine: Engine, clock: Clock) -> None:
+def test_bruteforce_spread_over_more_than_five_minutes_is_silent(engine: Engine, clock: FakeClock) -> None:
     for _ in range(10):
         clock.now += 80  # 4 failures per 5 minutes at most
         assert "security.login.bruteforce" not in fired(engine, failed_login())
 
 
-def test_bruteforce_counts_per_address_and_fires_once_per_window(engine: Engine, clock: Clock) -> None:
+def test_bruteforce_counts_per_address_and_fires_once_per_window(engine: Engine, clock: FakeClock) -> None:
     ids: list[str] = []
     for index in range(20):
         ids += fired(engine, failed_login("198.51.100.1"))
@@ -276,7 +269,7 @@ def denied(user: str = "u-1") -> SpanFacts:
     )
 
 
-def test_unusual_access_at_three_denials_per_user_in_ten_minutes(engine: Engine, clock: Clock) -> None:
+def test_unusual_access_at_three_denials_per_user_in_ten_minutes(engine: Engine, clock: FakeClock) -> None:
     assert "security.access.unusual" not in fired(engine, denied())
     clock.now += 60
     assert "security.access.unusual" not in fired(engine, denied())
@@ -351,7 +344,7 @@ def test_pool_exhaustion_above_90_percent(engine: Engine) -> None:
 # --- bounded memory ---
 
 
-def test_a_million_spoofed_addresses_keep_memory_bounded(clock: Clock) -> None:
+def test_a_million_spoofed_addresses_keep_memory_bounded(clock: FakeClock) -> None:
     evicted = [0]
 
     def count_eviction(_rule: str, n: int) -> None:

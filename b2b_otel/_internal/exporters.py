@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, SpanExportResult
 
 from . import selflog
+from .formats import iso
 from .settings import OTLPTarget, Settings
 
 
@@ -89,9 +90,7 @@ class SignalHealth:
 
 
 def _stamp(value: float | None) -> str | None:
-    if value is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(value)) + f".{int(value % 1 * 1000):03d}Z"
+    return None if value is None else iso(value)
 
 
 DropCounter = Callable[[str, str, int], None]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -129,7 +128,6 @@ class Telemetry:
         self.derivation: Any = None
         self._shutdown_done = False
         self._lock = threading.Lock()
-        self.started_at = time.time()
 
     @property
     def disabled(self) -> bool:

@@ -25,6 +25,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusC
 
 from .. import semconv as sc
 from .._internal import selflog
+from .._internal.formats import hex_ids
 from .._internal.instruments import instruments, pool_stats
 from ..rules.engine import Engine, Firing, SpanFacts
 from ..rules.schema import RuleSet
@@ -445,13 +446,14 @@ def record_audit(
     action = scrubber.text(action, "audit.action")
     actor_id = scrubber.value(sc.B2B_ACTOR_ID, actor_id)
     target = scrubber.value(sc.B2B_AUDIT_TARGET, target)
+    trace_hex, span_hex = hex_ids(trace_id, span_id)
     written: dict[str, Any] = audit.append(
         action=action,
         actor_id=actor_id,
         target=target,
         outcome=outcome,
-        trace_id=f"{trace_id:032x}" if trace_id else "",
-        span_id=f"{span_id:016x}" if span_id else "",
+        trace_id=trace_hex,
+        span_id=span_hex,
         details=clean,
     )
     if logger_provider is not None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import semconv as sc
+from .._internal.formats import hex_ids, iso, seed_time
 from ..rules.engine import Firing
 from .scrub import Scrubber
 
@@ -49,24 +50,13 @@ class DerivedRecord:
             "event": self.code,
             "event_name": self.event_name,
             "message": self.message,
-            "trace_id": f"{self.trace_id:032x}" if self.trace_id else "",
-            "span_id": f"{self.span_id:016x}" if self.span_id else "",
+            **dict(zip(("trace_id", "span_id"), hex_ids(self.trace_id, self.span_id), strict=True)),
             "attributes": self.attributes,
         }
 
     def text_line(self) -> str:
         """The seed's line format: ``2025-06-20 01:52:00,124 WARNING AGENT_SLOW: <message>``."""
         return f"{seed_time(self.time_s)} {LEVEL_BY_SEVERITY[self.severity]} {self.code}: {self.message}"
-
-
-def iso(seconds: float) -> str:
-    """RFC 3339 UTC with milliseconds."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1000):03d}Z"
-
-
-def seed_time(seconds: float) -> str:
-    """The seed's timestamp: ``2025-06-20 01:52:00,123`` (UTC)."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) + f",{int(seconds % 1 * 1000):03d}"
 
 
 def fmt_seconds(value: float) -> str:

@@ -15,7 +15,8 @@ from typing import Any
 
 from .. import semconv as sc
 from .._internal import selflog
-from ..pipeline.records import DerivedRecord, iso
+from .._internal.formats import iso
+from ..pipeline.records import DerivedRecord
 
 _LABEL = re.compile(r"[^a-zA-Z0-9_]")
 PUSHED_SEVERITIES = ("critical", "warning")

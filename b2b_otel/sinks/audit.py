@@ -16,7 +16,6 @@ The format and what ``b2b-otel audit verify`` detects are documented in ``docs/a
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import hashlib
 import hmac
@@ -25,12 +24,14 @@ import math
 import os
 import re
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._internal.errors import AuditError
+from .._internal.formats import iso
 
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the record with seq 1."""
@@ -176,8 +177,7 @@ def json_safe(value: Any, _depth: int = 0) -> Any:
 
 
 def _utc_now() -> str:
-    now = dt.datetime.now(dt.timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    return iso(time.time())
 
 
 def _check_id(name: str, value: str, pattern: re.Pattern[str]) -> str:

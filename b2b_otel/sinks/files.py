@@ -13,7 +13,8 @@ import logging.handlers
 from pathlib import Path
 from typing import Any
 
-from ..pipeline.records import DerivedRecord, fmt_seconds, iso, seed_time
+from .._internal.formats import hex_ids, iso, seed_time
+from ..pipeline.records import DerivedRecord, fmt_seconds
 
 CRITICAL = "critical.log"
 SECURITY = "security.log"
@@ -82,10 +83,7 @@ class LocalFiles:
         self, agent: str, seconds: float, error_type: str | None, at_s: float, trace_id: int, span_id: int
     ) -> None:
         """One ``AGENT_EXECUTION`` line per agent run, and ``AGENT_FAILURE`` when it failed."""
-        ids = {
-            "trace_id": f"{trace_id:032x}" if trace_id else "",
-            "span_id": f"{span_id:016x}" if span_id else "",
-        }
+        ids = dict(zip(("trace_id", "span_id"), hex_ids(trace_id, span_id), strict=True))
         # The duration stays the last field either way: the runbook's awk '{print $NF}' reads it.
         verb = "failed in" if error_type else "completed in"
         message = f"{agent} {verb} {fmt_seconds(seconds)}"

@@ -27,13 +27,10 @@ class SequentialIdGenerator(IdGenerator):
 
 
 class FakeClock:
-    """A monotonic clock in nanoseconds that moves only when told to."""
+    """A clock in seconds that moves only when a test moves it (``clock.now += 30``)."""
 
-    def __init__(self, start_ns: int = 1_700_000_000_000_000_000) -> None:
-        self.now_ns = start_ns
+    def __init__(self, start_s: float = 1_000_000.0) -> None:
+        self.now = start_s
 
-    def __call__(self) -> int:
-        return self.now_ns
-
-    def advance(self, seconds: float) -> None:
-        self.now_ns += int(seconds * 1e9)
+    def __call__(self) -> float:
+        return self.now
