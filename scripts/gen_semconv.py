@@ -6,12 +6,13 @@ are written: attribute keys and their values, span names, metric names, units an
 event names and rule ids. This script validates it and writes
 
 * ``b2b_otel/semconv.py``: typed constants for the package (stdlib imports only);
-* ``docs/semantic-conventions.md``: the same content as tables for people.
+* ``docs/semantic-conventions.md``: the same content as tables for people;
+* the Go constants of the collector's b2bderive connector (``semconv_go.GO_PATH``, see semconv_go.py).
 
 Usage::
 
-    python scripts/gen_semconv.py            # (re)write both files
-    python scripts/gen_semconv.py --check    # exit 1 and print a diff if either is stale
+    python scripts/gen_semconv.py            # (re)write the generated files
+    python scripts/gen_semconv.py --check    # exit 1 and print a diff if one is stale
 
 The output depends only on the registry, so running it twice gives the same bytes.
 """
@@ -30,6 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # semconv_go.py lies beside this script
+import semconv_go
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY_DIR = Path("docs/semconv")
@@ -1113,7 +1117,11 @@ def render_doc(registry: Registry) -> str:
 def render(registry_dir: Path | None = None) -> dict[Path, str]:
     """The generated files (paths relative to the repository root) and their content."""
     registry = load_registry(registry_dir)
-    return {MODULE_PATH: render_module(registry), DOC_PATH: render_doc(registry)}
+    return {
+        MODULE_PATH: render_module(registry),
+        DOC_PATH: render_doc(registry),
+        semconv_go.GO_PATH: semconv_go.render_go(registry),
+    }
 
 
 def stale_diffs(root: Path = ROOT) -> list[str]:
