@@ -14,7 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from . import security
-from ._internal.api import (
+from ._internal.errors import AuditError, ConfigError
+from ._version import __version__
+from .api.metrics import register_pool
+from .api.spans import (
     agent,
     agent_span,
     memory,
@@ -24,12 +27,8 @@ from ._internal.api import (
     workflow_span,
     workflow_step,
 )
-from ._internal.audit import audit
-from ._internal.errors import AuditError, ConfigError
-from ._internal.instruments import register_pool
-from ._internal.telemetry import Telemetry
-from ._internal.telemetry import shutdown as _shutdown
-from ._version import __version__
+from .audit_trail.record import audit
+from .setup.telemetry import Telemetry
 
 __all__ = [
     "AuditError",
@@ -67,7 +66,7 @@ def instrument(**overrides: Any) -> Telemetry:
 
         telemetry = b2b_otel.instrument(service_name="b2bvalue", otlp_protocol="grpc")
     """
-    from ._internal.telemetry import instrument as _instrument
+    from .setup.install import instrument as _instrument
 
     return _instrument(**overrides)
 
@@ -77,4 +76,6 @@ def shutdown(timeout_s: float | None = None) -> bool:
 
     Returns False when the timeout ran out; never raises.
     """
+    from .setup.install import shutdown as _shutdown
+
     return _shutdown(timeout_s)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from ._internal.errors import ConfigError
-from ._internal.settings import effective, resolve
+from .setup.settings import effective, resolve
 
 
 def _config_check(_: argparse.Namespace) -> int:
@@ -62,7 +62,7 @@ def _rules_check(args: argparse.Namespace) -> int:
 def _audit_verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .audit_verify import verify
+    from .audit_trail.verify import verify
 
     key_env: str = args.key_env or "B2B_OTEL_AUDIT_KEY"
     key = os.environ.get(key_env)

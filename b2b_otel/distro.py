@@ -12,18 +12,18 @@ from typing import Any
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 from opentelemetry.sdk._configuration import _BaseConfigurator
 
-from ._internal import instrumentations
+from .setup import libraries
 
 # Libraries whose instrumentation b2b_otel installs itself, as B2B_OTEL_INSTRUMENTATIONS says;
 # the generic auto-instrumentation loop must not install them behind that setting's back.
-_MANAGED = frozenset(instrumentations.FACTORIES)
+_MANAGED = frozenset(libraries.FACTORIES)
 
 
 class B2BOtelDistro(BaseDistro):  # type: ignore[misc]
     """Prepares the environment before any instrumentor is loaded."""
 
     def _configure(self, **kwargs: Any) -> None:
-        instrumentations.opt_in_stable_semconv()
+        libraries.opt_in_stable_semconv()
         os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", "b2b_otel")
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 
 from . import semconv as sc
 from ._internal import selflog
-from ._internal.api import instant_span
-from ._internal.instruments import instruments
+from .api.metrics import instruments
+from .api.spans import instant_span
 
 __all__ = ["access_denied", "login", "privilege_change"]
 

@@ -115,7 +115,9 @@ B2B_ACCESS_ACTION: Final = "b2b.access.action"
 
 # --- registry.b2b.audit
 B2B_AUDIT_ACTION: Final = "b2b.audit.action"
-"""What was done. [string, b2b, stable]"""
+"""What was done. The members are the actions b2b-otel records by itself; applications add their own
+through `b2b_otel.audit(action, ...)`. [enum, b2b, stable]
+"""
 B2B_AUDIT_TARGET: Final = "b2b.audit.target"
 """What it was done to. [string, b2b, stable]"""
 B2B_AUDIT_SEQ: Final = "b2b.audit.seq"
@@ -296,6 +298,25 @@ B2B_SECURITY_ACTION_VALUES: Final[tuple[str, ...]] = (
 )
 
 
+class B2bAuditActionValues:
+    """Values of ``b2b.audit.action``."""
+
+    PRIVILEGE_CHANGE: Final = "privilege_change"
+    """Roles were granted or revoked (written for every `privilege_change` span). [b2b]"""
+    WORKFLOW_COMPLETED: Final = "workflow.completed"
+    """A workflow span ended without error. [b2b]"""
+    WORKFLOW_FAILED: Final = "workflow.failed"
+    """A workflow span ended with an error. [b2b]"""
+
+
+B2bAuditAction: TypeAlias = Literal["privilege_change", "workflow.completed", "workflow.failed"]
+B2B_AUDIT_ACTION_VALUES: Final[tuple[str, ...]] = (
+    "privilege_change",
+    "workflow.completed",
+    "workflow.failed",
+)
+
+
 class B2bAlertSeverityValues:
     """Values of ``b2b.alert.severity``."""
 
@@ -429,10 +450,14 @@ class SignalValues:
     """Metric points. [b2b]"""
     LOGS: Final = "logs"
     """Log records (derived records and audit records included). [b2b]"""
+    RULES: Final = "rules"
+    """Finished spans, findings and gauge values on their way to the rules engine. [b2b]"""
+    ALERTS: Final = "alerts"
+    """Alerts on their way to Alertmanager. [b2b]"""
 
 
-Signal: TypeAlias = Literal["traces", "metrics", "logs"]
-SIGNAL_VALUES: Final[tuple[str, ...]] = ("traces", "metrics", "logs")
+Signal: TypeAlias = Literal["traces", "metrics", "logs", "rules", "alerts"]
+SIGNAL_VALUES: Final[tuple[str, ...]] = ("traces", "metrics", "logs", "rules", "alerts")
 
 
 class ReasonValues:
@@ -446,10 +471,18 @@ class ReasonValues:
     """A local log file could not be written. [b2b]"""
     SHUTDOWN: Final = "shutdown"
     """Still queued when shutdown's timeout ran out. [b2b]"""
+    WINDOW_EVICTED: Final = "window_evicted"
+    """A rule's window of one group was evicted because the rule tracked its maximum of groups. [b2b]"""
 
 
-Reason: TypeAlias = Literal["queue_full", "export_failed", "write_failed", "shutdown"]
-REASON_VALUES: Final[tuple[str, ...]] = ("queue_full", "export_failed", "write_failed", "shutdown")
+Reason: TypeAlias = Literal["queue_full", "export_failed", "write_failed", "shutdown", "window_evicted"]
+REASON_VALUES: Final[tuple[str, ...]] = (
+    "queue_full",
+    "export_failed",
+    "write_failed",
+    "shutdown",
+    "window_evicted",
+)
 
 
 # ============================================================================
@@ -925,6 +958,19 @@ EVENT_B2B_AUDIT_RECORD: Final = "b2b.audit.record"
 the hash-chained `audit.log`, flushed before the call returns.
 """
 EVENT_NAMES: Final[tuple[str, ...]] = (EVENT_B2B_SLA_BREACH, EVENT_B2B_SECURITY_EVENT, EVENT_B2B_AUDIT_RECORD)
+
+
+# ============================================================================
+# Other names (instrumentation scopes, fixed values)
+# ============================================================================
+
+DERIVED_SCOPE: Final = "b2b_otel.derived"
+"""Instrumentation scope of everything the processor layer itself produces: derived log records, audit log
+records and alert marker spans. The record-all sampler always samples spans of this scope, and the
+derivation processor never judges them again.
+"""
+AUDIT_SYSTEM_ACTOR: Final = "system"
+"""The `b2b.actor.id` of audit records that b2b-otel writes itself (finished workflows)."""
 
 
 # ============================================================================

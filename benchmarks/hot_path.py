@@ -67,6 +67,7 @@ def main() -> None:
     assert isinstance(provider, TracerProvider)
     provider.add_span_processor(BatchSpanProcessor(Discard(), max_queue_size=args.spans * 4))
     derivation = telemetry.derivation
+    assert derivation is not None
     with_rules = provider._active_span_processor._span_processors
     without_rules = tuple(p for p in with_rules if p is not derivation)
 
@@ -115,7 +116,7 @@ def main() -> None:
     spans = captured.get_finished_spans()
     started = time.perf_counter()
     for span in spans:
-        derivation._handle("span", span)
+        derivation._judge_span(span)
     worker = (time.perf_counter() - started) / len(spans)
 
     base = statistics.median(results["plain"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from b2b_otel._internal.settings import render_markdown
+from b2b_otel.setup.settings import render_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -138,6 +138,17 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Name:
+    """Any other name of the outside world: an instrumentation scope, a fixed attribute value."""
+
+    id: str
+    constant: str
+    value: str
+    brief: str
+    stability: str
+
+
+@dataclass(frozen=True)
 class RuleKind:
     id: str
     brief: str
@@ -160,6 +171,7 @@ class Registry:
     spans: list[Span] = field(default_factory=list)
     metrics: list[Metric] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    names: list[Name] = field(default_factory=list)
     rule_set_id: str = ""
     rule_set_brief: str = ""
     rule_kinds: list[RuleKind] = field(default_factory=list)
@@ -426,6 +438,20 @@ def _event(c: _Collector, where: str, group: Mapping[str, Any]) -> Event:
     )
 
 
+def _name(c: _Collector, where: str, group: Mapping[str, Any]) -> Name:
+    c.keys(where, group, ("id", "type", "constant", "value", "brief", "stability"), ())
+    constant = str(group.get("constant"))
+    if not re.fullmatch(r"[A-Z][A-Z0-9_]*", constant):
+        c.error(where, "constant must be an UPPER_SNAKE_CASE Python name")
+    return Name(
+        id=str(group.get("id")),
+        constant=constant,
+        value=c.text(f"{where} value", group.get("value")),
+        brief=c.text(f"{where} brief", group.get("brief")),
+        stability=c.choice(f"{where} stability", group.get("stability"), STABILITIES),
+    )
+
+
 def _rule_set(c: _Collector, where: str, group: Mapping[str, Any], registry: Registry) -> None:
     c.keys(where, group, ("id", "type", "brief", "kinds", "rules"), ())
     if registry.rule_set_id:
@@ -483,6 +509,8 @@ def load_registry(registry_dir: Path | None = None) -> Registry:
             registry.events.append(_event(c, where, group))
         elif kind == "rule_set":
             _rule_set(c, where, group, registry)
+        elif kind == "name":
+            registry.names.append(_name(c, where, group))
         else:
             c.error(where, f"unknown group type {kind!r}")
     _validate(c, registry)
@@ -894,6 +922,12 @@ def render_module(registry: Registry) -> str:
         ")",
     )
 
+    m.section("Other names (instrumentation scopes, fixed values)")
+    m.add("")
+    for name in registry.names:
+        m.add(f"{m.define(name.constant)}: Final = {_py_str(name.value)}")
+        m.docstring(name.brief)
+
     m.section("Rules")
     m.add("", "")
     m.add(f"class {m.define('RuleKindValues')}:")
@@ -1096,6 +1130,11 @@ def render_doc(registry: Registry) -> str:
         out += ["", f"### `{event.name}`", "", event.brief, ""]
         out += _table(["Attribute", "Requirement", "Values", "Note"], _ref_rows(event.attributes))
 
+    out += ["", "## Other names", ""]
+    out += _table(
+        ["Name", "Constant", "Stability", "Description"],
+        ([_code(n.value), _code(n.constant), n.stability, n.brief] for n in registry.names),
+    )
     out += ["", "## Rules", "", registry.rule_set_brief, "Thresholds live in the rules file, not here.", ""]
     out += _table(["Kind", "Description"], ([_code(k.id), k.brief] for k in registry.rule_kinds))
     out.append("")

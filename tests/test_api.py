@@ -475,7 +475,7 @@ def test_helpers_work_without_instrument_and_without_sdk() -> None:
 def test_a_broken_tracer_never_breaks_the_decorated_call(
     capture: Capture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import b2b_otel._internal.api as api
+    import b2b_otel.api.spans as api
 
     def broken() -> trace.Tracer:
         raise RuntimeError("broken tracer provider")

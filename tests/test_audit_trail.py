@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from b2b_otel import AuditError
-from b2b_otel.audit_verify import VerifyReport, verify
-from b2b_otel.sinks.audit import GENESIS_HASH, RECORD_FIELDS, AuditLog, record_hash
+from b2b_otel.audit_trail.chain import GENESIS_HASH, RECORD_FIELDS, record_hash
+from b2b_otel.audit_trail.verify import VerifyReport, verify
+from b2b_otel.audit_trail.writer import AuditLog
 
 KEY = b"k3y-for-tests-only"
 TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -151,7 +152,7 @@ def test_concurrent_processes_write_one_chain(tmp_path: Path) -> None:
         f"""
         import sys
         from pathlib import Path
-        from b2b_otel.sinks.audit import AuditLog
+        from b2b_otel.audit_trail.writer import AuditLog
         log = AuditLog(Path({str(path)!r}), key={KEY!r}, max_bytes=8000)
         for i in range(50):
             log.append("a", sys.argv[1], "t", "success", "", "", {{"i": i}})
@@ -310,7 +311,7 @@ def test_record_survives_sigkill_right_after_append_returns(tmp_path: Path) -> N
         f"""
         import time
         from pathlib import Path
-        from b2b_otel.sinks.audit import AuditLog
+        from b2b_otel.audit_trail.writer import AuditLog
         AuditLog(Path({str(path)!r}), key={KEY!r}).append("a", "u", "t", "success", "", "", {{}})
         print("done", flush=True)
         time.sleep(60)

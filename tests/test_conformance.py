@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from b2b_otel.pipeline import records
-from b2b_otel.pipeline.scrub import Scrubber
+from b2b_otel.derive import records
 from b2b_otel.rules import load_rules
 from b2b_otel.rules.engine import Engine, SpanFacts
+from b2b_otel.scrub import Scrubber
 
 VECTORS = sorted((Path(__file__).resolve().parents[1] / "conformance" / "vectors").glob("*.json"))
 KINDS = {0: "internal", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}

@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 import b2b_otel
-from b2b_otel._internal.instrumentations import SEMCONV_OPT_IN_VAR
-from b2b_otel.pipeline.sampling import RecordAllSampler
+from b2b_otel.setup.libraries import SEMCONV_OPT_IN_VAR
+from b2b_otel.setup.sampling import RecordAllSampler
 from tests.support.otel_globals import reset_otel_globals
 
 QUIET = {"traces_exporter": "none", "metrics_exporter": "none", "logs_exporter": "none", "log_dir": "none"}

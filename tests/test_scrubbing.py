@@ -19,8 +19,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, Status, StatusCode
 
-from b2b_otel.pipeline.export import FanOutSpanExporter, ScrubbingLogExporter, ScrubbingSpanExporter
-from b2b_otel.pipeline.scrub import PATTERN_NAMES, Finding, Scrubber, luhn_valid, marker
+from b2b_otel.export.fanout import FanOutSpanExporter
+from b2b_otel.export.scrubbing import ScrubbingLogExporter, ScrubbingSpanExporter
+from b2b_otel.scrub import PATTERN_NAMES, Finding, Scrubber, luhn_valid, marker
 
 # --------------------------------------------------------------------------- the secrets
 

@@ -19,7 +19,7 @@ from opentelemetry import _logs, trace
 from opentelemetry.trace import Status, StatusCode
 
 import b2b_otel
-from b2b_otel._internal.telemetry import Telemetry
+from b2b_otel.setup.telemetry import Telemetry
 from tests.support.otel_globals import reset_otel_globals
 from tests.support.otlp_receiver import OTLPReceiver
 

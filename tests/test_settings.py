@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from b2b_otel import ConfigError
-from b2b_otel._internal.settings import Settings, render_markdown, resolve, table
+from b2b_otel.setup.settings import Settings, render_markdown, resolve, table
 
 ROOT = Path(__file__).resolve().parents[1]
 

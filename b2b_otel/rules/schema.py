@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .. import semconv
-from .._internal.settings import parse_duration
+from .._internal.durations import parse_duration
 
 Comparison = Literal["gt", "lt", "gte", "lte"]
 SpanKind = Literal["internal", "server", "client", "producer", "consumer"]

@@ -16,7 +16,8 @@ from typing import Any
 from .. import semconv as sc
 from .._internal import selflog
 from .._internal.formats import iso
-from ..pipeline.records import DerivedRecord
+from ..derive.records import DerivedRecord
+from ..derive.sink import Sink
 
 _LABEL = re.compile(r"[^a-zA-Z0-9_]")
 PUSHED_SEVERITIES = ("critical", "warning")
@@ -28,8 +29,10 @@ def label_name(key: str) -> str:
     return name if not name[:1].isdigit() else f"_{name}"
 
 
-class AlertmanagerSink:
+class AlertmanagerSink(Sink):
     """Queues alerts and posts them to ``{url}/api/v2/alerts`` from a background thread."""
+
+    name = "alertmanager"
 
     def __init__(
         self,
@@ -84,6 +87,10 @@ class AlertmanagerSink:
         if link:
             alert["generatorURL"] = link
         return alert
+
+    def write(self, record: DerivedRecord) -> None:
+        """Queue the record's alert (critical and warning only; counted when the queue is full)."""
+        self.push(record)
 
     def push(self, record: DerivedRecord) -> bool:
         """Queue a record's alert if its severity is pushed; False when it was dropped (queue full)."""
@@ -154,7 +161,7 @@ class AlertmanagerSink:
             return True
         return self._idle.wait(timeout_s)
 
-    def shutdown(self, timeout_s: float = 2.0) -> None:
+    def close(self, timeout_s: float = 2.0) -> None:
         """Try to send what is queued, then stop."""
         self.flush(timeout_s)
         self._stop.set()

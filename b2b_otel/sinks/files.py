@@ -14,15 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from .._internal.formats import hex_ids, iso, seed_time
-from ..pipeline.records import DerivedRecord, fmt_seconds
+from ..derive.records import DerivedRecord, fmt_seconds
+from ..derive.sink import AgentExecution, Sink
 
 CRITICAL = "critical.log"
 SECURITY = "security.log"
 PERFORMANCE = "performance.log"
 
 
-class LocalFiles:
+class LocalFiles(Sink):
     """Writes derived records and agent execution lines to the local files."""
+
+    name = "files"
 
     def __init__(
         self, directory: Path, fmt: str = "json", max_bytes: int = 10 * 1024 * 1024, backups: int = 5
@@ -68,7 +71,11 @@ class LocalFiles:
             else text
         )
 
-    def record(self, record: DerivedRecord) -> list[str]:
+    def write(self, record: DerivedRecord) -> None:
+        """Write a derived record to the files it belongs in."""
+        self.write_record(record)
+
+    def write_record(self, record: DerivedRecord) -> list[str]:
         """Write a derived record to the files it belongs in; returns their names."""
         targets = []
         if record.severity == "critical":
@@ -79,10 +86,10 @@ class LocalFiles:
             self._write(name, line)
         return targets
 
-    def agent_execution(
-        self, agent: str, seconds: float, error_type: str | None, at_s: float, trace_id: int, span_id: int
-    ) -> None:
+    def agent_execution(self, execution: AgentExecution) -> None:
         """One ``AGENT_EXECUTION`` line per agent run, and ``AGENT_FAILURE`` when it failed."""
+        agent, seconds, error_type = execution.agent, execution.duration_s, execution.error_type
+        at_s, trace_id, span_id = execution.end_s, execution.trace_id, execution.span_id
         ids = dict(zip(("trace_id", "span_id"), hex_ids(trace_id, span_id), strict=True))
         # The duration stays the last field either way: the runbook's awk '{print $NF}' reads it.
         verb = "failed in" if error_type else "completed in"
@@ -111,7 +118,7 @@ class LocalFiles:
             }
             self._write(PERFORMANCE, self._line(obj, f"{seed_time(at_s)} ERROR AGENT_FAILURE: {message}"))
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 0.0) -> None:
         """Close every open file."""
         for handler in self._handlers.values():
             try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.util._once import Once
 
-from b2b_otel._internal import telemetry as _telemetry
+from b2b_otel.setup import install as _telemetry
 
 
 def reset_otel_globals() -> None:

@@ -1,4 +1,4 @@
-"""The export path: scrub once, then fan out to every configured exporter (in the export thread)."""
+"""Scrubbing on the export path: one pass per batch in the export thread, before the fan-out."""
 
 from __future__ import annotations
 
@@ -11,52 +11,10 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, Status
 
-from .scrub import Finding, Scrubber
+from ..scrub import Finding, Scrubber
 
 # (finding, trace id, span id): called for each distinct finding in one span or log record.
 FindingSink = Callable[[Finding, int, int], None]
-
-
-class FanOutSpanExporter(SpanExporter):
-    """Exports to every exporter; succeeds only when all do."""
-
-    def __init__(self, exporters: Sequence[SpanExporter]) -> None:
-        self.exporters = list(exporters)
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        ok = True
-        for exporter in self.exporters:
-            ok = exporter.export(spans) == SpanExportResult.SUCCESS and ok
-        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
-
-    def shutdown(self) -> None:
-        for exporter in self.exporters:
-            exporter.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return all([exporter.force_flush(timeout_millis) for exporter in self.exporters])
-
-
-class FanOutLogExporter(LogRecordExporter):
-    """Exports log records to every exporter; succeeds only when all do."""
-
-    def __init__(self, exporters: Sequence[LogRecordExporter]) -> None:
-        self.exporters = list(exporters)
-
-    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        ok = True
-        for exporter in self.exporters:
-            ok = exporter.export(batch) == LogRecordExportResult.SUCCESS and ok
-        return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
-
-    def shutdown(self) -> None:
-        for exporter in self.exporters:
-            exporter.shutdown()  # type: ignore[no-untyped-call]
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return all(
-            [getattr(exporter, "force_flush", lambda _t: True)(timeout_millis) for exporter in self.exporters]
-        )
 
 
 class _Collector:

@@ -21,8 +21,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from .. import semconv as sc
-from . import selflog
-from .instruments import instruments, report_gauge, tracer
+from .._internal import selflog
+from .metrics import instruments, report_gauge, tracer
 
 F = TypeVar("F", bound=Callable[..., Any])
 

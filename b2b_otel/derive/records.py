@@ -9,7 +9,7 @@ from typing import Any
 from .. import semconv as sc
 from .._internal.formats import hex_ids, iso, seed_time
 from ..rules.engine import Firing
-from .scrub import Scrubber
+from ..scrub import Scrubber
 
 LEVEL_BY_SEVERITY = {"critical": "CRITICAL", "warning": "WARNING", "info": "INFO"}
 # The seed's line codes where it names one; other rules use their id upper-cased.

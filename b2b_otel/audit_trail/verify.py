@@ -17,29 +17,27 @@ from __future__ import annotations
 
 import hmac
 import json
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .sinks.audit import (
+from .chain import (
     ANCHOR_SUFFIX,
+    DEFAULT_LOG_NAME,
     GENESIS_HASH,
+    HASH_HEX,
     HEAD_SUFFIX,
-    LOCK_SUFFIX,
     RECORD_FIELDS,
+    STRING_FIELDS,
     ChainTip,
+    is_sidecar,
     normalise_key,
     read_tip,
     record_hash,
+    rotation_of,
+    sidecar,
 )
-
-DEFAULT_LOG_NAME = "audit.log"
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-_ROTATED = re.compile(r"(?P<base>.+)\.(?P<n>[0-9]+)")
-_SIDECARS = (HEAD_SUFFIX, LOCK_SUFFIX, ANCHOR_SUFFIX)
-_STR_FIELDS = ("ts", "action", "actor_id", "target", "outcome", "trace_id", "span_id")
 
 
 @dataclass(frozen=True)
@@ -114,18 +112,18 @@ def chain_files(paths: Sequence[Path]) -> tuple[list[Path], Path | None]:
             if base.exists():
                 found[base] = 0
             for child in path.iterdir():
-                m = _ROTATED.fullmatch(child.name)
-                if m and m["base"] == DEFAULT_LOG_NAME:
-                    found[child] = int(m["n"])
+                rotation = rotation_of(child.name)
+                if rotation is not None and rotation[0] == DEFAULT_LOG_NAME:
+                    found[child] = rotation[1]
             continue
-        if path.name.endswith(_SIDECARS) or ".tmp." in path.name:
+        if is_sidecar(path.name):
             continue
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file")
-        m = _ROTATED.fullmatch(path.name)
-        if m:
-            bases.add(path.with_name(m["base"]))
-            found[path] = int(m["n"])
+        rotation = rotation_of(path.name)
+        if rotation is not None:
+            bases.add(path.with_name(rotation[0]))
+            found[path] = rotation[1]
         else:
             bases.add(path)
             found[path] = 0
@@ -167,12 +165,12 @@ def _parse(entry: _Entry, raw: bytes, key: bytes | None) -> None:
         )
         entry.malformed = "fields: " + "; ".join(parts)
         return
-    bad = [f for f in _STR_FIELDS if not isinstance(obj[f], str)]
+    bad = [f for f in STRING_FIELDS if not isinstance(obj[f], str)]
     if entry.seq is None:
         bad.insert(0, "seq")
     if not isinstance(obj["details"], dict):
         bad.append("details")
-    bad += [f for f in ("prev_hash", "hash") if not (isinstance(obj[f], str) and _HEX64.fullmatch(obj[f]))]
+    bad += [f for f in ("prev_hash", "hash") if not (isinstance(obj[f], str) and HASH_HEX.fullmatch(obj[f]))]
     if bad:
         entry.malformed = f"bad value of {', '.join(bad)}"
         return
@@ -335,14 +333,14 @@ def verify(paths: Sequence[Path], key: bytes | None) -> VerifyReport:
     files, live = chain_files(paths)
     base = live
     if base is None:
-        m = _ROTATED.fullmatch(files[0].name)
-        assert m is not None
-        base = files[0].with_name(m["base"])
-    anchor, _ = read_tip(base.with_name(base.name + ANCHOR_SUFFIX), "anchor", key)
+        rotation = rotation_of(files[0].name)
+        assert rotation is not None
+        base = files[0].with_name(rotation[0])
+    anchor, _ = read_tip(sidecar(base, ANCHOR_SUFFIX), "anchor", key)
     head: ChainTip | None = None
     head_problem: str | None = None
     if live is not None:
-        head_path = live.with_name(live.name + HEAD_SUFFIX)
+        head_path = sidecar(live, HEAD_SUFFIX)
         head, head_problem = read_tip(head_path, "head", key)
         if head is None and head_problem is None:
             head_problem = f"{head_path.name} is missing"
@@ -357,7 +355,7 @@ def verify(paths: Sequence[Path], key: bytes | None) -> VerifyReport:
     end = last_seq if last_seq is not None else 0
     notes: list[str] = []
     if live is not None:
-        where = str(live.with_name(live.name + HEAD_SUFFIX))
+        where = str(sidecar(live, HEAD_SUFFIX))
         if head is None:
             return VerifyReport(
                 False,

@@ -1,24 +1,12 @@
-"""The tamper-evident audit trail: ``audit.log``, one hash-chained JSON record a line.
+"""The audit trail's writer: ``audit.log``, one hash-chained JSON record a line, durable on return.
 
-Each record's ``hash`` is HMAC-SHA256 (with ``B2B_OTEL_AUDIT_KEY``) or SHA-256 (without) of the
-record's canonical JSON without ``hash``; ``prev_hash`` is the previous record's ``hash`` (64 zeros
-for seq 1). Sidecar files beside the log:
-
-- ``audit.log.lock``: ``flock`` held around read-tip + append, so several processes write one chain;
-- ``audit.log.head``: the signed tip ``{seq, hash, sig}``, rewritten atomically after every append, so
-  that cutting lines off the end is detected;
-- ``audit.log.anchor``: the signed last record of the newest rotated-out file that was deleted, so that
-  a chain whose oldest files were rotated away still verifies.
-
-The format and what ``b2b-otel audit verify`` detects are documented in ``docs/audit.md``.
+The chain's format (hashes, head and anchor records, file names) is in :mod:`.chain`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import hmac
 import json
 import math
 import os
@@ -32,28 +20,19 @@ from typing import Any
 
 from .._internal.errors import AuditError
 from .._internal.formats import iso
-
-GENESIS_HASH = "0" * 64
-"""``prev_hash`` of the record with seq 1."""
-
-RECORD_FIELDS: tuple[str, ...] = (
-    "seq",
-    "ts",
-    "action",
-    "actor_id",
-    "target",
-    "outcome",
-    "trace_id",
-    "span_id",
-    "details",
-    "prev_hash",
-    "hash",
+from .chain import (
+    ANCHOR_SUFFIX,
+    GENESIS_HASH,
+    HEAD_SUFFIX,
+    LOCK_SUFFIX,
+    ChainTip,
+    normalise_key,
+    read_tip,
+    record_hash,
+    rotated,
+    sidecar,
+    temp_name,
 )
-"""The fields of one audit line, in the order they are written."""
-
-LOCK_SUFFIX = ".lock"
-HEAD_SUFFIX = ".head"
-ANCHOR_SUFFIX = ".anchor"
 
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _SPAN_ID = re.compile(r"[0-9a-f]{16}")
@@ -62,88 +41,6 @@ _MAX_DEPTH = 32
 # Ints beyond this are written as strings: CPython refuses to print ints over 4300 digits, and other
 # JSON readers lose precision far earlier.
 _MAX_INT_BITS = 1024
-
-
-# --- the chain's arithmetic, shared with the verifier ---------------------------------------------
-
-
-def normalise_key(key: bytes | str | None) -> bytes | None:
-    """The HMAC key, or None for plain SHA-256; an empty key counts as no key."""
-    if key is None or key in (b"", ""):
-        return None
-    return key.encode("utf-8") if isinstance(key, str) else bytes(key)
-
-
-def canonical_json(record: Mapping[str, Any]) -> bytes:
-    """Canonical form that is hashed: sorted keys, no spaces, UTF-8 (not ASCII-escaped)."""
-    return json.dumps(
-        record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
-
-
-def _digest(key: bytes | None, data: bytes) -> str:
-    if key is None:
-        return hashlib.sha256(data).hexdigest()
-    return hmac.new(key, data, hashlib.sha256).hexdigest()
-
-
-def record_hash(record: Mapping[str, Any], key: bytes | None) -> str:
-    """``hash`` of a record: HMAC-SHA256 or SHA-256 of its canonical JSON without ``hash``."""
-    return _digest(key, canonical_json({k: v for k, v in record.items() if k != "hash"}))
-
-
-def tip_signature(kind: str, seq: int, hash_: str, key: bytes | None) -> str:
-    """``sig`` of a head (``kind="head"``) or anchor record: digest of ``"{kind}:{seq}:{hash}"``."""
-    return _digest(key, f"{kind}:{seq}:{hash_}".encode())
-
-
-@dataclass(frozen=True)
-class ChainTip:
-    """A signed position in the chain (the head or the anchor): its seq and the hash of that record."""
-
-    seq: int
-    hash: str
-
-    def to_json(self, kind: str, key: bytes | None) -> bytes:
-        return canonical_json(
-            {"seq": self.seq, "hash": self.hash, "sig": tip_signature(kind, self.seq, self.hash, key)}
-        )
-
-
-def read_tip(path: Path, kind: str, key: bytes | None) -> tuple[ChainTip | None, str | None]:
-    """Read a head or anchor file: ``(tip, None)``, ``(None, None)`` when absent, ``(None, problem)``.
-
-    Raises OSError for I/O failures other than a missing file.
-    """
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None, None
-    try:
-        obj = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return None, f"{path.name} is not JSON"
-    if not isinstance(obj, dict) or set(obj) != {"seq", "hash", "sig"}:
-        return None, f"{path.name} does not have exactly seq, hash, sig"
-    seq, hash_, sig = obj["seq"], obj["hash"], obj["sig"]
-    if not (isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0):
-        return None, f"{path.name}: seq is not a non-negative integer"
-    if not (isinstance(hash_, str) and isinstance(sig, str)):
-        return None, f"{path.name}: hash and sig must be strings"
-    if not hmac.compare_digest(sig, tip_signature(kind, seq, hash_, key)):
-        return None, f"{path.name}: signature does not verify with this key"
-    return ChainTip(seq, hash_), None
-
-
-def sidecar(path: Path, suffix: str) -> Path:
-    """``audit.log`` + ``.head`` etc."""
-    return path.with_name(path.name + suffix)
-
-
-def rotated(path: Path, n: int) -> Path:
-    """The n-th rotated file: ``audit.log.1`` is the newest."""
-    return path.with_name(f"{path.name}.{n}")
-
 
 # --- making a record ---------------------------------------------------------------------------------
 
@@ -199,7 +96,7 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
+    tmp = temp_name(path, os.getpid())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     try:
         os.write(fd, data)

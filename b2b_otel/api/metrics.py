@@ -15,8 +15,8 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from .. import semconv as sc
+from .._internal import selflog
 from .._version import __version__
-from . import selflog
 
 SCOPE = "b2b_otel"
 

@@ -1,9 +1,10 @@
-"""A sampler wrapper that records every span, keeping the user's decision for export.
+"""The trace sampler: the user's choice (``OTEL_TRACES_SAMPLER``), wrapped so that the rules see every span.
 
 The rules must see every finished span whatever the trace sampler chose; exporters only see the
 sampled ones. A span the wrapped sampler drops is made RECORD_ONLY: recorded (so span processors
-get it) but not sampled (so batch processors do not export it). Alert marker spans are always
-sampled, so an alert shows in the trace backend even when its trace was not kept.
+get it) but not sampled (so batch processors do not export it). Alert marker spans are sampled by
+their own tracer (see ``b2b_otel._internal.sdk_private.always_sampled_tracer``), not by a name test
+here: an application span that happens to be called ``alert ...`` is sampled like any other.
 """
 
 from __future__ import annotations
@@ -12,16 +13,41 @@ from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
-ALERT_PREFIX = "alert "
+from .settings import Settings
+
+
+def build_sampler(settings: Settings) -> Sampler:
+    """The trace sampler of OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG."""
+    ratio = 1.0 if settings.traces_sampler_arg is None else settings.traces_sampler_arg
+    name = settings.traces_sampler
+    if name == "always_on":
+        return ALWAYS_ON
+    if name == "always_off":
+        return ALWAYS_OFF
+    if name == "traceidratio":
+        return TraceIdRatioBased(ratio)
+    if name == "parentbased_always_off":
+        return ParentBased(ALWAYS_OFF)
+    if name == "parentbased_traceidratio":
+        return ParentBased(TraceIdRatioBased(ratio))
+    return ParentBased(ALWAYS_ON)
 
 
 class RecordAllSampler(Sampler):
-    """Wraps ``inner``: DROP becomes RECORD_ONLY; ``alert *`` spans are always sampled."""
+    """Wraps ``inner``: DROP becomes RECORD_ONLY, so that span processors see every span."""
 
     def __init__(self, inner: Sampler) -> None:
         self.inner = inner
@@ -36,8 +62,6 @@ class RecordAllSampler(Sampler):
         links: Sequence[Link] | None = None,
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
-        if name.startswith(ALERT_PREFIX):
-            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, trace_state)
         result = self.inner.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state
         )

@@ -13,6 +13,7 @@ from opentelemetry.sdk.resources import (
 )
 
 from .. import semconv as sc
+from .._internal.sdk_private import default_resource, host_detector
 from .._version import __version__
 from .settings import Settings
 
@@ -23,20 +24,15 @@ _DROPPED = ("process.command_args", "process.command_line", "process.command")
 
 def _detectors() -> list[ResourceDetector]:
     detectors: list[ResourceDetector] = [ProcessResourceDetector(), OsResourceDetector()]
-    try:
-        from opentelemetry.sdk.resources import _HostResourceDetector
-
-        detectors.append(_HostResourceDetector())
-    except ImportError:  # pragma: no cover - older SDKs had no host detector
-        pass
+    host = host_detector()
+    if host is not None:
+        detectors.append(host)
     return detectors
 
 
 def build_resource(settings: Settings) -> Resource:
     """Detected host/process facts, then OTEL_RESOURCE_ATTRIBUTES, then the explicit service settings."""
-    from opentelemetry.sdk.resources import _DEFAULT_RESOURCE
-
-    resource = _DEFAULT_RESOURCE
+    resource = default_resource()
     for detector in _detectors():
         try:
             resource = resource.merge(detector.detect())

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -21,7 +20,8 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from .errors import ConfigError, Problem
+from .._internal.durations import parse_duration
+from .._internal.errors import ConfigError, Problem
 
 SIGNALS = ("traces", "metrics", "logs")
 EXPORTER_NAMES = ("otlp", "console", "none")
@@ -64,28 +64,6 @@ def _parse_bool(value: Any) -> Any:
             return False
         raise ValueError("not a boolean")
     return value
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(value: Any, bare_unit: str = "s") -> Any:
-    """Seconds from ``30``, ``30s``, ``500ms``, ``5m`` or ``1h``; a bare number is in ``bare_unit``."""
-    if isinstance(value, bool):
-        raise ValueError("not a duration")
-    if isinstance(value, (int, float)):
-        seconds = float(value) * _UNIT_SECONDS[bare_unit]
-    elif isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError("not a duration")
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2) or bare_unit]
-    else:
-        return value
-    if seconds < 0:
-        raise ValueError("negative duration")
-    return seconds
 
 
 def _parse_millis(value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Exporter construction from settings, and thin wrappers that record export health.
+"""Export health: per signal the last success and failure, counts and drops, recorded by thin wrappers.
 
 The wrappers never raise: a failing exporter is logged (rate-limited), counted, and the batch is
 dropped, so the application never sees it.
@@ -13,23 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.sdk._logs import ReadableLogRecord
-from opentelemetry.sdk._logs.export import (
-    ConsoleLogRecordExporter,
-    LogRecordExporter,
-    LogRecordExportResult,
-)
-from opentelemetry.sdk.metrics.export import (
-    ConsoleMetricExporter,
-    MetricExporter,
-    MetricExportResult,
-    MetricsData,
-)
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from . import selflog
-from .formats import iso
-from .settings import OTLPTarget, Settings
+from .. import semconv as sc
+from .._internal import selflog
+from .._internal.formats import iso
+from .._internal.sdk_private import exporter_preferences
 
 
 @dataclass
@@ -56,7 +48,7 @@ class SignalHealth:
         with self._lock:
             self.last_failure_time = time.time()
             self.last_failure_error = error
-        self.drop("export_failed", count, on_drop)
+        self.drop(sc.ReasonValues.EXPORT_FAILED, count, on_drop)
 
     def drop(self, reason: str, count: int, on_drop: Callable[[str, str, int], None] | None) -> None:
         with self._lock:
@@ -190,11 +182,8 @@ class ObservedMetricExporter(MetricExporter, _Observed):
         self, inner: MetricExporter, name: str, health: SignalHealth, on_drop: DropCounter | None
     ) -> None:
         _Observed.__init__(self, name, health, on_drop)
-        MetricExporter.__init__(
-            self,
-            preferred_temporality=inner._preferred_temporality,
-            preferred_aggregation=inner._preferred_aggregation,
-        )
+        temporality, aggregation = exporter_preferences(inner)
+        MetricExporter.__init__(self, preferred_temporality=temporality, preferred_aggregation=aggregation)
         self.inner = inner
 
     def export(
@@ -232,111 +221,3 @@ def _count_points(data: MetricsData) -> int:
         )
     except Exception:
         return 0
-
-
-# --- construction ------------------------------------------------------------------------------------
-
-
-def _grpc_compression(name: str) -> Any:
-    import grpc  # type: ignore[import-untyped]
-
-    return grpc.Compression.Gzip if name == "gzip" else grpc.Compression.NoCompression
-
-
-def _http_compression(name: str) -> Any:
-    from opentelemetry.exporter.otlp.proto.http import Compression
-
-    return Compression.Gzip if name == "gzip" else Compression.NoCompression
-
-
-def _otlp_kwargs(target: OTLPTarget) -> dict[str, Any]:
-    if target.protocol == "grpc":
-        kwargs: dict[str, Any] = {
-            "endpoint": target.endpoint,
-            "insecure": target.insecure,
-            "headers": tuple(target.headers.items()),
-            "timeout": target.timeout_s,
-            "compression": _grpc_compression(target.compression),
-        }
-        if target.certificate and not target.insecure:
-            import grpc
-
-            with open(target.certificate, "rb") as handle:
-                kwargs["credentials"] = grpc.ssl_channel_credentials(handle.read())
-        return kwargs
-    http_kwargs: dict[str, Any] = {
-        "endpoint": target.endpoint,
-        "headers": dict(target.headers),
-        "timeout": target.timeout_s,
-        "compression": _http_compression(target.compression),
-    }
-    if target.certificate:
-        http_kwargs["certificate_file"] = target.certificate
-    return http_kwargs
-
-
-def span_exporters(settings: Settings) -> list[tuple[str, SpanExporter]]:
-    """The configured span exporters, unwrapped, as (name, exporter)."""
-    result: list[tuple[str, SpanExporter]] = []
-    for name in settings.exporters("traces"):
-        if name == "console":
-            result.append((name, ConsoleSpanExporter()))
-        elif name == "otlp":
-            target = settings.signal_otlp("traces")
-            exporter: SpanExporter
-            if target.protocol == "grpc":
-                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpan
-
-                exporter = GrpcSpan(**_otlp_kwargs(target))
-            else:
-                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpan
-
-                exporter = HttpSpan(**_otlp_kwargs(target))
-            result.append((f"otlp/{target.protocol}", exporter))
-    return result
-
-
-def metric_exporters(settings: Settings) -> list[tuple[str, MetricExporter]]:
-    """The configured metric exporters, unwrapped, as (name, exporter)."""
-    result: list[tuple[str, MetricExporter]] = []
-    for name in settings.exporters("metrics"):
-        if name == "console":
-            result.append((name, ConsoleMetricExporter()))
-        elif name == "otlp":
-            target = settings.signal_otlp("metrics")
-            exporter: MetricExporter
-            if target.protocol == "grpc":
-                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-                    OTLPMetricExporter as GrpcMetric,
-                )
-
-                exporter = GrpcMetric(**_otlp_kwargs(target))
-            else:
-                from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-                    OTLPMetricExporter as HttpMetric,
-                )
-
-                exporter = HttpMetric(**_otlp_kwargs(target))
-            result.append((f"otlp/{target.protocol}", exporter))
-    return result
-
-
-def log_exporters(settings: Settings) -> list[tuple[str, LogRecordExporter]]:
-    """The configured log record exporters, unwrapped, as (name, exporter)."""
-    result: list[tuple[str, LogRecordExporter]] = []
-    for name in settings.exporters("logs"):
-        if name == "console":
-            result.append((name, ConsoleLogRecordExporter()))
-        elif name == "otlp":
-            target = settings.signal_otlp("logs")
-            exporter: LogRecordExporter
-            if target.protocol == "grpc":
-                from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLog
-
-                exporter = GrpcLog(**_otlp_kwargs(target))
-            else:
-                from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLog
-
-                exporter = HttpLog(**_otlp_kwargs(target))
-            result.append((f"otlp/{target.protocol}", exporter))
-    return result

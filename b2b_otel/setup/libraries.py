@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from . import selflog
+from .._internal import selflog
 
 # The stable database and HTTP semantic conventions (db.query.text, http.request.method, ...).
 # The contrib instrumentations read this once, at the first instrumentor, so it is set first.

@@ -14,29 +14,31 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 from opentelemetry import trace
-from opentelemetry._logs import SeverityNumber
+from opentelemetry._logs import LoggerProvider, SeverityNumber
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
+from opentelemetry.trace import SpanKind, StatusCode, TracerProvider
 
 from .. import semconv as sc
 from .._internal import selflog
-from .._internal.formats import hex_ids
-from .._internal.instruments import instruments, pool_stats
+from .._internal.sdk_private import always_sampled_tracer, finished_attributes
+from .._internal.spancontext import context_of
+from .._version import __version__
+from ..api.metrics import instruments, pool_stats
+from ..audit_trail.record import AuditRecorder, entry_of_span
 from ..rules.engine import Engine, Firing, SpanFacts
 from ..rules.schema import RuleSet
+from ..scrub import Finding, Scrubber
 from . import records
-from .sampling import ALERT_PREFIX
-from .scrub import Finding, Scrubber
+from .sink import AgentExecution, Sink
 
 MAX_QUEUE = 16_384
 WAKE_AT = 512  # queued items that wake the worker early
 JUDGE_INTERVAL_S = 0.1  # otherwise the worker drains this often
-DERIVED_SCOPE = "b2b_otel.derived"
 _STATUS = {StatusCode.ERROR: "error", StatusCode.OK: "ok", StatusCode.UNSET: "unset"}
 _KIND = {
     SpanKind.INTERNAL: "internal",
@@ -45,6 +47,25 @@ _KIND = {
     SpanKind.PRODUCER: "producer",
     SpanKind.CONSUMER: "consumer",
 }
+DropCounter = Callable[[str, int], None]
+"""Told ``(reason, count)`` for everything the pipeline could not judge or write."""
+
+
+class _Found(NamedTuple):
+    """A scrubber finding from the export thread, queued for the rules."""
+
+    finding: Finding
+    trace_id: int
+    span_id: int
+
+
+class _Sampled(NamedTuple):
+    """A sampled gauge value reported by the application, queued for the rules."""
+
+    source: str
+    value: float
+    attributes: dict[str, Any]
+
 
 _live: weakref.WeakSet[DerivationProcessor] = weakref.WeakSet()
 
@@ -58,17 +79,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _plain(attributes: Any) -> Mapping[str, Any]:
-    """A finished span's attributes as a plain dict: many lookups follow, and the SDK's mapping is slow.
-
-    A finished span's BoundedAttributes no longer change, so its inner dict is read without a copy.
-    """
-    if not attributes:
-        return {}
-    inner = getattr(attributes, "_dict", None)
-    return inner if isinstance(inner, dict) else dict(attributes)
-
-
 def facts_of(span: ReadableSpan) -> SpanFacts:
     """The engine's view of a finished span."""
     start = span.start_time or 0
@@ -79,7 +89,7 @@ def facts_of(span: ReadableSpan) -> SpanFacts:
         kind=_KIND.get(span.kind, "internal"),
         status=_STATUS.get(span.status.status_code, "unset"),
         duration_s=(end - start) / 1e9,
-        attributes=_plain(span.attributes),
+        attributes=finished_attributes(span.attributes),
         trace_id=context.trace_id if context else 0,
         span_id=context.span_id if context else 0,
     )
@@ -88,25 +98,28 @@ def facts_of(span: ReadableSpan) -> SpanFacts:
 class DerivationProcessor(SpanProcessor):
     """Judges every finished span in a worker thread; see the module documentation.
 
-    ``sinks`` is an object with optional ``files`` (LocalFiles), ``alertmanager`` (AlertmanagerSink)
-    and ``audit`` (AuditLog) attributes; ``logger_provider`` emits the derived OTel log records.
+    ``sinks`` receive every firing's record (and agent executions); ``audit`` records privilege
+    changes and finished workflows; ``logger_provider`` emits the derived OTel log records and
+    ``tracer_provider`` the alert marker spans (both set by the composition root once installed).
     """
 
     def __init__(
         self,
         rules: RuleSet,
         scrubber: Scrubber,
-        sinks: Any,
-        logger_provider: Any = None,
-        tracer_provider: Any = None,
+        sinks: Sequence[Sink] = (),
+        audit: AuditRecorder | None = None,
+        logger_provider: LoggerProvider | None = None,
+        tracer_provider: TracerProvider | None = None,
         clock: Callable[[], float] = time.time,
         max_groups: int = 10_000,
         gauge_interval_s: float = 60.0,
-        on_drop: Callable[[str, int], None] | None = None,
+        on_drop: DropCounter | None = None,
     ) -> None:
         self.rules = rules
         self.scrubber = scrubber
-        self.sinks = sinks
+        self.sinks: tuple[Sink, ...] = tuple(sinks)
+        self.audit = audit
         self.logger_provider = logger_provider
         self.tracer_provider = tracer_provider
         self.clock = clock
@@ -115,7 +128,12 @@ class DerivationProcessor(SpanProcessor):
         self.engine = Engine(rules, clock, max_groups=max_groups, on_evict=self._evicted)
         self.firings = 0
         self.processed = 0
-        self._queue: deque[tuple[str, Any]] = deque()
+        # Spans are queued as they are (the hot path allocates nothing more); other items by type.
+        self._judges: dict[type, Callable[[Any], None]] = {
+            _Found: self._judge_finding,
+            _Sampled: self._judge_gauge,
+        }
+        self._queue: deque[ReadableSpan | _Found | _Sampled] = deque()
         self._wake = threading.Event()
         self._busy = False
         self._stopped = False
@@ -123,6 +141,7 @@ class DerivationProcessor(SpanProcessor):
         self._thread: threading.Thread | None = None
         self._next_gauge = 0.0
         self._start_lock = threading.Lock()
+        self._marker_tracers: dict[int, Any] = {}
         _live.add(self)
 
     # --- the application thread's side: enqueue only -------------------------------------------------
@@ -133,28 +152,28 @@ class DerivationProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         try:
             scope = span.instrumentation_scope
-            if scope is not None and scope.name == DERIVED_SCOPE and span.name.startswith(ALERT_PREFIX):
+            if scope is not None and scope.name == sc.DERIVED_SCOPE:
                 return  # our own marker spans are not judged again
-            self._put(("span", span))
+            self._put(span)
         except Exception:  # a processor error would break the caller's span.end()
             pass
 
     def finding(self, finding: Finding, trace_id: int, span_id: int) -> None:
         """Sensitive data was scrubbed (called from the export thread)."""
-        self._put(("finding", (finding, trace_id, span_id)))
+        self._put(_Found(finding, trace_id, span_id))
 
     def gauge(self, source: str, value: float, attributes: dict[str, Any]) -> None:
         """A sampled gauge value, e.g. ``b2b.agent.queue.depth`` reported by the application."""
-        self._put(("gauge", (source, float(value), attributes)))
+        self._put(_Sampled(source, float(value), attributes))
 
-    def _put(self, item: tuple[str, Any]) -> None:
+    def _put(self, item: ReadableSpan | _Found | _Sampled) -> None:
         if self._stopped:
             return
         if os.getpid() != self._pid:
             self._reinit_after_fork()
         if len(self._queue) >= MAX_QUEUE:
             if self.on_drop is not None:
-                self.on_drop("queue_full", 1)
+                self.on_drop(sc.ReasonValues.QUEUE_FULL, 1)
             return
         self._queue.append(item)
         if self._thread is None:
@@ -197,49 +216,47 @@ class DerivationProcessor(SpanProcessor):
 
     def _drain(self) -> None:
         self._busy = True
+        judges = self._judges
         while True:
             try:
-                kind, payload = self._queue.popleft()
+                item = self._queue.popleft()
             except IndexError:
                 self._busy = False
                 return
             try:
-                self._handle(kind, payload)
+                judges.get(type(item), self._judge_span)(item)
             except Exception as exc:
                 selflog.warn_once_a_minute("derive", "b2b_otel: rule evaluation failed: %r", exc)
             self.processed += 1
 
-    def _handle(self, kind: str, payload: Any) -> None:
-        if kind == "span":
-            span: ReadableSpan = payload
-            facts = facts_of(span)
-            for firing in self.engine.judge_span(facts):
-                self._fire(firing)
-            self._span_side_effects(span, facts)
-        elif kind == "finding":
-            finding, trace_id, span_id = payload
-            facts = SpanFacts(
-                name="sensitive_data",
-                kind="internal",
-                status="unset",
-                duration_s=0.0,
-                attributes={
-                    sc.B2B_SECURITY_ACTION: sc.B2bSecurityActionValues.SENSITIVE_DATA,
-                    sc.B2B_SCRUB_FIELD: finding.field,
-                    sc.B2B_SCRUB_PATTERN: finding.pattern,
-                },
-                trace_id=trace_id,
-                span_id=span_id,
-            )
-            instruments().security_events.add(
-                1, {sc.B2B_SECURITY_ACTION: sc.B2bSecurityActionValues.SENSITIVE_DATA}
-            )
-            for firing in self.engine.judge_span(facts):
-                self._fire(firing)
-        elif kind == "gauge":
-            source, value, attributes = payload
-            for firing in self.engine.judge_gauge(source, value, attributes):
-                self._fire(firing)
+    def _judge_span(self, span: ReadableSpan) -> None:
+        facts = facts_of(span)
+        for firing in self.engine.judge_span(facts):
+            self._fire(firing)
+        self._span_side_effects(span, facts)
+
+    def _judge_finding(self, found: _Found) -> None:
+        sensitive = sc.B2bSecurityActionValues.SENSITIVE_DATA
+        facts = SpanFacts(
+            name=sensitive,
+            kind="internal",
+            status="unset",
+            duration_s=0.0,
+            attributes={
+                sc.B2B_SECURITY_ACTION: sensitive,
+                sc.B2B_SCRUB_FIELD: found.finding.field,
+                sc.B2B_SCRUB_PATTERN: found.finding.pattern,
+            },
+            trace_id=found.trace_id,
+            span_id=found.span_id,
+        )
+        instruments().security_events.add(1, {sc.B2B_SECURITY_ACTION: sensitive})
+        for firing in self.engine.judge_span(facts):
+            self._fire(firing)
+
+    def _judge_gauge(self, sampled: _Sampled) -> None:
+        for firing in self.engine.judge_gauge(sampled.source, sampled.value, sampled.attributes):
+            self._fire(firing)
 
     def _sample_gauges(self) -> None:
         now = time.monotonic()
@@ -256,71 +273,28 @@ class DerivationProcessor(SpanProcessor):
 
     def _span_side_effects(self, span: ReadableSpan, facts: SpanFacts) -> None:
         attributes = facts.attributes
-        operation = attributes.get(sc.GEN_AI_OPERATION_NAME)
-        files = getattr(self.sinks, "files", None)
-        if operation == sc.GenAiOperationNameValues.INVOKE_AGENT and files is not None:
-            self._guard(
-                "files",
-                files.agent_execution,
-                self.scrubber.value(
+        failed = facts.status == "error"
+        if (
+            self.sinks
+            and attributes.get(sc.GEN_AI_OPERATION_NAME) == sc.GenAiOperationNameValues.INVOKE_AGENT
+        ):
+            execution = AgentExecution(
+                agent=self.scrubber.value(
                     sc.GEN_AI_AGENT_NAME, str(attributes.get(sc.GEN_AI_AGENT_NAME, span.name))
                 ),
-                facts.duration_s,
-                attributes.get(sc.ERROR_TYPE) if facts.status == "error" else None,
-                (span.end_time or 0) / 1e9 or self.clock(),
-                facts.trace_id,
-                facts.span_id,
+                duration_s=facts.duration_s,
+                error_type=attributes.get(sc.ERROR_TYPE) if failed else None,
+                end_s=(span.end_time or 0) / 1e9 or self.clock(),
+                trace_id=facts.trace_id,
+                span_id=facts.span_id,
             )
-        audit = getattr(self.sinks, "audit", None)
-        if audit is None:
+            for sink in self.sinks:
+                self._guard(sink.name, sink.agent_execution, execution)
+        if self.audit is None:
             return
-        action = attributes.get(sc.B2B_SECURITY_ACTION)
-        if action == sc.B2bSecurityActionValues.PRIVILEGE_CHANGE:
-            self._audit(
-                "privilege_change",
-                str(attributes.get(sc.B2B_ACTOR_ID, "")),
-                str(attributes.get(sc.USER_ID, "")),
-                "success",
-                facts,
-                {
-                    "granted": list(attributes.get(sc.B2B_ROLES_GRANTED, ())),
-                    "revoked": list(attributes.get(sc.B2B_ROLES_REVOKED, ())),
-                    "roles": list(attributes.get(sc.USER_ROLES, ())),
-                },
-            )
-        elif operation == sc.GenAiOperationNameValues.INVOKE_WORKFLOW:
-            failed = facts.status == "error"
-            self._audit(
-                "workflow.failed" if failed else "workflow.completed",
-                "system",
-                str(attributes.get(sc.B2B_BUSINESS_CASE_ID) or attributes.get(sc.GEN_AI_WORKFLOW_NAME, "")),
-                "failure" if failed else "success",
-                facts,
-                {
-                    "workflow": attributes.get(sc.GEN_AI_WORKFLOW_NAME),
-                    "duration_s": round(facts.duration_s, 3),
-                    **({"error_type": attributes.get(sc.ERROR_TYPE)} if failed else {}),
-                },
-            )
-
-    def _audit(
-        self, action: str, actor: str, target: str, outcome: str, facts: SpanFacts, details: dict[str, Any]
-    ) -> None:
-        try:
-            record_audit(
-                self.sinks.audit,
-                self.logger_provider,
-                self.scrubber,
-                action,
-                actor,
-                target,
-                outcome,
-                facts.trace_id,
-                facts.span_id,
-                details,
-            )
-        except Exception as exc:
-            self._sink_failed("audit", exc)
+        entry = entry_of_span(attributes, failed, facts.duration_s, facts.trace_id, facts.span_id)
+        if entry is not None:
+            self._guard("audit", self.audit.record, entry)
 
     # --- outputs of a firing -------------------------------------------------------------------------
 
@@ -329,26 +303,20 @@ class DerivationProcessor(SpanProcessor):
         record = records.build(firing, self.scrubber)
         self._guard("log_record", self._emit_log_record, record)
         self._guard("marker_span", self._marker_span, record)
-        self._guard(
-            "counter",
-            lambda: instruments().alerts.add(
-                1, {sc.B2B_RULE_ID: record.rule_id, sc.B2B_ALERT_SEVERITY: record.severity}
-            ),
-        )
-        files = getattr(self.sinks, "files", None)
-        if files is not None:
-            self._guard("files", files.record, record)
-        alertmanager = getattr(self.sinks, "alertmanager", None)
-        if alertmanager is not None:
-            self._guard("alertmanager", alertmanager.push, record)
+        self._guard("counter", self._count, record)
+        for sink in self.sinks:
+            self._guard(sink.name, sink.write, record)
+
+    def _count(self, record: records.DerivedRecord) -> None:
+        instruments().alerts.add(1, {sc.B2B_RULE_ID: record.rule_id, sc.B2B_ALERT_SEVERITY: record.severity})
 
     def _emit_log_record(self, record: records.DerivedRecord) -> None:
         if self.logger_provider is None:
             return
-        logger = self.logger_provider.get_logger(DERIVED_SCOPE)
+        logger = self.logger_provider.get_logger(sc.DERIVED_SCOPE)
         logger.emit(
             timestamp=int(record.time_s * 1e9),
-            context=_context_of(record.trace_id, record.span_id),
+            context=context_of(record.trace_id, record.span_id),
             severity_number=SeverityNumber(record.severity_number),
             severity_text=records.LEVEL_BY_SEVERITY[record.severity],
             body=record.message,
@@ -358,8 +326,11 @@ class DerivationProcessor(SpanProcessor):
 
     def _marker_span(self, record: records.DerivedRecord) -> None:
         provider = self.tracer_provider or trace.get_tracer_provider()
-        tracer = provider.get_tracer(DERIVED_SCOPE)
-        parent = _context_of(record.trace_id, record.span_id) if record.trace_id else Context()
+        tracer = self._marker_tracers.get(id(provider))
+        if tracer is None:
+            tracer = always_sampled_tracer(provider, sc.DERIVED_SCOPE, __version__)
+            self._marker_tracers = {id(provider): tracer}
+        parent = context_of(record.trace_id, record.span_id) if record.trace_id else Context()
         span = tracer.start_span(
             sc.alert_span_name(record.rule_id),
             context=parent,
@@ -376,12 +347,12 @@ class DerivationProcessor(SpanProcessor):
 
     def _sink_failed(self, sink: str, exc: BaseException) -> None:
         if self.on_drop is not None:
-            self.on_drop("write_failed", 1)
+            self.on_drop(sc.ReasonValues.WRITE_FAILED, 1)
         selflog.warn_once_a_minute(f"sink-{sink}", "b2b_otel: the %s sink failed: %r", sink, exc)
 
     def _evicted(self, rule_id: str, count: int) -> None:
         if self.on_drop is not None:
-            self.on_drop("window_evicted", count)
+            self.on_drop(sc.ReasonValues.WINDOW_EVICTED, count)
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -398,83 +369,23 @@ class DerivationProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Wait until every queued span is judged and its records handed to the sinks."""
-        started = time.monotonic()
+        deadline = time.monotonic() + timeout_millis / 1000
         if not self._wait_idle(timeout_millis / 1000):
             return False
-        alertmanager = getattr(self.sinks, "alertmanager", None)
-        if alertmanager is not None:
-            remaining = timeout_millis / 1000 - (time.monotonic() - started)
-            return bool(alertmanager.flush(max(0.0, remaining)))
-        return True
+        flushed = True
+        for sink in self.sinks:
+            try:
+                flushed = bool(sink.flush(max(0.0, deadline - time.monotonic()))) and flushed
+            except Exception as exc:
+                self._sink_failed(sink.name, exc)
+                flushed = False
+        return flushed
 
     def shutdown(self) -> None:
-        # Judge what is queued, give Alertmanager a short last chance, then stop: a dead
+        # Judge what is queued, give the sinks a short last chance, then stop: a dead
         # Alertmanager must not stretch the application's shutdown.
         self._wait_idle(3.0)
         self._stopped = True
         self._wake.set()
-        alertmanager = getattr(self.sinks, "alertmanager", None)
-        if alertmanager is not None:
-            alertmanager.shutdown(1.0)
-        files = getattr(self.sinks, "files", None)
-        if files is not None:
-            files.close()
-
-
-def _context_of(trace_id: int, span_id: int) -> Context:
-    if not trace_id:
-        return Context()
-    parent = SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-    return trace.set_span_in_context(NonRecordingSpan(parent), Context())
-
-
-def record_audit(
-    audit: Any,
-    logger_provider: Any,
-    scrubber: Scrubber,
-    action: str,
-    actor_id: str,
-    target: str,
-    outcome: str,
-    trace_id: int,
-    span_id: int,
-    details: dict[str, Any],
-) -> dict[str, Any]:
-    """Append one audit record (durable before returning) and emit its ``b2b.audit.record`` log record."""
-    # Scrubbed before hashing: the chain covers what is on disk, and no secret is ever on disk.
-    clean = {k: scrubber.value(k, v) for k, v in details.items()}
-    action = scrubber.text(action, "audit.action")
-    actor_id = scrubber.value(sc.B2B_ACTOR_ID, actor_id)
-    target = scrubber.value(sc.B2B_AUDIT_TARGET, target)
-    trace_hex, span_hex = hex_ids(trace_id, span_id)
-    written: dict[str, Any] = audit.append(
-        action=action,
-        actor_id=actor_id,
-        target=target,
-        outcome=outcome,
-        trace_id=trace_hex,
-        span_id=span_hex,
-        details=clean,
-    )
-    if logger_provider is not None:
-        try:
-            attributes: dict[str, Any] = {
-                sc.B2B_AUDIT_ACTION: action,
-                sc.B2B_ACTOR_ID: actor_id,
-                sc.B2B_AUDIT_TARGET: target,
-                sc.EVENT_OUTCOME: outcome,
-                sc.B2B_AUDIT_SEQ: int(written.get("seq", 0)),
-                sc.B2B_AUDIT_HASH: str(written.get("hash", "")),
-                sc.B2B_AUDIT_PREV_HASH: str(written.get("prev_hash", "")),
-            }
-            logger_provider.get_logger(DERIVED_SCOPE).emit(
-                context=_context_of(trace_id, span_id),
-                severity_number=SeverityNumber.INFO,
-                severity_text="INFO",
-                body=f"audit {action} by {actor_id} on {target}: {outcome}",
-                attributes=attributes,
-                event_name=sc.EVENT_B2B_AUDIT_RECORD,
-            )
-        except Exception as exc:
-            selflog.warn_once_a_minute("audit-log-record", "b2b_otel: audit log record failed: %r", exc)
-    return written
+        for sink in self.sinks:
+            self._guard(sink.name, sink.close, 1.0)

@@ -1,0 +1,1 @@
+"""The derivation pipeline: finished spans judged by the rules, firings turned into derived records."""

@@ -1,0 +1,55 @@
+"""What the pipeline writes to: the :class:`Sink` protocol that local files and Alertmanager implement.
+
+The pipeline declares what it needs; the sinks (one layer up) implement it, so no import goes from
+the pipeline to a concrete sink. The audit trail is not a sink: its records take the one path of
+:mod:`b2b_otel.audit_trail.record`, which raises when a record cannot be made durable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from .records import DerivedRecord
+
+
+@dataclass(frozen=True)
+class AgentExecution:
+    """One finished agent span, as the seed's ``AGENT_EXECUTION`` / ``AGENT_FAILURE`` lines need it."""
+
+    agent: str
+    """The agent's name, already scrubbed."""
+    duration_s: float
+    error_type: str | None
+    """The qualified exception class when the agent failed, else None."""
+    end_s: float
+    trace_id: int
+    span_id: int
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """A destination of derived records. Called from the pipeline's worker thread only.
+
+    A method may raise: the pipeline catches, logs (rate-limited) and counts it as
+    ``b2b.telemetry.dropped{reason=write_failed}``. Subclass it to inherit the no-op defaults.
+    """
+
+    name: str
+    """Short name used in self-log lines and counters, e.g. ``files``."""
+
+    def write(self, record: DerivedRecord) -> None:
+        """Take one firing's record."""
+        return None
+
+    def agent_execution(self, execution: AgentExecution) -> None:
+        """Take one finished agent span (most sinks ignore it)."""
+        return None
+
+    def flush(self, timeout_s: float) -> bool:
+        """Deliver what is buffered within ``timeout_s``; False when it could not."""
+        return True
+
+    def close(self, timeout_s: float) -> None:
+        """Deliver what is buffered within ``timeout_s``, then release files and threads."""
+        return None

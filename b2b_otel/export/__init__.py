@@ -1,0 +1,1 @@
+"""Exporter wrappers: export health, scrubbing once before the fan-out to every exporter."""

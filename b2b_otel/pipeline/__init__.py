@@ -1,1 +1,0 @@
-"""Judging and scrubbing between the application and the exporters."""

@@ -1,0 +1,1 @@
+"""The composition root: settings, ``instrument()``, the ``Telemetry`` handle, and what they build."""

@@ -1,0 +1,295 @@
+"""``instrument()``: build the providers, processors and exporters from settings, then install them.
+
+Order matters for "nothing half-installed": everything is validated and built first; only when all
+of it exists are the global providers set and the libraries instrumented.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from typing import Any
+
+from opentelemetry import _logs, metrics, trace
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import LogRecordExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import SERVICE_NAME
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from .. import semconv as sc
+from .._internal.errors import ConfigError, Problem
+from ..api.metrics import histogram_views, set_gauge_listener
+from ..audit_trail import record as audit_record
+from ..audit_trail.chain import DEFAULT_LOG_NAME
+from ..audit_trail.record import AuditRecorder
+from ..audit_trail.writer import AuditLog
+from ..derive.processor import DerivationProcessor
+from ..derive.sink import Sink
+from ..export.fanout import FanOutLogExporter, FanOutSpanExporter
+from ..export.health import ObservedLogExporter, ObservedMetricExporter, ObservedSpanExporter
+from ..export.scrubbing import ScrubbingLogExporter, ScrubbingSpanExporter
+from ..rules.loader import load_rules
+from ..scrub import Scrubber
+from ..sinks.alertmanager import AlertmanagerSink
+from ..sinks.files import LocalFiles
+from . import exporters as exp
+from . import libraries
+from .batching import QueueWatch, WatchedBatchLogRecordProcessor, WatchedBatchSpanProcessor
+from .resource import build_resource
+from .sampling import RecordAllSampler, build_sampler
+from .settings import Settings, resolve
+from .telemetry import Telemetry
+
+_current: Telemetry | None = None
+_install_lock = threading.RLock()
+_atexit_registered = False
+
+
+def current() -> Telemetry | None:
+    """The installed handle, if ``instrument()`` ran."""
+    return _current
+
+
+def instrument(**overrides: Any) -> Telemetry:
+    """Install b2b_otel: see ``b2b_otel.instrument``."""
+    global _current
+    with _install_lock:
+        if _current is not None:
+            return _current
+        settings = resolve(overrides)
+        if settings.sdk_disabled:
+            _current = Telemetry(settings, None)
+            return _current
+        libraries.opt_in_stable_semconv()
+        try:
+            telemetry = _build(settings)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(
+                [Problem("instrument()", "-", f"could not build the exporters: {exc!r}")]
+            ) from exc
+        _install(telemetry)
+        _current = telemetry
+        _register_atexit()
+        return telemetry
+
+
+def _build(settings: Settings) -> Telemetry:
+    """Create every provider piece without touching global state."""
+    resource = build_resource(settings)
+    telemetry = Telemetry(settings, resource)
+    built: list[Any] = []
+    derivation = _build_derivation(telemetry)
+    # The judging processor comes first, so a flush judges everything before the exporters flush.
+    telemetry._span_processors.append(derivation)
+    try:
+        _build_traces(telemetry, built)
+        _build_metrics(telemetry, built)
+        _build_logs(telemetry, built)
+    except BaseException:
+        built.insert(0, derivation)
+        for piece in reversed(built):
+            try:
+                piece.shutdown()
+            except Exception:
+                pass
+        raise
+    return telemetry
+
+
+def _build_derivation(telemetry: Telemetry) -> DerivationProcessor:
+    """The processor layer: rules, scrubbing, sinks and the audit trail (the rules file validated first)."""
+    settings = telemetry.settings
+    telemetry.rules = load_rules(settings.rules_file, os.environ)  # ConfigError on a bad file
+    scrubber = telemetry.scrubber = Scrubber(settings.redact_allow_keys, enabled=settings.redact)
+    sinks: list[Sink] = []
+    path = settings.log_path
+    if path is not None:
+        telemetry.files = LocalFiles(path, settings.log_format)
+        sinks.append(telemetry.files)
+        key = settings.audit_key.encode("utf-8") if settings.audit_key else None
+        telemetry.audit = AuditRecorder(AuditLog(path / DEFAULT_LOG_NAME, key=key), scrubber)
+    if settings.alertmanager_url:
+        service = telemetry.resource.attributes.get(SERVICE_NAME) if telemetry.resource else None
+        telemetry.alertmanager = AlertmanagerSink(
+            settings.alertmanager_url,
+            service=str(service or "unknown_service"),
+            trace_link=settings.trace_link,
+            on_drop=lambda count: telemetry._count_drop(
+                sc.SignalValues.ALERTS, sc.ReasonValues.EXPORT_FAILED, count
+            ),
+        )
+        sinks.append(telemetry.alertmanager)
+    telemetry.derivation = DerivationProcessor(
+        telemetry.rules,
+        scrubber,
+        sinks,
+        audit=telemetry.audit,
+        max_groups=settings.rules_max_groups,
+        gauge_interval_s=max(1.0, settings.metric_export_interval),
+        on_drop=lambda reason, count: telemetry._count_drop(sc.SignalValues.RULES, reason, count),
+    )
+    return telemetry.derivation
+
+
+def _scrubbed_spans(telemetry: Telemetry, exporter: SpanExporter) -> SpanExporter:
+    if telemetry.scrubber is None or not telemetry.settings.redact or telemetry.derivation is None:
+        return exporter
+    return ScrubbingSpanExporter(exporter, telemetry.scrubber, telemetry.derivation.finding)
+
+
+def _scrubbed_logs(telemetry: Telemetry, exporter: LogRecordExporter) -> LogRecordExporter:
+    if telemetry.scrubber is None or not telemetry.settings.redact or telemetry.derivation is None:
+        return exporter
+    return ScrubbingLogExporter(exporter, telemetry.scrubber, telemetry.derivation.finding)
+
+
+def _build_traces(telemetry: Telemetry, built: list[Any]) -> None:
+    settings = telemetry.settings
+    health = telemetry.health_by_signal[sc.SignalValues.TRACES]
+    pairs = exp.span_exporters(settings)
+    health.exporters = tuple(name for name, _ in pairs)
+    if not pairs:
+        return
+    observed = [ObservedSpanExporter(inner, name, health, telemetry._count_drop) for name, inner in pairs]
+    # One batch processor: scrub once (one finding per secret), then fan out to every exporter.
+    exporter = _scrubbed_spans(telemetry, FanOutSpanExporter(observed))
+    processor = WatchedBatchSpanProcessor(
+        exporter,
+        lambda p: QueueWatch(p, health, telemetry._count_drop),
+        max_queue_size=settings.bsp_max_queue_size,
+        max_export_batch_size=settings.bsp_max_export_batch_size,
+        schedule_delay_millis=settings.bsp_schedule_delay * 1000,
+        export_timeout_millis=settings.bsp_export_timeout * 1000,
+    )
+    built.append(processor)
+    telemetry._span_processors.append(processor)
+
+
+def _build_metrics(telemetry: Telemetry, built: list[Any]) -> None:
+    settings = telemetry.settings
+    health = telemetry.health_by_signal[sc.SignalValues.METRICS]
+    pairs = exp.metric_exporters(settings)
+    health.exporters = tuple(name for name, _ in pairs)
+    for name, inner in pairs:
+        observed = ObservedMetricExporter(inner, name, health, telemetry._count_drop)
+        reader = PeriodicExportingMetricReader(
+            observed,
+            export_interval_millis=settings.metric_export_interval * 1000,
+            export_timeout_millis=settings.metric_export_timeout * 1000,
+        )
+        built.append(reader)
+        telemetry._metric_readers.append(reader)
+
+
+def _build_logs(telemetry: Telemetry, built: list[Any]) -> None:
+    settings = telemetry.settings
+    health = telemetry.health_by_signal[sc.SignalValues.LOGS]
+    pairs = exp.log_exporters(settings)
+    health.exporters = tuple(name for name, _ in pairs)
+    if not pairs:
+        return
+    observed = [ObservedLogExporter(inner, name, health, telemetry._count_drop) for name, inner in pairs]
+    processor = WatchedBatchLogRecordProcessor(
+        _scrubbed_logs(telemetry, FanOutLogExporter(observed)),
+        lambda p: QueueWatch(p, health, telemetry._count_drop),
+        max_queue_size=settings.blrp_max_queue_size,
+        max_export_batch_size=settings.blrp_max_export_batch_size,
+        schedule_delay_millis=settings.blrp_schedule_delay * 1000,
+        export_timeout_millis=settings.blrp_export_timeout * 1000,
+    )
+    built.append(processor)
+    telemetry._log_processors.append(processor)
+
+
+def _install(telemetry: Telemetry) -> None:
+    """Attach to the application's SDK providers, or create and set ours; then instrument libraries."""
+    settings = telemetry.settings
+    derivation = telemetry.derivation
+    assert telemetry.resource is not None and derivation is not None
+
+    existing_tp = trace.get_tracer_provider()
+    if isinstance(existing_tp, TracerProvider):
+        telemetry.tracer_provider = existing_tp
+    else:
+        telemetry.tracer_provider = TracerProvider(
+            resource=telemetry.resource,
+            sampler=RecordAllSampler(build_sampler(settings)),
+            shutdown_on_exit=False,
+        )
+        telemetry._owns[sc.SignalValues.TRACES] = True
+    for processor in telemetry._span_processors:
+        telemetry.tracer_provider.add_span_processor(processor)
+    derivation.tracer_provider = telemetry.tracer_provider
+
+    existing_mp = metrics.get_meter_provider()
+    if isinstance(existing_mp, MeterProvider):
+        telemetry.meter_provider = existing_mp
+        for reader in telemetry._metric_readers:
+            existing_mp.add_metric_reader(reader)
+    else:
+        telemetry.meter_provider = MeterProvider(
+            resource=telemetry.resource,
+            metric_readers=list(telemetry._metric_readers),
+            views=histogram_views(),
+            shutdown_on_exit=False,
+        )
+        telemetry._owns[sc.SignalValues.METRICS] = True
+
+    existing_lp = _logs.get_logger_provider()
+    if isinstance(existing_lp, LoggerProvider):
+        telemetry.logger_provider = existing_lp
+    else:
+        telemetry.logger_provider = LoggerProvider(resource=telemetry.resource, shutdown_on_exit=False)
+        telemetry._owns[sc.SignalValues.LOGS] = True
+    for log_processor in telemetry._log_processors:
+        telemetry.logger_provider.add_log_record_processor(log_processor)
+    derivation.logger_provider = telemetry.logger_provider
+    if telemetry.audit is not None:
+        telemetry.audit.logger_provider = telemetry.logger_provider
+
+    if telemetry._owns[sc.SignalValues.TRACES]:
+        trace.set_tracer_provider(telemetry.tracer_provider)
+    if telemetry._owns[sc.SignalValues.METRICS]:
+        metrics.set_meter_provider(telemetry.meter_provider)
+    if telemetry._owns[sc.SignalValues.LOGS]:
+        _logs.set_logger_provider(telemetry.logger_provider)
+
+    telemetry._installed = True
+    audit_record.bind(telemetry.audit)
+    set_gauge_listener(derivation.gauge)
+    derivation.start()
+    telemetry.instrumented = libraries.install(
+        settings.enabled_instrumentations(), telemetry.tracer_provider, telemetry.meter_provider
+    )
+
+
+def _register_atexit() -> None:
+    global _atexit_registered
+    if not _atexit_registered:
+        atexit.register(_at_exit)
+        _atexit_registered = True
+
+
+def _at_exit() -> None:
+    telemetry = _current
+    if telemetry is not None and not telemetry.disabled:
+        telemetry.shutdown(telemetry.settings.shutdown_timeout)
+
+
+def shutdown(timeout_s: float | None = None) -> bool:
+    """Shut down the installed handle (if any) and forget it; never raises."""
+    global _current
+    with _install_lock:
+        telemetry = _current
+        _current = None
+        if telemetry is not None and audit_record.bound() is telemetry.audit:
+            audit_record.bind(None)
+    if telemetry is None or telemetry.disabled:
+        return True
+    return telemetry.shutdown(telemetry.settings.shutdown_timeout if timeout_s is None else timeout_s)
