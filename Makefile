@@ -59,7 +59,7 @@ test-unit: install
 
 # The product's first impression: the example workload through the local stack, and where to look.
 demo: install pg-start stack-up
-	@$(PY) -m b2b_otel.cli demo $(DEMO_ARGS)
+	@$(PY) -m examples.b2bvalue demo $(DEMO_ARGS)
 
 # The local observability stack (collector, Jaeger, Prometheus, Alertmanager): scripts/stack.sh.
 # A first stack-build compiles two Go binaries (minutes); later ones only what changed.

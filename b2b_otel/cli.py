@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from ._internal.errors import ConfigError
+from ._version import __version__
 from .setup.settings import effective, resolve
 
 
@@ -83,25 +84,12 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _demo(args: argparse.Namespace) -> int:
-    try:
-        from examples.b2bvalue.demo import main as demo_main
-    except ImportError:
-        print(
-            "b2b-otel demo runs the example application from a checkout of the repository: "
-            "run `make demo` there (it builds and starts the local stack first).",
-            file=sys.stderr,
-        )
-        return 2
-    code: int = demo_main(["--cases", str(args.cases), "--faults", args.faults])
-    return code
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``b2b-otel``."""
     parser = argparse.ArgumentParser(
         prog="b2b-otel", description="b2b-otel: OpenTelemetry for agentic business apps"
     )
+    parser.add_argument("--version", action="version", version=f"b2b-otel {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     config = commands.add_parser("config", help="configuration commands")
@@ -135,10 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit_verify.set_defaults(func=_audit_verify)
 
-    demo = commands.add_parser("demo", help="run the example workload against the local stack (make demo)")
-    demo.add_argument("--cases", type=int, default=8, help="business cases to build (default 8)")
-    demo.add_argument("--faults", default="all", help="comma list of faults to inject, or all (default)")
-    demo.set_defaults(func=_demo)
     return parser
 
 

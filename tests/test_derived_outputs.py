@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 
 import b2b_otel
 from b2b_otel import semconv as sc
@@ -305,6 +306,21 @@ def test_rules_see_spans_the_trace_sampler_dropped(otlp_receiver: OTLPReceiver, 
     assert "privilege_change" not in names and "invoke_agent unsampled_agent" not in names
     assert "alert security.privilege.escalation" in names
     assert "AGENT_EXECUTION" in (tmp_path / "performance.log").read_text()
+
+
+def test_an_application_span_named_like_an_alert_is_sampled_like_any_other(
+    otlp_receiver: OTLPReceiver, tmp_path: Path
+) -> None:
+    telemetry = start(otlp_receiver, tmp_path, traces_sampler="always_off")
+    tracer = trace.get_tracer("the.application")
+    with tracer.start_as_current_span("alert the on-call team"):
+        pass
+    b2b_otel.security.access_denied("u-9", "doc", "read")
+    assert telemetry.force_flush(10)
+    names = {s["name"] for s in otlp_receiver.spans()}
+    # Only what b2b-otel itself produced (its derived scope) bypasses the user's sampler.
+    assert "alert security.access.violation" in names
+    assert "alert the on-call team" not in names
 
 
 def test_group_eviction_is_counted_as_dropped(otlp_receiver: OTLPReceiver, tmp_path: Path) -> None:

@@ -1,6 +1,10 @@
 """``python -m examples.b2bvalue``: run the workload with telemetry, print a summary.
 
     python -m examples.b2bvalue [--cases N] [--faults a,b] [--pg-url URL] [--service-name NAME]
+    python -m examples.b2bvalue demo [--cases N] [--faults all]   # what `make demo` runs
+
+``demo`` runs the workload as its own process against the local stack and prints what the real
+services saw (see ``demo.py``); it lives with the example, not in the installed ``b2b-otel``.
 
 Exit status: 0 when every case was built, 1 when some failed, 2 for a usage or configuration error.
 """
@@ -69,7 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, instrument, run, report, shut telemetry down."""
+    """Parse, instrument, run, report, shut telemetry down (or, with ``demo``, run the demo)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:
+        from .demo import main as demo_main
+
+        return demo_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     pg_url = args.pg_url or next((os.environ[name] for name in PG_URL_ENVS if os.environ.get(name)), None)

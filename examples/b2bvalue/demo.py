@@ -206,7 +206,7 @@ def summary(log_dir: Path, started: float) -> int:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="b2b-otel demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m examples.b2bvalue demo", description=__doc__)
     parser.add_argument("--cases", type=int, default=8)
     parser.add_argument("--faults", default="all")
     args = parser.parse_args(argv)
