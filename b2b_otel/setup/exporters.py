@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter, LogRecordExporter
@@ -51,68 +52,47 @@ def _otlp_kwargs(target: OTLPTarget) -> dict[str, Any]:
     return http_kwargs
 
 
+# The OTLP exporter class of each (signal, protocol), imported only when configured: the gRPC
+# stack is heavy, and an application that exports over HTTP never loads it.
+_GRPC, _HTTP = "opentelemetry.exporter.otlp.proto.grpc", "opentelemetry.exporter.otlp.proto.http"
+_OTLP_CLASSES: dict[tuple[str, str], tuple[str, str]] = {
+    ("traces", "grpc"): (f"{_GRPC}.trace_exporter", "OTLPSpanExporter"),
+    ("traces", "http/protobuf"): (f"{_HTTP}.trace_exporter", "OTLPSpanExporter"),
+    ("metrics", "grpc"): (f"{_GRPC}.metric_exporter", "OTLPMetricExporter"),
+    ("metrics", "http/protobuf"): (f"{_HTTP}.metric_exporter", "OTLPMetricExporter"),
+    ("logs", "grpc"): (f"{_GRPC}._log_exporter", "OTLPLogExporter"),
+    ("logs", "http/protobuf"): (f"{_HTTP}._log_exporter", "OTLPLogExporter"),
+}
+_CONSOLE_CLASSES: dict[str, type[Any]] = {
+    "traces": ConsoleSpanExporter,
+    "metrics": ConsoleMetricExporter,
+    "logs": ConsoleLogRecordExporter,
+}
+
+
+def _exporters(settings: Settings, signal: str) -> list[tuple[str, Any]]:
+    result: list[tuple[str, Any]] = []
+    for name in settings.exporters(signal):
+        if name == "console":
+            result.append((name, _CONSOLE_CLASSES[signal]()))
+        elif name == "otlp":
+            target = settings.signal_otlp(signal)
+            module, cls = _OTLP_CLASSES[(signal, target.protocol)]
+            exporter_class = getattr(importlib.import_module(module), cls)
+            result.append((f"otlp/{target.protocol}", exporter_class(**_otlp_kwargs(target))))
+    return result
+
+
 def span_exporters(settings: Settings) -> list[tuple[str, SpanExporter]]:
     """The configured span exporters, unwrapped, as (name, exporter)."""
-    result: list[tuple[str, SpanExporter]] = []
-    for name in settings.exporters("traces"):
-        if name == "console":
-            result.append((name, ConsoleSpanExporter()))
-        elif name == "otlp":
-            target = settings.signal_otlp("traces")
-            exporter: SpanExporter
-            if target.protocol == "grpc":
-                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpan
-
-                exporter = GrpcSpan(**_otlp_kwargs(target))
-            else:
-                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpan
-
-                exporter = HttpSpan(**_otlp_kwargs(target))
-            result.append((f"otlp/{target.protocol}", exporter))
-    return result
+    return _exporters(settings, "traces")
 
 
 def metric_exporters(settings: Settings) -> list[tuple[str, MetricExporter]]:
     """The configured metric exporters, unwrapped, as (name, exporter)."""
-    result: list[tuple[str, MetricExporter]] = []
-    for name in settings.exporters("metrics"):
-        if name == "console":
-            result.append((name, ConsoleMetricExporter()))
-        elif name == "otlp":
-            target = settings.signal_otlp("metrics")
-            exporter: MetricExporter
-            if target.protocol == "grpc":
-                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-                    OTLPMetricExporter as GrpcMetric,
-                )
-
-                exporter = GrpcMetric(**_otlp_kwargs(target))
-            else:
-                from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-                    OTLPMetricExporter as HttpMetric,
-                )
-
-                exporter = HttpMetric(**_otlp_kwargs(target))
-            result.append((f"otlp/{target.protocol}", exporter))
-    return result
+    return _exporters(settings, "metrics")
 
 
 def log_exporters(settings: Settings) -> list[tuple[str, LogRecordExporter]]:
     """The configured log record exporters, unwrapped, as (name, exporter)."""
-    result: list[tuple[str, LogRecordExporter]] = []
-    for name in settings.exporters("logs"):
-        if name == "console":
-            result.append((name, ConsoleLogRecordExporter()))
-        elif name == "otlp":
-            target = settings.signal_otlp("logs")
-            exporter: LogRecordExporter
-            if target.protocol == "grpc":
-                from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLog
-
-                exporter = GrpcLog(**_otlp_kwargs(target))
-            else:
-                from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLog
-
-                exporter = HttpLog(**_otlp_kwargs(target))
-            result.append((f"otlp/{target.protocol}", exporter))
-    return result
+    return _exporters(settings, "logs")

@@ -9,7 +9,7 @@ here: an application span that happens to be called ``alert ...`` is sampled lik
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.context import Context
@@ -28,22 +28,21 @@ from opentelemetry.util.types import Attributes
 
 from .settings import Settings
 
+# OTEL_TRACES_SAMPLER's values and the sampler each names, given OTEL_TRACES_SAMPLER_ARG's ratio.
+_SAMPLERS: dict[str, Callable[[float], Sampler]] = {
+    "always_on": lambda _ratio: ALWAYS_ON,
+    "always_off": lambda _ratio: ALWAYS_OFF,
+    "traceidratio": TraceIdRatioBased,
+    "parentbased_always_on": lambda _ratio: ParentBased(ALWAYS_ON),
+    "parentbased_always_off": lambda _ratio: ParentBased(ALWAYS_OFF),
+    "parentbased_traceidratio": lambda ratio: ParentBased(TraceIdRatioBased(ratio)),
+}
+
 
 def build_sampler(settings: Settings) -> Sampler:
     """The trace sampler of OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG."""
     ratio = 1.0 if settings.traces_sampler_arg is None else settings.traces_sampler_arg
-    name = settings.traces_sampler
-    if name == "always_on":
-        return ALWAYS_ON
-    if name == "always_off":
-        return ALWAYS_OFF
-    if name == "traceidratio":
-        return TraceIdRatioBased(ratio)
-    if name == "parentbased_always_off":
-        return ParentBased(ALWAYS_OFF)
-    if name == "parentbased_traceidratio":
-        return ParentBased(TraceIdRatioBased(ratio))
-    return ParentBased(ALWAYS_ON)
+    return _SAMPLERS.get(settings.traces_sampler, _SAMPLERS["parentbased_always_on"])(ratio)
 
 
 class RecordAllSampler(Sampler):
