@@ -308,3 +308,24 @@ def test_docs_list_every_default_rule_and_its_override_variable() -> None:
         assert f"`{rule.id}`" in text
         if rule.kind != "event":
             assert f"`{override_variable(rule.id)}`" in text
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly_with_the_file_named(tmp_path: Path) -> None:
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for i in range(1, 9):
+        previous = f"*a{i - 1}"
+        lines.append(f"a{i}: &a{i} [{', '.join([previous] * 10)}]")
+    lines.append("rules: *a8")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as error:
+        load_rules(str(bomb), {})
+    assert "bomb.yaml" in str(error.value) and "aliases" in str(error.value)
+
+
+def test_yaml_nested_too_deeply_is_a_config_error(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("rules: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError) as error:
+        load_rules(str(deep), {})
+    assert "deep.yaml" in str(error.value)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 
 logger = logging.getLogger("b2b_otel")
 
 _INTERVAL_S = 60.0
-_last: dict[str, float] = {}
+# Keys can carry a name the application chose (a memory tier, a pool): the table is bounded, and a
+# key pushed out early only means its next warning comes sooner.
+_MAX_KEYS = 512
+_last: OrderedDict[str, float] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -21,6 +25,9 @@ def warn_once_a_minute(key: str, message: str, *args: object) -> None:
         if last is not None and now - last < _INTERVAL_S:
             return
         _last[key] = now
+        _last.move_to_end(key)
+        while len(_last) > _MAX_KEYS:
+            _last.popitem(last=False)
     try:
         logger.warning(message, *args)
     except Exception:

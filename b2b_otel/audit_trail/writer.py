@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import math
 import os
 import re
 import threading
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .._internal.errors import AuditError
-from .._internal.formats import iso
+from .._internal.formats import iso, json_safe
 from .chain import (
     ANCHOR_SUFFIX,
     GENESIS_HASH,
@@ -37,40 +36,6 @@ from .chain import (
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _SPAN_ID = re.compile(r"[0-9a-f]{16}")
 _TAIL_CHUNK = 64 * 1024
-_MAX_DEPTH = 32
-# Ints beyond this are written as strings: CPython refuses to print ints over 4300 digits, and other
-# JSON readers lose precision far earlier.
-_MAX_INT_BITS = 1024
-
-# --- making a record ---------------------------------------------------------------------------------
-
-
-def _clean_str(value: str) -> str:
-    # Lone surrogates cannot be written as UTF-8; keep them visible instead of failing the record.
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    return value
-
-
-def json_safe(value: Any, _depth: int = 0) -> Any:
-    """``value`` with everything JSON cannot hold exactly (objects, NaN, huge ints) turned into ``str``."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return int(value) if value.bit_length() <= _MAX_INT_BITS else str(value)
-    if isinstance(value, float):
-        return float(value) if math.isfinite(value) else str(value)
-    if isinstance(value, str):
-        return _clean_str(value)
-    if _depth >= _MAX_DEPTH:
-        return _clean_str(str(value))
-    if isinstance(value, Mapping):
-        return {_clean_str(str(k)): json_safe(v, _depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v, _depth + 1) for v in value]
-    return _clean_str(str(value))
 
 
 def _utc_now() -> str:
@@ -211,10 +176,10 @@ class AuditLog:
             ValueError: ``trace_id``/``span_id`` are not 32/16 hex digits (or empty).
         """
         fields: dict[str, Any] = {
-            "action": _clean_str(str(action)),
-            "actor_id": _clean_str(str(actor_id)),
-            "target": _clean_str(str(target)),
-            "outcome": _clean_str(str(outcome)),
+            "action": json_safe(str(action)),
+            "actor_id": json_safe(str(actor_id)),
+            "target": json_safe(str(target)),
+            "outcome": json_safe(str(outcome)),
             "trace_id": _check_id("trace_id", trace_id, _TRACE_ID),
             "span_id": _check_id("span_id", span_id, _SPAN_ID),
             "details": json_safe(dict(details)),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import semconv as sc
-from .._internal.formats import hex_ids, iso, seed_time
+from .._internal.formats import fmt_seconds, hex_ids, iso, seed_time
 from ..rules.engine import Firing
 from ..scrub import Scrubber
 
@@ -57,11 +57,6 @@ class DerivedRecord:
     def text_line(self) -> str:
         """The seed's line format: ``2025-06-20 01:52:00,124 WARNING AGENT_SLOW: <message>``."""
         return f"{seed_time(self.time_s)} {LEVEL_BY_SEVERITY[self.severity]} {self.code}: {self.message}"
-
-
-def fmt_seconds(value: float) -> str:
-    """``4.1s``, ``300s``: durations as the seed writes them."""
-    return f"{value:.3g}s" if value < 100 else f"{value:.0f}s"
 
 
 def _message(firing: Firing, group: dict[str, Any]) -> str:

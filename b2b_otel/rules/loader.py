@@ -73,7 +73,12 @@ def parse_rules(text: str, source: str) -> RulesFile:
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
+        problems = _expansion_problems(root, source)
+        if problems:
+            raise ConfigError(problems)
         data = loader.construct_document(root) if root is not None else None
+    except RecursionError:
+        raise ConfigError([FileProblem(source, "", "not valid YAML: nested too deeply")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -89,6 +94,40 @@ def parse_rules(text: str, source: str) -> RulesFile:
         return RulesFile.model_validate(data)
     except ValidationError as exc:
         raise ConfigError([_problem(error, root, source) for error in exc.errors()]) from None
+
+
+MAX_NODES = 100_000
+"""YAML nodes a rules file may expand to, aliases followed: far above any real rules file, far below
+what a "billion laughs" alias bomb expands to."""
+
+
+def _expansion_problems(root: yaml.Node | None, source: str) -> list[Problem]:
+    """A rules file whose aliases expand beyond MAX_NODES is refused before anything walks it."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # a recursive alias counts once instead of looping
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        sizes[id(node)] = total = min(total, MAX_NODES + 1)
+        return total
+
+    if root is None or size(root) <= MAX_NODES:
+        return []
+    return [
+        FileProblem(
+            f"{source}:{root.start_mark.line + 1}",
+            "",
+            f"the file expands to more than {MAX_NODES} YAML nodes (aliases followed); "
+            "write the rules out instead of nesting anchors",
+        )
+    ]
 
 
 def _duplicate_keys(node: yaml.Node | None, source: str) -> list[Problem]:

@@ -13,8 +13,8 @@ import logging.handlers
 from pathlib import Path
 from typing import Any
 
-from .._internal.formats import hex_ids, iso, seed_time
-from ..derive.records import DerivedRecord, fmt_seconds
+from .._internal.formats import fmt_seconds, hex_ids, iso, json_safe, seed_time
+from ..derive.records import DerivedRecord
 from ..derive.sink import AgentExecution, Sink
 
 CRITICAL = "critical.log"
@@ -66,7 +66,7 @@ class LocalFiles(Sink):
 
     def _line(self, obj: dict[str, Any], text: str) -> str:
         return (
-            json.dumps(obj, default=str, ensure_ascii=False, separators=(",", ":"))
+            json.dumps(json_safe(obj), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
             if self.fmt == "json"
             else text
         )
