@@ -284,6 +284,23 @@ def test_corrupt_json_is_malformed(tmp_path: Path) -> None:
     assert _failure(path) == (4, "malformed")
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda line: line.replace('"details":{', '"details":{"x":NaN,', 1), id="nan"),
+        pytest.param(lambda line: line.replace('"details":{', '"details":{"x":-Infinity,', 1), id="infinity"),
+        pytest.param(lambda line: line.replace('"details":{', '"details":{"x":' + "[" * 50_000, 1), id="deep"),
+        pytest.param(lambda line: line.replace('"seq":2', '"seq":' + "9" * 5000, 1), id="huge-seq"),
+    ],
+)
+def test_edits_that_are_no_json_are_malformed_never_a_crash(tmp_path: Path, edit: Any) -> None:
+    path = _log_with(tmp_path, 3)
+    lines = _lines(path)
+    lines[1] = edit(lines[1].rstrip("\n")) + "\n"
+    path.write_text("".join(lines), "utf-8")
+    assert _failure(path) == (2, "malformed")
+
+
 def test_missing_field_is_malformed(tmp_path: Path) -> None:
     path = _log_with(tmp_path, 3)
     lines = _lines(path)

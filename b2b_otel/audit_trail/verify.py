@@ -146,10 +146,19 @@ def _parse(entry: _Entry, raw: bytes, key: bytes | None) -> None:
     if not raw.strip():
         entry.malformed = "empty line"
         return
+
+    def reject_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")  # json.loads accepts NaN and Infinity; JSON does not
+
     try:
-        obj = json.loads(raw.decode("utf-8"), object_pairs_hook=reject_duplicates)
+        obj = json.loads(
+            raw.decode("utf-8"), object_pairs_hook=reject_duplicates, parse_constant=reject_constant
+        )
     except (UnicodeDecodeError, ValueError) as exc:
         entry.malformed = f"not valid JSON: {exc}"
+        return
+    except RecursionError:
+        entry.malformed = "not valid JSON: nested too deeply"
         return
     if not isinstance(obj, dict):
         entry.malformed = "not a JSON object"
