@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: all install check collector-check lint typecheck docs test test-unit test-e2e pg-start pg-stop demo down clean \
+.PHONY: all install check collector-check collector-generate lint typecheck docs test test-unit test-e2e pg-start pg-stop demo down clean \
 	stack-build stack-up stack-down stack-status
 
 all: test
@@ -36,8 +36,13 @@ docs: install
 	@if [ -f scripts/gen_semconv.py ]; then $(PY) scripts/gen_semconv.py; fi
 
 collector-check:
-	@echo "==> go vet, go test (collector)"
+	@echo "==> go vet, go test (collector); mdatagen's files current"
 	@cd collector && go vet ./... && go test ./... >/dev/null
+	@bash collector/tools/mdatagen.sh check
+
+# The collector components' generated files (status, lifecycle and goleak tests) from their metadata.yaml.
+collector-generate:
+	@bash collector/tools/mdatagen.sh generate
 
 check: lint typecheck collector-check
 

@@ -8,6 +8,8 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
+
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/metadata"
 )
 
 func TestConfigLoadsFromTheCollectorConfiguration(t *testing.T) {
@@ -19,8 +21,8 @@ func TestConfigLoadsFromTheCollectorConfiguration(t *testing.T) {
 		id   component.ID
 		want *Config
 	}{
-		{component.NewID(Type), &Config{MaxGroups: 10000}},
-		{component.NewIDWithName(Type, "custom"), &Config{
+		{component.NewID(metadata.Type), &Config{MaxGroups: 10000}},
+		{component.NewIDWithName(metadata.Type, "custom"), &Config{
 			RulesFile: "testdata/rules_valid.yaml", MaxGroups: 500,
 			ThresholdOverrides: map[string]any{"orders.slow": "0.5s", "orders.failure_rate.high": 0.2},
 		}},

@@ -14,6 +14,9 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/engine"
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/semconv"
 )
 
 // The shared conformance vectors (conformance/README.md): the Python tests run the same files.
@@ -59,7 +62,7 @@ func TestConformanceVectors(t *testing.T) {
 			}
 			for i, want := range v.Expected {
 				lr := got[i]
-				id, _ := lr.Attributes().Get(attrRuleID)
+				id, _ := lr.Attributes().Get(semconv.B2BRuleIDKey)
 				if id.Str() != want.RuleID {
 					t.Errorf("record %d: rule %s, want %s", i, id.Str(), want.RuleID)
 				}
@@ -85,7 +88,7 @@ func TestConformanceVectors(t *testing.T) {
 						t.Errorf("record %d: %s: %s", i, key, msg)
 					}
 				}
-				if scope, _ := lr.Attributes().Get(attrScope); scope.Str() != scopeFleet {
+				if scope, _ := lr.Attributes().Get(semconv.B2BScopeKey); scope.Str() != semconv.B2BScopeFleet {
 					t.Errorf("record %d: b2b.scope %q, want fleet", i, scope.Str())
 				}
 			}
@@ -100,7 +103,7 @@ func runVector(t *testing.T, input []byte) []plog.LogRecord {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, defaultRules(t, nil), defaultMaxGroups)
+	h := newHarness(t, defaultRules(t, nil), engine.DefaultMaxGroups)
 	for i := 0; i < td.ResourceSpans().Len(); i++ {
 		rs := td.ResourceSpans().At(i)
 		for j := 0; j < rs.ScopeSpans().Len(); j++ {
@@ -159,7 +162,7 @@ func sameValue(got pcommon.Value, want any) string {
 func idsOf(records []plog.LogRecord) []string {
 	var out []string
 	for _, lr := range records {
-		v, _ := lr.Attributes().Get(attrRuleID)
+		v, _ := lr.Attributes().Get(semconv.B2BRuleIDKey)
 		out = append(out, v.Str())
 	}
 	return out

@@ -12,6 +12,11 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.uber.org/zap"
+
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/engine"
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/metadata"
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/rules"
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/semconv"
 )
 
 // deriveConnector judges every span against the rules and emits a log record per firing.
@@ -21,14 +26,14 @@ type deriveConnector struct {
 
 	logger      *zap.Logger
 	next        consumer.Logs
-	engine      *engine
+	engine      *engine.Engine
 	lastEvicted atomic.Uint64
 }
 
-func newConnector(logger *zap.Logger, rules *RuleSet, maxGroups int, next consumer.Logs, clock func() int64) *deriveConnector {
-	e := newEngine(rules, maxGroups, clock)
-	logger.Info("b2bderive: rules loaded", zap.String("rules_file", rules.Source),
-		zap.Int("rules", len(rules.Rules)), zap.Int("span_rules", len(e.rules)))
+func newConnector(logger *zap.Logger, set *rules.Set, maxGroups int, next consumer.Logs, clock func() int64) *deriveConnector {
+	e := engine.New(set, maxGroups, clock)
+	logger.Info("b2bderive: rules loaded", zap.String("rules_file", set.Source),
+		zap.Int("rules", len(set.Rules)), zap.Int("span_rules", e.SpanRules()))
 	return &deriveConnector{logger: logger, next: next, engine: e}
 }
 
@@ -49,8 +54,8 @@ func (c *deriveConnector) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 		for j := 0; j < rs.ScopeSpans().Len(); j++ {
 			spans := rs.ScopeSpans().At(j).Spans()
 			for k := 0; k < spans.Len(); k++ {
-				facts := factsOf(spans.At(k))
-				firings := c.engine.judge(&facts, perSpan)
+				facts := engine.FactsOf(spans.At(k))
+				firings := c.engine.Judge(&facts, perSpan)
 				for n := range firings {
 					if !started {
 						records = startResource(out, rs.Resource())
@@ -75,7 +80,7 @@ func (c *deriveConnector) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 
 // judgedByProcess: the resource carries b2b.derived=true, set by the Python layer on all it exports.
 func judgedByProcess(res pcommon.Resource) bool {
-	v, ok := res.Attributes().Get(attrDerived)
+	v, ok := res.Attributes().Get(semconv.B2BDerivedKey)
 	if !ok {
 		return false
 	}
@@ -93,9 +98,9 @@ func judgedByProcess(res pcommon.Resource) bool {
 func startResource(out plog.Logs, res pcommon.Resource) plog.LogRecordSlice {
 	rl := out.ResourceLogs().AppendEmpty()
 	res.CopyTo(rl.Resource())
-	rl.Resource().Attributes().Remove(attrDerived)
+	rl.Resource().Attributes().Remove(semconv.B2BDerivedKey)
 	sl := rl.ScopeLogs().AppendEmpty()
-	sl.Scope().SetName(scopeName)
+	sl.Scope().SetName(metadata.ScopeName)
 	return sl.LogRecords()
 }
 

@@ -12,6 +12,11 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/engine"
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/metadata"
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/rules"
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/semconv"
 )
 
 func agent(endS, duration float64, derived bool) testSpan {
@@ -101,7 +106,7 @@ func TestRulesFireByKind(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t, defaultRules(t, nil), defaultMaxGroups)
+			h := newHarness(t, defaultRules(t, nil), engine.DefaultMaxGroups)
 			h.feed(tt.spans...)
 			if got := h.ruleIDs(); !slices.Equal(got, tt.want) {
 				t.Errorf("fired %v, want %v", got, tt.want)
@@ -111,7 +116,7 @@ func TestRulesFireByKind(t *testing.T) {
 }
 
 func TestRecordCarriesTheAttributesOfSpecSection5(t *testing.T) {
-	h := newHarness(t, defaultRules(t, nil), defaultMaxGroups)
+	h := newHarness(t, defaultRules(t, nil), engine.DefaultMaxGroups)
 	h.feed(repeat(5, func(i int) testSpan { return login(t0+float64(i), "203.0.113.9", true) })...)
 	logs := h.sink.AllLogs()
 	if len(logs) != 1 || logs[0].LogRecordCount() != 1 {
@@ -121,14 +126,14 @@ func TestRecordCarriesTheAttributesOfSpecSection5(t *testing.T) {
 	if v, _ := rl.Resource().Attributes().Get("service.name"); v.Str() != "checkout" {
 		t.Errorf("resource service.name = %q, want the span's", v.Str())
 	}
-	if _, ok := rl.Resource().Attributes().Get(attrDerived); ok {
+	if _, ok := rl.Resource().Attributes().Get(semconv.B2BDerivedKey); ok {
 		t.Error("the record's resource must not claim b2b.derived: the connector made it")
 	}
-	if got := rl.ScopeLogs().At(0).Scope().Name(); got != scopeName {
+	if got := rl.ScopeLogs().At(0).Scope().Name(); got != metadata.ScopeName {
 		t.Errorf("scope %q", got)
 	}
 	lr := rl.ScopeLogs().At(0).LogRecords().At(0)
-	if lr.EventName() != eventSecurity || lr.SeverityNumber() != plog.SeverityNumber(21) || lr.SeverityText() != "CRITICAL" {
+	if lr.EventName() != semconv.EventB2BSecurityEvent || lr.SeverityNumber() != plog.SeverityNumber(21) || lr.SeverityText() != "CRITICAL" {
 		t.Errorf("event %q severity %d %q", lr.EventName(), lr.SeverityNumber(), lr.SeverityText())
 	}
 	if lr.SpanID()[7] != 2 || lr.TraceID()[15] != 2 {
@@ -158,15 +163,49 @@ func TestRecordCarriesTheAttributesOfSpecSection5(t *testing.T) {
 }
 
 func TestThresholdOverridesApply(t *testing.T) {
-	h := newHarness(t, defaultRules(t, map[string]any{"agent.execution.slow": "0.5s"}), defaultMaxGroups)
+	h := newHarness(t, defaultRules(t, map[string]any{"agent.execution.slow": "0.5s"}), engine.DefaultMaxGroups)
 	h.feed(agent(t0, 1, false))
 	if got := h.ruleIDs(); !slices.Equal(got, []string{"agent.execution.slow"}) {
 		t.Errorf("fired %v", got)
 	}
 }
 
+func TestAttributeEqualityFollowsThePythonEngine(t *testing.T) {
+	rulesWith := func(equals string) *rules.Set {
+		set, err := rules.Parse([]byte("version: 1\nrules:\n  - {id: e, kind: event, severity: info, tier: operations, description: d, match: [{attribute: k, equals: "+equals+"}]}\n"), "f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return set
+	}
+	tests := []struct {
+		name   string
+		equals string
+		value  any
+		fires  bool
+	}{
+		{"string", "login", "login", true},
+		{"other string", "login", "logout", false},
+		{"int and float", "5", 5.0, true},
+		{"boolean false", "false", false, true},
+		{"boolean true against a string", "true", "yes", true}, // truthiness, as in Python
+		{"string false is not boolean false", "\"false\"", false, false},
+		{"int against its text", "\"5\"", int64(5), false}, // the string index wants a string value
+		{"float against its int text", "5", "5", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, rulesWith(tt.equals), 10)
+			h.feed(testSpan{name: "s", endS: t0, attrs: map[string]any{"k": tt.value}})
+			if got := h.sink.LogRecordCount() == 1; got != tt.fires {
+				t.Errorf("fired=%v, want %v", got, tt.fires)
+			}
+		})
+	}
+}
+
 func TestDisabledAndMetricGaugeRulesAreNotEvaluated(t *testing.T) {
-	rules, err := ParseRules([]byte(`version: 1
+	set, err := rules.Parse([]byte(`version: 1
 rules:
   - {id: a.slow, kind: latency, severity: info, tier: operations, description: d, match: [{span_name_prefix: a}], threshold: 1, enabled: false}
   - {id: q.depth, kind: gauge, severity: info, tier: operations, description: d, source: {metric: q}, threshold: 1, comparison: gt}
@@ -174,9 +213,9 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, rules, defaultMaxGroups)
-	if len(h.conn.engine.rules) != 0 {
-		t.Errorf("%d rules evaluated, want none", len(h.conn.engine.rules))
+	h := newHarness(t, set, engine.DefaultMaxGroups)
+	if n := h.conn.engine.SpanRules(); n != 0 {
+		t.Errorf("%d rules evaluated, want none", n)
 	}
 	h.feed(testSpan{name: "a", endS: t0, duration: 5, attrs: map[string]any{"q": 50}})
 	if n := h.sink.LogRecordCount(); n != 0 {
@@ -204,7 +243,7 @@ func TestWindowGroupsAreBoundedLeastRecentlySeenFirst(t *testing.T) {
 }
 
 func TestConcurrentConsumersShareTheFleetWindow(t *testing.T) {
-	h := newHarness(t, defaultRules(t, nil), defaultMaxGroups)
+	h := newHarness(t, defaultRules(t, nil), engine.DefaultMaxGroups)
 	h.now = int64(t0 * 1e9)
 	var wg sync.WaitGroup
 	for replica := range 8 {

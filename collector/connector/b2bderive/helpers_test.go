@@ -9,6 +9,9 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.uber.org/zap"
+
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/rules"
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/semconv"
 )
 
 // t0 is an arbitrary start of the fake clock (seconds since the epoch).
@@ -34,20 +37,20 @@ type harness struct {
 	conn *deriveConnector
 }
 
-func newHarness(t *testing.T, rules *RuleSet, maxGroups int) *harness {
+func newHarness(t *testing.T, set *rules.Set, maxGroups int) *harness {
 	t.Helper()
 	h := &harness{t: t, sink: new(consumertest.LogsSink)}
-	h.conn = newConnector(zap.NewNop(), rules, maxGroups, h.sink, func() int64 { return h.now })
+	h.conn = newConnector(zap.NewNop(), set, maxGroups, h.sink, func() int64 { return h.now })
 	return h
 }
 
-func defaultRules(t *testing.T, overrides map[string]any) *RuleSet {
+func defaultRules(t *testing.T, overrides map[string]any) *rules.Set {
 	t.Helper()
-	rules, err := LoadRules("", overrides)
+	set, err := rules.Load("", overrides)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rules
+	return set
 }
 
 func (h *harness) feed(spans ...testSpan) {
@@ -65,7 +68,7 @@ func tracesOf(s testSpan) ptrace.Traces {
 	rs := td.ResourceSpans().AppendEmpty()
 	rs.Resource().Attributes().PutStr("service.name", "checkout")
 	if s.derived {
-		rs.Resource().Attributes().PutBool(attrDerived, true)
+		rs.Resource().Attributes().PutBool(semconv.B2BDerivedKey, true)
 	}
 	span := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
 	span.SetName(s.name)
@@ -101,7 +104,7 @@ func (h *harness) records() []plog.LogRecord {
 func (h *harness) ruleIDs() []string {
 	var ids []string
 	for _, lr := range h.records() {
-		v, _ := lr.Attributes().Get(attrRuleID)
+		v, _ := lr.Attributes().Get(semconv.B2BRuleIDKey)
 		ids = append(ids, v.Str())
 	}
 	return ids

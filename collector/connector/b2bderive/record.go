@@ -1,7 +1,7 @@
 package b2bderive // import "github.com/b2b-otel/b2b-otel/collector/connector/b2bderive"
 
 // What a firing becomes: one log record with the attributes of SPEC section 5, the same as the Python
-// layer's (b2b_otel/pipeline/records.py), with b2b.scope=fleet.
+// layer's derived records, with b2b.scope=fleet.
 
 import (
 	"fmt"
@@ -9,62 +9,76 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
+
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/engine"
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/rules"
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/semconv"
 )
 
+// severityText follows the Python layer's level names.
+var severityText = map[string]string{
+	semconv.B2BAlertSeverityCritical: "CRITICAL",
+	semconv.B2BAlertSeverityWarning:  "WARNING",
+	semconv.B2BAlertSeverityInfo:     "INFO",
+}
+
 // writeRecord fills lr with the derived record of a firing.
-func writeRecord(lr plog.LogRecord, f *firing) {
-	r := f.rule
-	ts := pcommon.Timestamp(f.atNanos)
+func writeRecord(lr plog.LogRecord, f *engine.Firing) {
+	r := f.Rule
+	ts := pcommon.Timestamp(f.AtNanos)
+	severityNumber, _ := semconv.SeverityNumber(r.Severity)
+	respondWithinS, _ := semconv.RespondWithinS(r.Severity)
 	lr.SetTimestamp(ts)
 	lr.SetObservedTimestamp(ts)
 	lr.SetEventName(r.Event)
-	lr.SetSeverityNumber(plog.SeverityNumber(severityNumber[r.Severity]))
+	lr.SetSeverityNumber(plog.SeverityNumber(severityNumber))
 	lr.SetSeverityText(severityText[r.Severity])
-	lr.SetTraceID(f.facts.traceID)
-	lr.SetSpanID(f.facts.spanID)
+	lr.SetTraceID(f.Facts.TraceID)
+	lr.SetSpanID(f.Facts.SpanID)
 	lr.Body().SetStr(message(f))
 
 	attrs := lr.Attributes()
-	attrs.EnsureCapacity(12 + len(f.group))
-	attrs.PutStr(attrRuleID, r.ID)
-	attrs.PutStr(attrAlertSeverity, r.Severity)
-	attrs.PutStr(attrAlertTier, r.Tier)
-	attrs.PutInt(attrRespondWithinS, respondWithinS[r.Severity])
-	attrs.PutDouble(attrObservedValue, f.observed)
-	attrs.PutDouble(attrThresholdValue, f.threshold)
-	attrs.PutStr(attrScope, scopeFleet)
-	for _, g := range f.group {
-		g.value.CopyTo(attrs.PutEmpty(g.key))
+	attrs.EnsureCapacity(12 + len(f.Group))
+	attrs.PutStr(semconv.B2BRuleIDKey, r.ID)
+	attrs.PutStr(semconv.B2BAlertSeverityKey, r.Severity)
+	attrs.PutStr(semconv.B2BAlertTierKey, r.Tier)
+	attrs.PutInt(semconv.B2BAlertRespondWithinSKey, respondWithinS)
+	attrs.PutDouble(semconv.B2BObservedValueKey, f.Observed)
+	attrs.PutDouble(semconv.B2BThresholdValueKey, f.Threshold)
+	// Everything this connector judges is judged across the fleet (all replicas' spans together).
+	attrs.PutStr(semconv.B2BScopeKey, semconv.B2BScopeFleet)
+	for _, g := range f.Group {
+		g.Value.CopyTo(attrs.PutEmpty(g.Key))
 	}
-	if c, ok := securityClasses[r.ID]; ok {
-		attrs.PutStr(attrEventCategory, c.EventCategory)
-		attrs.PutStr(attrEventType, c.EventType)
-		attrs.PutStr(attrEventOutcome, c.EventOutcome)
-		attrs.PutInt(attrOCSFClassUID, c.OCSFClassUID)
-		attrs.PutInt(attrOCSFActivityID, c.OCSFActivityID)
+	if c, ok := semconv.RuleSecurity(r.ID); ok {
+		attrs.PutStr(semconv.EventCategoryKey, c.EventCategory)
+		attrs.PutStr(semconv.EventTypeKey, c.EventType)
+		attrs.PutStr(semconv.EventOutcomeKey, c.EventOutcome)
+		attrs.PutInt(semconv.OCSFClassUIDKey, c.OCSFClassUID)
+		attrs.PutInt(semconv.OCSFActivityIDKey, c.OCSFActivityID)
 	}
 	// What the scrubbing stage found (never the value): the sensitive-data record says where.
-	for _, key := range []string{attrScrubField, attrScrubPattern} {
-		if v, ok := f.facts.attrs.Get(key); ok {
+	for _, key := range []string{semconv.B2BScrubFieldKey, semconv.B2BScrubPatternKey} {
+		if v, ok := f.Facts.Attrs.Get(key); ok {
 			v.CopyTo(attrs.PutEmpty(key))
 		}
 	}
 }
 
 // message is the record's body, worded as the Python layer words it.
-func message(f *firing) string {
-	r := f.rule
-	parts := make([]string, 0, len(f.group))
+func message(f *engine.Firing) string {
+	r := f.Rule
+	parts := make([]string, 0, len(f.Group))
 	var agent string
-	for _, g := range f.group {
-		parts = append(parts, g.key+"="+g.value.AsString())
-		if g.key == "gen_ai.agent.name" {
-			agent = g.value.AsString()
+	for _, g := range f.Group {
+		parts = append(parts, g.Key+"="+g.Value.AsString())
+		if g.Key == semconv.GenAIAgentNameKey {
+			agent = g.Value.AsString()
 		}
 	}
 	subject := strings.Join(parts, ", ")
 	if subject == "" {
-		subject = f.facts.name
+		subject = f.Facts.Name
 	}
 	orID := func(s string) string {
 		if s == "" {
@@ -73,22 +87,22 @@ func message(f *firing) string {
 		return s
 	}
 	switch r.Kind {
-	case "latency":
+	case semconv.RuleKindLatency:
 		name := agent
 		if name == "" {
 			name = subject
 		}
-		return fmt.Sprintf("%s exceeded %s threshold (%s)", name, fmtSeconds(f.threshold), fmtSeconds(f.observed))
-	case "ratio":
+		return fmt.Sprintf("%s exceeded %s threshold (%s)", name, fmtSeconds(f.Threshold), fmtSeconds(f.Observed))
+	case semconv.RuleKindRatio:
 		what := "failure rate"
-		if r.Observe == "success_rate" {
+		if r.Observe == rules.ObserveSuccessRate {
 			what = "success rate"
 		}
-		return fmt.Sprintf("%s: %s %.1f%% against threshold %.1f%%", orID(subject), what, f.observed*100, f.threshold*100)
-	case "count":
-		return fmt.Sprintf("%s: %.0f matching events within %s", subject, f.observed, fmtSeconds(r.Window))
-	case "gauge":
-		return fmt.Sprintf("%s: value %.6g against threshold %.6g", orID(subject), f.observed, f.threshold)
+		return fmt.Sprintf("%s: %s %.1f%% against threshold %.1f%%", orID(subject), what, f.Observed*100, f.Threshold*100)
+	case semconv.RuleKindCount:
+		return fmt.Sprintf("%s: %.0f matching events within %s", subject, f.Observed, fmtSeconds(r.Window))
+	case semconv.RuleKindGauge:
+		return fmt.Sprintf("%s: value %.6g against threshold %.6g", orID(subject), f.Observed, f.Threshold)
 	}
 	if subject != "" {
 		return fmt.Sprintf("%s (%s)", r.Description, subject)

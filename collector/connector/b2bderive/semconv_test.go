@@ -5,10 +5,13 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/rules"
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/semconv"
 )
 
-// docs/semconv/rules.yaml is the reference of the names attached to the default rules; the security
-// classification copied into securityClasses must say the same.
+// docs/semconv/rules.yaml is the reference of the names attached to the default rules; the built-in
+// rules and the security classification generated into internal/semconv must say the same.
 func TestSecurityClassesMatchDocs(t *testing.T) {
 	data, err := os.ReadFile("../../../docs/semconv/rules.yaml")
 	if os.IsNotExist(err) {
@@ -37,7 +40,7 @@ func TestSecurityClassesMatchDocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	documented := map[string]bool{}
-	builtIn := map[string]*Rule{}
+	builtIn := map[string]*rules.Rule{}
 	for _, r := range defaultRules(t, nil).Rules {
 		builtIn[r.ID] = r
 	}
@@ -47,22 +50,25 @@ func TestSecurityClassesMatchDocs(t *testing.T) {
 			if rule, ok := builtIn[r.ID]; ok && (rule.Event != r.Event || rule.Severity != r.Severity) {
 				t.Errorf("%s: built-in rule emits %s/%s, docs say %s/%s", r.ID, rule.Event, rule.Severity, r.Event, r.Severity)
 			}
-			got, ok := securityClasses[r.ID]
+			got, ok := semconv.RuleSecurity(r.ID)
 			if r.Security == nil {
 				if ok {
 					t.Errorf("%s: classified here, not in the docs", r.ID)
 				}
 				continue
 			}
-			want := securityClass{r.Security.Category, r.Security.Type, r.Security.Outcome, r.Security.ClassUID, r.Security.ActivityID}
+			want := semconv.SecurityClass{
+				EventCategory: r.Security.Category, EventType: r.Security.Type, EventOutcome: r.Security.Outcome,
+				OCSFClassUID: r.Security.ClassUID, OCSFActivityID: r.Security.ActivityID,
+			}
 			if got != want {
 				t.Errorf("%s: %+v, docs say %+v", r.ID, got, want)
 			}
 		}
 	}
-	for id := range securityClasses {
+	for _, id := range semconv.RuleIDs() {
 		if !documented[id] {
-			t.Errorf("%s: classified here but not a documented rule", id)
+			t.Errorf("%s: a generated rule id that is not a documented rule", id)
 		}
 	}
 	if len(documented) == 0 {

@@ -1,10 +1,10 @@
-package b2bderive // import "github.com/b2b-otel/b2b-otel/collector/connector/b2bderive"
-
-// The rules engine: the Go twin of b2b_otel/rules/engine.py, judged against the same conformance
-// vectors. Per-span rules (latency, event, span-attribute gauge) are stateless; window rules (ratio,
-// count) keep per-group counters in 60 fixed buckets per window, the number of groups per rule bounded
-// by evicting the least recently seen group first (so a flood of spoofed client addresses cannot grow
-// it). Only the window update takes the lock: ConsumeTraces runs concurrently.
+// Package engine judges spans against a rules.Set: the Go twin of b2b_otel/rules/engine.py, held
+// to the same conformance vectors. Per-span rules (latency, event, span-attribute gauge) are
+// stateless; window rules (ratio, count) keep per-group counters in 60 fixed buckets per window, the
+// number of groups per rule bounded by evicting the least recently seen group first (so a flood of
+// spoofed client addresses cannot grow it). Only the window update takes the lock: an Engine may be
+// called from several goroutines at once.
+package engine // import "github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/engine"
 
 import (
 	"container/list"
@@ -16,78 +16,82 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/rules"
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/semconv"
 )
 
-const (
-	bucketsPerWindow = 60
-	defaultMaxGroups = 10000
-)
+// DefaultMaxGroups is the default bound on the groups each window rule keeps.
+const DefaultMaxGroups = 10000
 
-// spanFacts is what the engine needs of a span; attrs is the span's own attribute map (not a copy).
-type spanFacts struct {
-	name      string
-	kind      string // internal, server, client, producer, consumer
-	status    string // error, ok, unset
-	durationS float64
-	attrs     pcommon.Map
-	traceID   pcommon.TraceID
-	spanID    pcommon.SpanID
+const bucketsPerWindow = 60
+
+// SpanFacts is what the engine needs of a span; Attrs is the span's own attribute map (not a copy).
+type SpanFacts struct {
+	Name      string
+	Kind      string // a rules.SpanKind value
+	Status    string // a rules.Status value
+	DurationS float64
+	Attrs     pcommon.Map
+	TraceID   pcommon.TraceID
+	SpanID    pcommon.SpanID
 }
 
 var spanKindNames = map[ptrace.SpanKind]string{
 	// OTel treats an unspecified kind as internal; so does the Python conformance runner.
-	ptrace.SpanKindUnspecified: "internal",
-	ptrace.SpanKindInternal:    "internal",
-	ptrace.SpanKindServer:      "server",
-	ptrace.SpanKindClient:      "client",
-	ptrace.SpanKindProducer:    "producer",
-	ptrace.SpanKindConsumer:    "consumer",
+	ptrace.SpanKindUnspecified: rules.SpanKindInternal,
+	ptrace.SpanKindInternal:    rules.SpanKindInternal,
+	ptrace.SpanKindServer:      rules.SpanKindServer,
+	ptrace.SpanKindClient:      rules.SpanKindClient,
+	ptrace.SpanKindProducer:    rules.SpanKindProducer,
+	ptrace.SpanKindConsumer:    rules.SpanKindConsumer,
 }
 
 var statusNames = map[ptrace.StatusCode]string{
-	ptrace.StatusCodeUnset: "unset",
-	ptrace.StatusCodeOk:    "ok",
-	ptrace.StatusCodeError: "error",
+	ptrace.StatusCodeUnset: rules.StatusUnset,
+	ptrace.StatusCodeOk:    rules.StatusOK,
+	ptrace.StatusCodeError: rules.StatusError,
 }
 
-func factsOf(span ptrace.Span) spanFacts {
+// FactsOf reads the facts of a span once, for all the rules.
+func FactsOf(span ptrace.Span) SpanFacts {
 	start, end := int64(span.StartTimestamp()), int64(span.EndTimestamp())
 	if end < start {
 		end = start
 	}
 	kind, ok := spanKindNames[span.Kind()]
 	if !ok {
-		kind = "internal"
+		kind = rules.SpanKindInternal
 	}
 	status, ok := statusNames[span.Status().Code()]
 	if !ok {
-		status = "unset"
+		status = rules.StatusUnset
 	}
-	return spanFacts{
-		name:      span.Name(),
-		kind:      kind,
-		status:    status,
-		durationS: float64(end-start) / 1e9,
-		attrs:     span.Attributes(),
-		traceID:   span.TraceID(),
-		spanID:    span.SpanID(),
+	return SpanFacts{
+		Name:      span.Name(),
+		Kind:      kind,
+		Status:    status,
+		DurationS: float64(end-start) / 1e9,
+		Attrs:     span.Attributes(),
+		TraceID:   span.TraceID(),
+		SpanID:    span.SpanID(),
 	}
 }
 
-// groupValue is one group_by attribute of a firing, as found on the span.
-type groupValue struct {
-	key   string
-	value pcommon.Value
+// GroupValue is one group_by attribute of a firing, as found on the span.
+type GroupValue struct {
+	Key   string
+	Value pcommon.Value
 }
 
-// firing is a rule that fired on a span.
-type firing struct {
-	rule      *Rule
-	observed  float64
-	threshold float64
-	group     []groupValue
-	atNanos   int64
-	facts     *spanFacts
+// Firing is a rule that fired on a span.
+type Firing struct {
+	Rule      *rules.Rule
+	Observed  float64
+	Threshold float64
+	Group     []GroupValue // the rule's group_by attributes the span has, in group_by order
+	AtNanos   int64        // the engine's clock when the span was judged
+	Facts     *SpanFacts
 }
 
 type window struct {
@@ -136,7 +140,7 @@ func (w *window) sums() (total, hits int64) {
 
 // ruleState is a rule and, for window rules, its groups in least-recently-seen order.
 type ruleState struct {
-	rule *Rule
+	rule *rules.Rule
 	// Like the Python engine's index: a rule whose first equals condition expects a string is only a
 	// candidate for spans whose attribute is that very string.
 	indexAttr  string
@@ -146,7 +150,8 @@ type ruleState struct {
 	lru        *list.List
 }
 
-type engine struct {
+// Engine judges spans against the enabled span rules of a rules.Set.
+type Engine struct {
 	rules     []*ruleState
 	maxGroups int
 	clock     func() int64 // nanoseconds since the epoch
@@ -155,16 +160,18 @@ type engine struct {
 	evicted uint64
 }
 
-func newEngine(set *RuleSet, maxGroups int, clock func() int64) *engine {
-	e := &engine{maxGroups: maxGroups, clock: clock}
+// New returns an engine for the enabled rules of set that read spans; window rules keep at most
+// maxGroups groups each, and clock gives the time in nanoseconds since the epoch.
+func New(set *rules.Set, maxGroups int, clock func() int64) *Engine {
+	e := &Engine{maxGroups: maxGroups, clock: clock}
 	for _, r := range set.Rules {
-		if !r.Enabled || !r.readsSpans() {
+		if !r.Enabled || !r.ReadsSpans() {
 			// Metric and computed gauges read sampled metrics, which a traces connector never sees.
 			continue
 		}
 		st := &ruleState{rule: r, groups: map[string]*list.Element{}, lru: list.New()}
 		for _, c := range r.Match {
-			if c.Form == "equals" {
+			if c.Form == rules.FormEquals {
 				if s, ok := c.Equals.(string); ok {
 					st.indexAttr, st.indexValue, st.indexed = c.Attribute, s, true
 				}
@@ -176,19 +183,22 @@ func newEngine(set *RuleSet, maxGroups int, clock func() int64) *engine {
 	return e
 }
 
-// judge returns every firing a span causes; perSpan=false leaves out latency, event and gauge rules
-// (a span the Python layer already judged).
-func (e *engine) judge(f *spanFacts, perSpan bool) []firing {
-	var out []firing
+// SpanRules is how many rules the engine judges spans with (the enabled rules that read spans).
+func (e *Engine) SpanRules() int { return len(e.rules) }
+
+// Judge returns every firing a span causes, in rules file order; perSpan=false leaves out latency,
+// event and gauge rules (a span the Python layer already judged).
+func (e *Engine) Judge(f *SpanFacts, perSpan bool) []Firing {
+	var out []Firing
 	now := e.clock()
 	for _, st := range e.rules {
 		r := st.rule
-		windowed := r.Kind == "ratio" || r.Kind == "count"
+		windowed := r.Kind == semconv.RuleKindRatio || r.Kind == semconv.RuleKindCount
 		if !windowed && !perSpan {
 			continue
 		}
 		if st.indexed {
-			v, ok := f.attrs.Get(st.indexAttr)
+			v, ok := f.Attrs.Get(st.indexAttr)
 			if !ok || v.Type() != pcommon.ValueTypeStr || v.Str() != st.indexValue {
 				continue
 			}
@@ -196,84 +206,88 @@ func (e *engine) judge(f *spanFacts, perSpan bool) []firing {
 		if !matches(r.Match, f) {
 			continue
 		}
-		var fired *firing
+		var observed float64
+		fired := false
 		switch r.Kind {
-		case "latency":
-			if compare(f.durationS, r.Comparison, r.Threshold) {
-				fired = &firing{observed: f.durationS}
-			}
-		case "event":
-			fired = &firing{observed: 1}
-		case "gauge":
-			if v, ok := f.attrs.Get(r.Source.SpanAttribute); ok {
-				if x, numeric := number(v); numeric && compare(x, r.Comparison, r.Threshold) {
-					fired = &firing{observed: x}
+		case semconv.RuleKindLatency:
+			observed, fired = f.DurationS, compare(f.DurationS, r.Comparison, r.Threshold)
+		case semconv.RuleKindEvent:
+			observed, fired = 1, true
+		case semconv.RuleKindGauge:
+			if v, ok := f.Attrs.Get(r.Source.SpanAttribute); ok {
+				if x, numeric := number(v); numeric {
+					observed, fired = x, compare(x, r.Comparison, r.Threshold)
 				}
 			}
-		case "ratio":
-			fired = e.judgeRatio(st, f, now)
-		case "count":
-			fired = e.judgeCount(st, f, now)
+		case semconv.RuleKindRatio:
+			observed, fired = e.judgeRatio(st, f, now)
+		case semconv.RuleKindCount:
+			observed, fired = e.judgeCount(st, f, now)
 		}
-		if fired != nil {
-			fired.rule = r
-			fired.threshold = r.Threshold
-			fired.group = groupOf(r, f.attrs)
-			fired.atNanos = now
-			fired.facts = f
-			out = append(out, *fired)
+		if fired {
+			out = append(out, Firing{
+				Rule: r, Observed: observed, Threshold: r.Threshold,
+				Group: groupOf(r, f.Attrs), AtNanos: now, Facts: f,
+			})
 		}
 	}
 	return out
 }
 
-func (e *engine) judgeRatio(st *ruleState, f *spanFacts, nowNanos int64) *firing {
+// judgeRatio: the share of failing (or, observing success_rate, of good) spans in the window, once
+// it holds min_samples spans.
+func (e *Engine) judgeRatio(st *ruleState, f *SpanFacts, now int64) (float64, bool) {
 	r := st.rule
-	failed := matches(r.Failure, f)
-	key := groupKey(r, f.attrs)
-	now := float64(nowNanos) / 1e9
-	bucket := pyFloorDiv(now, r.Window/bucketsPerWindow)
-
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	w := e.window(st, key)
-	w.add(bucket, failed)
-	total, failures := w.sums()
-	if total < int64(r.MinSamples) || now < w.suppressedUntil {
-		return nil
-	}
-	share := float64(failures) / float64(total)
-	if r.Observe == "success_rate" {
-		share = float64(total-failures) / float64(total)
-	}
-	if !compare(share, r.Comparison, r.Threshold) {
-		return nil
-	}
-	w.suppressedUntil = now + r.Window // once per window and group
-	return &firing{observed: share}
+	return e.judgeWindowed(st, f, now, matches(r.Failure, f), func(total, failures int64) (float64, bool) {
+		if total < int64(r.MinSamples) {
+			return 0, false
+		}
+		share := float64(failures) / float64(total)
+		if r.Observe == rules.ObserveSuccessRate {
+			share = float64(total-failures) / float64(total)
+		}
+		return share, compare(share, r.Comparison, r.Threshold)
+	})
 }
 
-func (e *engine) judgeCount(st *ruleState, f *spanFacts, nowNanos int64) *firing {
+// judgeCount: the number of matching spans in the window.
+func (e *Engine) judgeCount(st *ruleState, f *SpanFacts, now int64) (float64, bool) {
 	r := st.rule
-	key := groupKey(r, f.attrs)
+	return e.judgeWindowed(st, f, now, true, func(total, _ int64) (float64, bool) {
+		count := float64(total)
+		return count, compare(count, r.Comparison, r.Threshold)
+	})
+}
+
+// judgeWindowed is what the window rules share (engine.py _judge_windowed and the suppression of
+// its callers): the span is counted (a hit or not) in its group's window, found or created, which
+// may evict the least recently seen group; observe reads the window's sums and says whether the rule
+// fires. A rule fires at most once per window and group.
+func (e *Engine) judgeWindowed(st *ruleState, f *SpanFacts, nowNanos int64, hit bool,
+	observe func(total, hits int64) (float64, bool),
+) (float64, bool) {
+	r := st.rule
+	key := groupKey(r, f.Attrs)
 	now := float64(nowNanos) / 1e9
 	bucket := pyFloorDiv(now, r.Window/bucketsPerWindow)
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	w := e.window(st, key)
-	w.add(bucket, true)
-	total, _ := w.sums()
-	count := float64(total)
-	if now < w.suppressedUntil || !compare(count, r.Comparison, r.Threshold) {
-		return nil
+	w.add(bucket, hit)
+	if now < w.suppressedUntil {
+		return 0, false
 	}
-	w.suppressedUntil = now + r.Window
-	return &firing{observed: count}
+	observed, fires := observe(w.sums())
+	if !fires {
+		return 0, false
+	}
+	w.suppressedUntil = now + r.Window // once per window and group
+	return observed, true
 }
 
 // window finds or creates a group's window; the caller holds e.mu.
-func (e *engine) window(st *ruleState, key string) *window {
+func (e *Engine) window(st *ruleState, key string) *window {
 	if el, ok := st.groups[key]; ok {
 		st.lru.MoveToBack(el)
 		return el.Value.(*window)
@@ -290,14 +304,14 @@ func (e *engine) window(st *ruleState, key string) *window {
 }
 
 // Evicted is how many window groups were dropped to stay within max_groups, over all rules.
-func (e *engine) Evicted() uint64 {
+func (e *Engine) Evicted() uint64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.evicted
 }
 
 // TrackedGroups is how many window groups are held across all rules.
-func (e *engine) TrackedGroups() int {
+func (e *Engine) TrackedGroups() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	n := 0
@@ -325,48 +339,49 @@ func pyFloorDiv(a, b float64) int64 {
 	return int64(floor)
 }
 
+// compare is observed <comparison> threshold; an empty comparison is gt.
 func compare(observed float64, comparison string, threshold float64) bool {
 	switch comparison {
-	case "gte":
+	case rules.CompareGTE:
 		return observed >= threshold
-	case "lt":
+	case rules.CompareLT:
 		return observed < threshold
-	case "lte":
+	case rules.CompareLTE:
 		return observed <= threshold
 	}
 	return observed > threshold
 }
 
 // matches says whether every condition holds for the span.
-func matches(conditions []Condition, f *spanFacts) bool {
+func matches(conditions []rules.Condition, f *SpanFacts) bool {
 	for i := range conditions {
 		c := &conditions[i]
 		switch c.Form {
-		case "equals":
-			v, ok := f.attrs.Get(c.Attribute)
+		case rules.FormEquals:
+			v, ok := f.Attrs.Get(c.Attribute)
 			if !ok || !equal(v, c.Equals) {
 				return false
 			}
-		case "exists":
-			_, ok := f.attrs.Get(c.Attribute)
+		case rules.FormExists:
+			_, ok := f.Attrs.Get(c.Attribute)
 			if ok != c.Exists {
 				return false
 			}
-		case "non_empty":
-			v, ok := f.attrs.Get(c.Attribute)
+		case rules.FormNonEmpty:
+			v, ok := f.Attrs.Get(c.Attribute)
 			if !ok || isEmpty(v) {
 				return false
 			}
-		case "span_name_prefix":
-			if !strings.HasPrefix(f.name, c.SpanNamePrefix) {
+		case rules.FormSpanNamePrefix:
+			if !strings.HasPrefix(f.Name, c.SpanNamePrefix) {
 				return false
 			}
-		case "span_kind":
-			if f.kind != c.SpanKind {
+		case rules.FormSpanKind:
+			if f.Kind != c.SpanKind {
 				return false
 			}
-		case "status":
-			if f.status != c.Status {
+		case rules.FormStatus:
+			if f.Status != c.Status {
 				return false
 			}
 		}
@@ -483,7 +498,7 @@ func pyFloat(f float64) string {
 
 // groupKey identifies a rule's group: the group_by values, equal where Python's tuple keys are equal
 // (1, 1.0 and True are one key; a missing attribute is None).
-func groupKey(r *Rule, attrs pcommon.Map) string {
+func groupKey(r *rules.Rule, attrs pcommon.Map) string {
 	if len(r.GroupBy) == 0 {
 		return ""
 	}
@@ -519,11 +534,11 @@ func groupKey(r *Rule, attrs pcommon.Map) string {
 }
 
 // groupOf is the group attributes copied onto the record: the group_by keys the span has.
-func groupOf(r *Rule, attrs pcommon.Map) []groupValue {
-	var out []groupValue
+func groupOf(r *rules.Rule, attrs pcommon.Map) []GroupValue {
+	var out []GroupValue
 	for _, key := range r.GroupBy {
 		if v, ok := attrs.Get(key); ok && v.Type() != pcommon.ValueTypeEmpty {
-			out = append(out, groupValue{key: key, value: v})
+			out = append(out, GroupValue{Key: key, Value: v})
 		}
 	}
 	return out

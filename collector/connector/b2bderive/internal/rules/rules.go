@@ -1,10 +1,11 @@
-package b2bderive // import "github.com/b2b-otel/b2b-otel/collector/connector/b2bderive"
-
-// The rules file (docs/rules.md): the same YAML schema the Python layer validates in
-// b2b_otel/rules/schema.py. It is read from the yaml.v3 node tree rather than decoded into structs so
-// that unknown keys, duplicate keys and wrong types are refused with the line they are on.
+// Package rules reads and validates a rules file (docs/rules.md): the same YAML schema the Python
+// layer validates in b2b_otel/rules/schema.py, with the same messages. The file is read from the
+// yaml.v3 node tree rather than decoded into structs so that unknown keys, duplicate keys and wrong
+// types are refused with the line they are on.
+package rules // import "github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/rules"
 
 import (
+	_ "embed"
 	"errors"
 	"fmt"
 	"maps"
@@ -16,6 +17,51 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/semconv"
+)
+
+// defaultRulesYAML is a copy of b2b_otel/rules/default_rules.yaml (TestEmbeddedRulesMatchPython keeps
+// the two identical): the rules in force when no rules file is given.
+//
+//go:embed default_rules.yaml
+var defaultRulesYAML []byte
+
+// The forms of a Condition (Condition.Form).
+const (
+	FormEquals         = "equals"
+	FormExists         = "exists"
+	FormNonEmpty       = "non_empty"
+	FormSpanNamePrefix = "span_name_prefix"
+	FormSpanKind       = "span_kind"
+	FormStatus         = "status"
+)
+
+// The comparisons of Rule.Comparison; an empty comparison means CompareGT.
+const (
+	CompareGT  = "gt"
+	CompareLT  = "lt"
+	CompareGTE = "gte"
+	CompareLTE = "lte"
+)
+
+// What a ratio rule observes (Rule.Observe).
+const (
+	ObserveFailureRate = "failure_rate"
+	ObserveSuccessRate = "success_rate"
+)
+
+// The span kinds and statuses a condition names (Condition.SpanKind, Condition.Status).
+const (
+	SpanKindInternal = "internal"
+	SpanKindServer   = "server"
+	SpanKindClient   = "client"
+	SpanKindProducer = "producer"
+	SpanKindConsumer = "consumer"
+
+	StatusError = "error"
+	StatusOK    = "ok"
+	StatusUnset = "unset"
 )
 
 const (
@@ -32,14 +78,14 @@ var (
 	durationPattern = regexp.MustCompile(`^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$`)
 	unitSeconds     = map[string]float64{"ms": 0.001, "s": 1, "m": 60, "h": 3600, "": 1}
 
-	kinds       = []string{"latency", "ratio", "count", "event", "gauge"}
-	severities  = []string{"critical", "warning", "info"}
-	tiers       = []string{"operations", "engineering", "security", "management"}
-	comparisons = []string{"gt", "lt", "gte", "lte"}
-	spanKinds   = []string{"internal", "server", "client", "producer", "consumer"}
-	statuses    = []string{"error", "ok", "unset"}
-	observes    = []string{"failure_rate", "success_rate"}
-	eventNames  = []string{eventSLABreach, eventSecurity}
+	kinds       = semconv.RuleKinds()
+	severities  = semconv.B2BAlertSeverityValues()
+	tiers       = semconv.B2BAlertTierValues()
+	comparisons = []string{CompareGT, CompareLT, CompareGTE, CompareLTE}
+	spanKinds   = []string{SpanKindInternal, SpanKindServer, SpanKindClient, SpanKindProducer, SpanKindConsumer}
+	statuses    = []string{StatusError, StatusOK, StatusUnset}
+	observes    = []string{ObserveFailureRate, ObserveSuccessRate}
+	eventNames  = []string{semconv.EventB2BSLABreach, semconv.EventB2BSecurityEvent}
 	computeds   = []string{"pool_utilisation"}
 
 	ruleFields      = []string{"id", "kind", "severity", "tier", "description", "match", "group_by", "threshold", "comparison", "window", "min_samples", "failure", "observe", "source", "event", "enabled"}
@@ -49,18 +95,18 @@ var (
 
 	// Which optional fields each kind requires / allows (schema.py _REQUIRED / _ALLOWED).
 	requiredByKind = map[string][]string{
-		"latency": {"threshold"},
-		"ratio":   {"threshold", "comparison", "window", "min_samples", "failure"},
-		"count":   {"threshold", "comparison", "window"},
-		"event":   {},
-		"gauge":   {"threshold", "comparison", "source"},
+		semconv.RuleKindLatency: {"threshold"},
+		semconv.RuleKindRatio:   {"threshold", "comparison", "window", "min_samples", "failure"},
+		semconv.RuleKindCount:   {"threshold", "comparison", "window"},
+		semconv.RuleKindEvent:   {},
+		semconv.RuleKindGauge:   {"threshold", "comparison", "source"},
 	}
 	allowedByKind = map[string][]string{
-		"latency": {"threshold", "comparison"},
-		"ratio":   {"threshold", "comparison", "window", "min_samples", "failure", "observe"},
-		"count":   {"threshold", "comparison", "window"},
-		"event":   {},
-		"gauge":   {"threshold", "comparison", "source"},
+		semconv.RuleKindLatency: {"threshold", "comparison"},
+		semconv.RuleKindRatio:   {"threshold", "comparison", "window", "min_samples", "failure", "observe"},
+		semconv.RuleKindCount:   {"threshold", "comparison", "window"},
+		semconv.RuleKindEvent:   {},
+		semconv.RuleKindGauge:   {"threshold", "comparison", "source"},
 	}
 	kindFields = []string{"threshold", "comparison", "window", "min_samples", "failure", "observe", "source"}
 )
@@ -68,7 +114,7 @@ var (
 // Condition is one predicate on a span; exactly one form is set.
 type Condition struct {
 	Attribute      string
-	Form           string // equals, exists, non_empty, span_name_prefix, span_kind, status
+	Form           string // one of the Form constants
 	Equals         any    // string, bool, int64 or float64
 	Exists         bool
 	SpanNamePrefix string
@@ -86,18 +132,18 @@ type Source struct {
 // Rule is one validated rule; durations (latency threshold, window) are in seconds.
 type Rule struct {
 	ID          string
-	Kind        string
-	Severity    string
-	Tier        string
+	Kind        string // a semconv.RuleKind value
+	Severity    string // a semconv.B2BAlertSeverity value
+	Tier        string // a semconv.B2BAlertTier value
 	Description string
 	Match       []Condition
 	GroupBy     []string
 	Threshold   float64
-	Comparison  string // empty: gt
+	Comparison  string // one of the Compare constants; empty: gt
 	Window      float64
 	MinSamples  int
 	Failure     []Condition
-	Observe     string // failure_rate or success_rate
+	Observe     string // ObserveFailureRate or ObserveSuccessRate (ratio rules)
 	Source      *Source
 	Event       string // the event a firing emits (explicit or by tier)
 	Enabled     bool
@@ -105,13 +151,13 @@ type Rule struct {
 	set map[string]bool // which optional fields the file gave, for the per-kind checks
 }
 
-// readsSpans says whether the rule judges spans (every kind but metric/computed gauges).
-func (r *Rule) readsSpans() bool {
-	return r.Kind != "gauge" || (r.Source != nil && r.Source.SpanAttribute != "")
+// ReadsSpans says whether the rule judges spans (every kind but metric/computed gauges).
+func (r *Rule) ReadsSpans() bool {
+	return r.Kind != semconv.RuleKindGauge || (r.Source != nil && r.Source.SpanAttribute != "")
 }
 
-// RuleSet is a validated rules file with its threshold overrides applied.
-type RuleSet struct {
+// Set is a validated rules file with its threshold overrides applied.
+type Set struct {
 	Rules  []*Rule
 	Source string
 }
@@ -159,9 +205,9 @@ func (p *parser) err() error {
 	return errors.Join(errs...)
 }
 
-// LoadRules reads and validates the rules file at path (the embedded built-in rules when path is
-// empty) and applies the threshold overrides (rule id -> value, as B2B_OTEL_RULE_<ID>_THRESHOLD).
-func LoadRules(path string, overrides map[string]any) (*RuleSet, error) {
+// Load reads and validates the rules file at path (the embedded built-in rules when path is empty)
+// and applies the threshold overrides (rule id -> value, as B2B_OTEL_RULE_<ID>_THRESHOLD).
+func Load(path string, overrides map[string]any) (*Set, error) {
 	text := defaultRulesYAML
 	source := "<built-in default_rules.yaml>"
 	if path != "" {
@@ -171,18 +217,19 @@ func LoadRules(path string, overrides map[string]any) (*RuleSet, error) {
 		}
 		text, source = data, path
 	}
-	rules, err := ParseRules(text, source)
+	set, err := Parse(text, source)
 	if err != nil {
 		return nil, err
 	}
-	if err := applyOverrides(rules, overrides); err != nil {
+	if err := applyOverrides(set, overrides); err != nil {
 		return nil, err
 	}
-	return rules, nil
+	return set, nil
 }
 
-// ParseRules validates the YAML text of a rules file; source names it in error messages.
-func ParseRules(text []byte, source string) (*RuleSet, error) {
+// Parse validates the YAML text of a rules file (no overrides applied); source names it in error
+// messages.
+func Parse(text []byte, source string) (*Set, error) {
 	p := &parser{source: source}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(text, &doc); err != nil {
@@ -203,7 +250,7 @@ func ParseRules(text []byte, source string) (*RuleSet, error) {
 	} else if n, ok := intValue(v.value); !ok || n != schemaVersion {
 		p.add(v.key, "version", v.value.Value, "accepted: 1 (the only version so far)")
 	}
-	set := &RuleSet{Source: source}
+	set := &Set{Source: source}
 	if r, ok := fields["rules"]; !ok {
 		p.add(root, "rules", "(missing)", "required field is missing")
 	} else if r.value.Kind != yaml.SequenceNode {
@@ -360,13 +407,13 @@ func (p *parser) rule(node *yaml.Node, path string) *Rule {
 		return nil
 	}
 	if r.Event == "" {
-		r.Event = eventSLABreach
-		if r.Tier == "security" {
-			r.Event = eventSecurity
+		r.Event = semconv.EventB2BSLABreach
+		if r.Tier == semconv.B2BAlertTierSecurity {
+			r.Event = semconv.EventB2BSecurityEvent
 		}
 	}
-	if r.Kind == "ratio" && r.Observe == "" {
-		r.Observe = "failure_rate"
+	if r.Kind == semconv.RuleKindRatio && r.Observe == "" {
+		r.Observe = ObserveFailureRate
 	}
 	return r
 }
@@ -395,11 +442,11 @@ func (p *parser) kindChecks(r *Rule, fields map[string]entry, node *yaml.Node, p
 			return
 		}
 	}
-	if r.Kind != "gauge" && len(r.Match) == 0 {
+	if r.Kind != semconv.RuleKindGauge && len(r.Match) == 0 {
 		p.add(at("match"), join(path, "match"), "", fmt.Sprintf("a %s rule needs at least one match condition", r.Kind))
 		return
 	}
-	if !r.readsSpans() {
+	if !r.ReadsSpans() {
 		for i, c := range r.Match {
 			if c.Attribute == "" {
 				p.add(at("match"), fmt.Sprintf("%s[%d]", join(path, "match"), i), "", "a metric gauge matches data point attributes only (attribute: KEY)")
@@ -411,7 +458,7 @@ func (p *parser) kindChecks(r *Rule, fields map[string]entry, node *yaml.Node, p
 		p.add(at("failure"), join(path, "failure"), "", "a ratio rule needs at least one failure condition")
 		return
 	}
-	if r.Kind == "latency" && (r.Comparison == "lt" || r.Comparison == "lte") {
+	if r.Kind == semconv.RuleKindLatency && (r.Comparison == CompareLT || r.Comparison == CompareLTE) {
 		p.add(at("comparison"), join(path, "comparison"), r.Comparison, "a latency rule fires on slow spans; accepted: gt, gte")
 	}
 }
@@ -477,12 +524,12 @@ func (p *parser) condition(node *yaml.Node, path string) (Condition, bool) {
 	before := len(p.problems)
 	var c Condition
 	var tests, spans []string
-	for _, name := range []string{"equals", "exists", "non_empty"} {
+	for _, name := range []string{FormEquals, FormExists, FormNonEmpty} {
 		if e, ok := fields[name]; ok && !isNull(e.value) {
 			tests = append(tests, name)
 		}
 	}
-	for _, name := range []string{"span_name_prefix", "span_kind", "status"} {
+	for _, name := range []string{FormSpanNamePrefix, FormSpanKind, FormStatus} {
 		if e, ok := fields[name]; ok && !isNull(e.value) {
 			spans = append(spans, name)
 		}
@@ -514,32 +561,32 @@ func (p *parser) condition(node *yaml.Node, path string) (Condition, bool) {
 	v := e.value
 	field := join(path, c.Form)
 	switch c.Form {
-	case "equals":
+	case FormEquals:
 		value, ok := scalarValue(v)
 		if !ok {
 			p.add(e.key, field, shown(v), "a string, number or boolean")
 		}
 		c.Equals = value
-	case "exists", "non_empty":
+	case FormExists, FormNonEmpty:
 		if v.Tag != "!!bool" {
 			p.add(e.key, field, shown(v), "accepted: true, false")
 		} else {
 			c.Exists = v.Value == "true"
-			if c.Form == "non_empty" && !c.Exists {
+			if c.Form == FormNonEmpty && !c.Exists {
 				p.add(e.key, field, "false", "only non_empty: true is meaningful; use exists: false")
 			}
 		}
-	case "span_name_prefix":
+	case FormSpanNamePrefix:
 		if s, ok := p.str(e, path); ok {
 			if s == "" {
 				p.add(e.key, field, "", "must not be empty")
 			}
 			c.SpanNamePrefix = s
 		}
-	case "span_kind":
-		c.SpanKind = p.enum(fields, "span_kind", path, spanKinds, false, node)
-	case "status":
-		c.Status = p.enum(fields, "status", path, statuses, false, node)
+	case FormSpanKind:
+		c.SpanKind = p.enum(fields, FormSpanKind, path, spanKinds, false, node)
+	case FormStatus:
+		c.Status = p.enum(fields, FormStatus, path, statuses, false, node)
 	}
 	return c, len(p.problems) == before
 }
@@ -579,7 +626,7 @@ func (p *parser) sourceOf(e entry, path string) *Source {
 
 // parseThreshold is schema.py's Rule._threshold_for_kind.
 func parseThreshold(kind string, node *yaml.Node) (float64, string) {
-	if kind == "latency" {
+	if kind == semconv.RuleKindLatency {
 		return parseDurationNode(node)
 	}
 	if node.Kind != yaml.ScalarNode || (node.Tag != "!!int" && node.Tag != "!!float") {
@@ -593,10 +640,10 @@ func parseThreshold(kind string, node *yaml.Node) (float64, string) {
 }
 
 func checkNumberThreshold(kind string, v float64) (float64, string) {
-	if kind == "ratio" && (v < 0 || v > 1) {
+	if kind == semconv.RuleKindRatio && (v < 0 || v > 1) {
 		return 0, "a ratio threshold is a share between 0 and 1, e.g. 0.95"
 	}
-	if kind == "count" && (v != math.Trunc(v) || v < 1) {
+	if kind == semconv.RuleKindCount && (v != math.Trunc(v) || v < 1) {
 		return 0, "a count threshold is a whole number of spans, at least 1"
 	}
 	return v, ""
@@ -642,11 +689,11 @@ func positiveDuration(seconds float64) (float64, string) {
 
 // applyOverrides sets thresholds from rule id -> value, checked with the rule's kind
 // (loader.py _apply_overrides / _with_threshold).
-func applyOverrides(set *RuleSet, overrides map[string]any) error {
+func applyOverrides(set *Set, overrides map[string]any) error {
 	var errs []error
 	byVariable := map[string]string{}
 	for _, r := range set.Rules {
-		v := OverrideVariable(r.ID)
+		v := overrideVariable(r.ID)
 		if other, dup := byVariable[v]; dup {
 			errs = append(errs, fmt.Errorf("%s: rule ids %q and %q share this override variable", v, other, r.ID))
 		}
@@ -675,13 +722,13 @@ func applyOverrides(set *RuleSet, overrides map[string]any) error {
 }
 
 func overrideThreshold(kind string, raw any) (float64, string) {
-	if kind == "event" {
+	if kind == semconv.RuleKindEvent {
 		return 0, "an event rule has no threshold"
 	}
 	var number float64
 	switch v := raw.(type) {
 	case string:
-		if kind == "latency" {
+		if kind == semconv.RuleKindLatency {
 			return parseDuration(strings.TrimSpace(v))
 		}
 		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
@@ -700,14 +747,14 @@ func overrideThreshold(kind string, raw any) (float64, string) {
 	default:
 		return 0, "not a number; accepted: " + numberAccepted
 	}
-	if kind == "latency" {
+	if kind == semconv.RuleKindLatency {
 		return positiveDuration(number)
 	}
 	return checkNumberThreshold(kind, number)
 }
 
-// OverrideVariable is the Python layer's environment variable for a rule's threshold.
-func OverrideVariable(ruleID string) string {
+// overrideVariable is the Python layer's environment variable for a rule's threshold.
+func overrideVariable(ruleID string) string {
 	return "B2B_OTEL_RULE_" + strings.ReplaceAll(strings.ToUpper(ruleID), ".", "_") + "_THRESHOLD"
 }
 
