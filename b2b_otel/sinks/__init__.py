@@ -1,1 +1,1 @@
-"""Where derived records go: local files, the audit trail, Alertmanager."""
+"""Where derived records go besides OTLP: the local log files and Alertmanager (implementations of derive.sink.Sink)."""
