@@ -11,7 +11,7 @@ Call :func:`instrument` once at start-up::
 
 from __future__ import annotations
 
-from typing import Any
+from typing_extensions import Unpack
 
 from . import security
 from ._internal.errors import AuditError, ConfigError
@@ -28,11 +28,13 @@ from .api.spans import (
     workflow_step,
 )
 from .audit_trail.record import audit
+from .setup.options import InstrumentOptions
 from .setup.telemetry import Telemetry
 
 __all__ = [
     "AuditError",
     "ConfigError",
+    "InstrumentOptions",
     "Telemetry",
     "__version__",
     "agent",
@@ -51,13 +53,15 @@ __all__ = [
 ]
 
 
-def instrument(**overrides: Any) -> Telemetry:
+def instrument(**overrides: Unpack[InstrumentOptions]) -> Telemetry:
     """Set up traces, metrics and logs for this process and return the handle.
 
     Keyword overrides win over environment variables, which win over defaults; every setting and
     its keyword is listed in ``docs/configuration.md`` (e.g. ``service_name``, ``otlp_protocol``,
-    ``traces_exporter``). A second call returns the same handle and changes nothing. Providers the
-    application already installed are kept: b2b_otel adds its processors and readers to them.
+    ``traces_exporter``) and typed by :class:`InstrumentOptions`, so a type checker flags a misspelt
+    keyword; at run time an unknown keyword raises ``ConfigError`` naming it. A second call
+    returns the same handle and changes nothing. Providers the application already installed are
+    kept: b2b_otel adds its processors and readers to them.
 
     Raises:
         ConfigError: listing every invalid variable (secrets masked); nothing is installed then.

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from opentelemetry import _logs, metrics, trace
@@ -181,3 +184,49 @@ def test_health_snapshot_reports_signals_and_files(tmp_path: object) -> None:
     assert health["signals"]["traces"]["dropped"] == {}
     assert health["log_dir"]["writable"] is True
     assert health["audit_file"]["path"].endswith("audit.log")
+
+
+def test_unknown_keyword_is_a_config_error_naming_it() -> None:
+    with pytest.raises(b2b_otel.ConfigError, match=r"instrument\(servce_name=\.\.\.\)"):
+        b2b_otel.instrument(servce_name="x", **QUIET)  # type: ignore[call-arg]
+    assert not isinstance(trace.get_tracer_provider(), TracerProvider)
+
+
+def test_mypy_strict_catches_a_misspelt_keyword_and_passes_a_correct_call(tmp_path: Path) -> None:
+    # b2b_otel is an editable install that mypy cannot follow, so it is found through mypy_path;
+    # follow_imports=silent keeps errors inside b2b_otel out of the report, which is about the snippets.
+    root = Path(b2b_otel.__file__).resolve().parents[1]
+    (tmp_path / "mypy.ini").write_text(
+        f"[mypy]\npython_version = 3.10\nmypy_path = {root}\n\n[mypy-b2b_otel.*]\nfollow_imports = silent\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "misspelt.py").write_text(
+        'import b2b_otel\n\nb2b_otel.instrument(servce_name="x")\n', encoding="utf-8"
+    )
+    (tmp_path / "correct.py").write_text(
+        "import b2b_otel\n\n"
+        "telemetry: b2b_otel.Telemetry = b2b_otel.instrument(\n"
+        '    service_name="x", redact="off", otlp_timeout="250ms", shutdown_timeout=2,\n'
+        '    bsp_max_queue_size=4096, traces_exporter=["console"], otlp_headers={"k": "v"},\n'
+        '    otlp_protocol="grpc", otlp_traces_insecure=None,\n'
+        ")\n"
+        'options: b2b_otel.InstrumentOptions = {"log_dir": "none", "sdk_disabled": True}\n'
+        "b2b_otel.instrument(**options)\n",
+        encoding="utf-8",
+    )
+    command = [sys.executable, "-m", "mypy", "--strict", "--config-file", "mypy.ini"]
+    command += ["--cache-dir", str(tmp_path / ".cache"), "correct.py", "misspelt.py"]
+    result = subprocess.run(
+        command,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = result.stdout + result.stderr
+    lines = report.splitlines()
+    assert [line for line in lines if line.startswith("correct.py")] == [], report
+    errors = [line for line in lines if line.startswith("misspelt.py") and ": error:" in line]
+    assert len(errors) == 1, report
+    assert 'Unexpected keyword argument "servce_name"' in errors[0], report
+    assert result.returncode == 1, report

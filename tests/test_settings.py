@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import subprocess
 import sys
+import types
+from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import pytest
 
+import b2b_otel
 from b2b_otel import ConfigError
+from b2b_otel.setup.options import InstrumentOptions
 from b2b_otel.setup.settings import Settings, render_markdown, resolve, table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,10 +211,113 @@ def test_every_setting_has_a_variable_doc_and_accepted_text() -> None:
         assert row.var.doc and row.var.accepted
 
 
+def _load_script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"_script_{name}", ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_configuration_doc_is_generated_from_the_table() -> None:
     assert (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8") == render_markdown(), (
         "docs/configuration.md is stale: run python scripts/gen_config_docs.py"
     )
+    # And b2b_otel/setup/options.py (InstrumentOptions), from the same table.
+    outputs = _load_script("gen_config_docs").outputs()
+    assert ROOT / "b2b_otel" / "setup" / "options.py" in outputs
+    for target, text in outputs.items():
+        assert target.read_text(encoding="utf-8") == text, (
+            f"{target.relative_to(ROOT)} is stale: run python scripts/gen_config_docs.py"
+        )
+
+
+def test_instrument_options_has_one_key_per_setting() -> None:
+    assert list(InstrumentOptions.__annotations__) == list(Settings.model_fields)
+    assert InstrumentOptions.__total__ is False
+    assert b2b_otel.InstrumentOptions is InstrumentOptions
+
+
+def test_options_module_imports_only_typing() -> None:
+    # `import b2b_otel` must stay cheap: no pydantic, no settings module behind InstrumentOptions.
+    tree = ast.parse((ROOT / "b2b_otel" / "setup" / "options.py").read_text(encoding="utf-8"))
+    imported = {
+        alias.name if isinstance(node, ast.Import) else str(node.module)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    assert imported <= {"__future__", "typing", "collections.abc"}, imported
+
+
+# Valid Python values and strings per field where "x" would not do (URLs, files, list items).
+_TEXT = {
+    "otlp_endpoint": "http://127.0.0.1:4318",
+    "alertmanager_url": "http://127.0.0.1:9093",
+    "trace_link": "http://127.0.0.1:16686/trace/{trace_id}",
+    "log_dir": "none",
+}
+_ITEM = {"instrumentations": "logging", "redact_allow_keys": "user.id"}
+
+
+def _samples(field: str, hint: Any, readable: str) -> list[Any]:
+    """One value per member of the field's InstrumentOptions type."""
+    members = get_args(hint) or (hint,)
+    item = _ITEM.get(field, "console")
+    text = _TEXT.get(field, readable if field.endswith(("_certificate", "rules_file")) else "x")
+    if field.endswith("_endpoint"):
+        text = _TEXT["otlp_endpoint"]
+    samples: list[Any] = []
+    for member in members:
+        origin = get_origin(member)
+        if member is type(None):
+            samples.append(None)
+        elif member is bool:
+            samples += [True, False]
+        elif member is int:
+            samples.append(Settings.model_fields[field].get_default())
+        elif member is float:
+            samples += [0.5, 1]
+        elif origin is Literal:
+            samples += list(get_args(member))
+        elif origin is list:
+            samples.append([item])
+        elif origin is tuple:
+            samples.append((item,))
+        elif origin is Mapping:
+            samples.append(types.MappingProxyType({"k": "v"}))
+        elif member is str:
+            # The string form: what the environment variable of this field would hold.
+            if bool in members:
+                samples += ["yes", "OFF"]
+            elif int in members:
+                samples.append(str(Settings.model_fields[field].get_default()))
+            elif float in members:
+                samples.append("0.5")
+            elif any(get_origin(m) is Literal for m in members):
+                literal = next(m for m in members if get_origin(m) is Literal)
+                samples.append(f" {get_args(literal)[0].upper()} ")
+            elif any(get_origin(m) is list for m in members):
+                samples.append(f"{item}, {item}" if field != "traces_exporter" else "otlp,console")
+            elif any(get_origin(m) is Mapping for m in members):
+                samples.append("k=v,k2=v%202")
+            else:
+                samples.append(text)
+        else:
+            raise AssertionError(f"{field}: no sample for {member!r}; teach _samples() this type")
+    return samples
+
+
+def test_every_form_instrument_options_allows_is_accepted(tmp_path: Path) -> None:
+    readable = tmp_path / "ca.pem"
+    readable.write_text("not checked here\n", encoding="utf-8")
+    hints = get_type_hints(InstrumentOptions)
+    for field, hint in hints.items():
+        for value in _samples(field, hint, str(readable)):
+            try:
+                resolve({field: value}, environ={})
+            except ConfigError as exc:  # pragma: no cover - the failure message is the point
+                pytest.fail(f"InstrumentOptions allows {field}={value!r} but resolve() rejects it: {exc}")
 
 
 def _cli(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -19,6 +19,7 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
+from typing_extensions import Unpack
 
 from .. import semconv as sc
 from .._internal.errors import ConfigError, Problem
@@ -39,6 +40,7 @@ from ..sinks.files import LocalFiles
 from . import exporters as exp
 from . import libraries
 from .batching import QueueWatch, WatchedBatchLogRecordProcessor, WatchedBatchSpanProcessor
+from .options import InstrumentOptions
 from .resource import build_resource
 from .sampling import RecordAllSampler, build_sampler
 from .settings import Settings, resolve
@@ -54,7 +56,7 @@ def current() -> Telemetry | None:
     return _current
 
 
-def instrument(**overrides: Any) -> Telemetry:
+def instrument(**overrides: Unpack[InstrumentOptions]) -> Telemetry:
     """Install b2b_otel: see ``b2b_otel.instrument``."""
     global _current
     with _install_lock:

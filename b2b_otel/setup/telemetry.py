@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
@@ -36,12 +37,12 @@ class Telemetry:
     """The handle ``instrument()`` returns: flush, shut down, and report health."""
 
     def __init__(self, settings: Settings, resource: Resource | None) -> None:
-        self.settings = settings
-        self.resource = resource
+        self.settings: Settings = settings
+        self.resource: Resource | None = resource
         self.tracer_provider: TracerProvider | None = None
         self.meter_provider: MeterProvider | None = None
         self.logger_provider: LoggerProvider | None = None
-        self.health_by_signal = {s: SignalHealth(s) for s in SIGNALS}
+        self.health_by_signal: dict[str, SignalHealth] = {s: SignalHealth(s) for s in SIGNALS}
         self.instrumented: list[str] = []
         self._span_processors: list[SpanProcessor] = []
         self._log_processors: list[LogRecordProcessor] = []
@@ -150,7 +151,7 @@ class Telemetry:
         }
 
 
-def _writable_dir(path: Any) -> bool:
+def _writable_dir(path: Path) -> bool:
     return bool(os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)) or (
         not os.path.exists(path) and os.access(os.path.dirname(os.path.abspath(path)) or ".", os.W_OK)
     )
