@@ -1,1 +1,1 @@
-"""Where derived records go besides OTLP: the local log files and Alertmanager (implementations of derive.sink.Sink)."""
+"""Where derived records go besides OTLP: the local log files and Alertmanager (``derive.sink.Sink``)."""
