@@ -155,7 +155,8 @@ def test_every_registry_name_has_a_go_constant(registry: Any) -> None:
     assert sorted(_registry_names(registry) - constants) == []
     for attribute in registry.attributes.values():
         for member in attribute.members:
-            assert f"= {gen._py_value(member.value)}\n" in text, f"{attribute.id} member {member.id}"
+            value = f'"{member.value}"' if isinstance(member.value, str) else str(member.value)
+            assert f"= {value}\n" in text, f"{attribute.id} member {member.id}"
 
 
 def test_connector_go_code_spells_no_registry_name_as_a_literal(registry: Any) -> None:
