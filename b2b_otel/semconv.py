@@ -42,6 +42,25 @@ GEN_AI_MEMORY_RECORD_COUNT: Final = "gen_ai.memory.record.count"
 have `gen_ai.memory.record.id` and `gen_ai.memory.records` but no count yet, so this is a candidate to
 propose upstream. [int, otel-proposed, development]
 """
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+"""The GenAI provider an LLM call or an agent uses, as the GenAI conventions name it; groups the
+`external.llm.quota` rule. [string, otel, development]
+"""
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+"""Name of the model an LLM call asked for; prices `b2b.llm.cost`. [string, otel, development]"""
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+"""Input (prompt) tokens of an LLM call; on agent and workflow spans, the sum over the LLM calls made
+inside them. [int, otel, development]
+"""
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+"""Output (completion) tokens of an LLM call; on agent and workflow spans, the sum over the LLM calls made
+inside them. [int, otel, development]
+"""
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+"""Which tokens a `gen_ai.client.token.usage` point counts: `input` or `output` (the values of
+OpenTelemetry's enum; written by the GenAI instrumentations, never by b2b-otel). [string, otel,
+development]
+"""
 
 # --- registry.otel.general
 ERROR_TYPE: Final = "error.type"
@@ -74,10 +93,69 @@ HTTP_REQUEST_METHOD: Final = "http.request.method"
 """HTTP request method. [string, otel, stable]"""
 HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
 """HTTP response status code. [int, otel, stable]"""
+SESSION_ID: Final = "session.id"
+"""Identifier of the user's session, set by `b2b_otel.context(session_id=...)`. [string, otel, development]"""
+URL_FULL: Final = "url.full"
+"""Absolute URL of a request. The scrubber parses it and redacts secret-named query parameters and userinfo
+passwords. [string, otel, stable]
+"""
+URL_QUERY: Final = "url.query"
+"""Query string of a request URL; scrubbed like `url.full`. [string, otel, stable]"""
+URL_ORIGINAL: Final = "url.original"
+"""The URL as the client sent it; scrubbed like `url.full`. [string, otel, development]"""
+HTTP_URL: Final = "http.url"
+"""The old semantic conventions' request URL, still written by instrumentations that have not moved to
+`url.full`; scrubbed like `url.full`. [string, otel, development] Deprecated upstream: Replaced by
+`url.full` in OpenTelemetry.
+"""
+HTTP_TARGET: Final = "http.target"
+"""The old semantic conventions' request target (path and query); scrubbed like `url.full`. [string, otel,
+development] Deprecated upstream: Replaced by `url.path` and `url.query` in OpenTelemetry.
+"""
+
+# --- registry.otel.resource
+SERVICE_NAME: Final = "service.name"
+"""Logical name of the service: `OTEL_SERVICE_NAME`, else `OTEL_RESOURCE_ATTRIBUTES`, else
+`unknown_service`. [string, otel, stable]
+"""
+SERVICE_INSTANCE_ID: Final = "service.instance.id"
+"""One random UUID per process (unless `OTEL_RESOURCE_ATTRIBUTES` sets it), so that two processes of one
+service are two series in every backend. [string, otel, stable]
+"""
+SERVICE_VERSION: Final = "service.version"
+"""Version of the service (`B2B_OTEL_SERVICE_VERSION`). [string, otel, stable]"""
+DEPLOYMENT_ENVIRONMENT_NAME: Final = "deployment.environment.name"
+"""Deployment environment of the service (`B2B_OTEL_ENVIRONMENT`). [string, otel, stable]"""
+TELEMETRY_DISTRO_NAME: Final = "telemetry.distro.name"
+"""Name of the OpenTelemetry distribution that produced the telemetry (`b2b-otel`). [string, otel, stable]"""
+TELEMETRY_DISTRO_VERSION: Final = "telemetry.distro.version"
+"""Version of b2b-otel. [string, otel, stable]"""
+PROCESS_COMMAND: Final = "process.command"
+"""Never exported: the command line can carry credentials (`--db-password=...`), so b2b-otel removes it
+from the detected resource. [string, otel, development]
+"""
+PROCESS_COMMAND_ARGS: Final = "process.command_args"
+"""Never exported, for the same reason as `process.command`. [string[], otel, development]"""
+PROCESS_COMMAND_LINE: Final = "process.command_line"
+"""Never exported, for the same reason as `process.command`. [string, otel, development]"""
 
 # --- registry.b2b.agent
 B2B_AGENT_QUEUE_DEPTH: Final = "b2b.agent.queue.depth"
 """Number of tasks waiting for the agent when the invocation started. [int, b2b, stable]"""
+
+# --- registry.b2b.context
+B2B_TENANT_ID: Final = "b2b.tenant.id"
+"""The tenant (customer organisation) the work is done for; carried to other services as W3C baggage. Rules
+may group by it; derived records and Alertmanager labels carry it. [string, b2b, development]
+"""
+
+# --- registry.b2b.llm
+B2B_LLM_COST: Final = "b2b.llm.cost"
+"""Cost in USD of an LLM call, from the price table (`B2B_OTEL_LLM_PRICES_FILE`); on agent and workflow
+spans, the sum over the LLM calls made inside them. [double, b2b, development]
+"""
+B2B_LLM_QUOTA_KIND: Final = "b2b.llm.quota.kind"
+"""Which rate limit of the provider `b2b.llm.quota.utilization` measures. [enum, b2b, development]"""
 
 # --- registry.b2b.workflow
 B2B_BUSINESS_CASE_ID: Final = "b2b.business_case.id"
@@ -161,7 +239,9 @@ B2B_SCRUB_FIELD: Final = "b2b.scrub.field"
 key, span.name, log.body, ...). Never the value. [string, b2b, development]
 """
 B2B_SCRUB_PATTERN: Final = "b2b.scrub.pattern"
-"""On a security.sensitive_data record, the scrubbing pattern that matched. [string, b2b, development]"""
+"""On a security.sensitive_data record, the scrubbing pattern that matched; the scrubbed value becomes
+`[REDACTED:<pattern>]`. [enum, b2b, development]
+"""
 
 # --- registry.ecs
 EVENT_CATEGORY: Final = "event.category"
@@ -255,6 +335,19 @@ class StateValues:
 
 State: TypeAlias = Literal["idle", "used"]
 STATE_VALUES: Final[tuple[str, ...]] = ("idle", "used")
+
+
+class B2bLlmQuotaKindValues:
+    """Values of ``b2b.llm.quota.kind``."""
+
+    TOKENS: Final = "tokens"
+    """The provider's token rate limit. [b2b]"""
+    REQUESTS: Final = "requests"
+    """The provider's request rate limit. [b2b]"""
+
+
+B2bLlmQuotaKind: TypeAlias = Literal["tokens", "requests"]
+B2B_LLM_QUOTA_KIND_VALUES: Final[tuple[str, ...]] = ("tokens", "requests")
 
 
 class B2bMemoryTierValues:
@@ -360,6 +453,47 @@ class B2bScopeValues:
 
 B2bScope: TypeAlias = Literal["process", "fleet"]
 B2B_SCOPE_VALUES: Final[tuple[str, ...]] = ("process", "fleet")
+
+
+class B2bScrubPatternValues:
+    """Values of ``b2b.scrub.pattern``."""
+
+    SECRET_KEY: Final = "secret_key"
+    """A value under a key that names a secret (password, api key, authorization, cookie, session, token,
+    private key) in an attribute, `key=value`, `key: value`, JSON or a URL. [b2b]
+    """
+    CREDIT_CARD: Final = "credit_card"
+    """A Luhn-valid card number of 13 to 19 digits. [b2b]"""
+    US_SSN: Final = "us_ssn"
+    """A US social security number. [b2b]"""
+    JWT: Final = "jwt"
+    """A JSON web token. [b2b]"""
+    BEARER_TOKEN: Final = "bearer_token"
+    """A bearer token (`Bearer ...`). [b2b]"""
+    AWS_ACCESS_KEY_ID: Final = "aws_access_key_id"
+    """An AWS access key id. [b2b]"""
+    PRIVATE_KEY: Final = "private_key"
+    """A PEM private key block. [b2b]"""
+
+
+B2bScrubPattern: TypeAlias = Literal[
+    "secret_key",
+    "credit_card",
+    "us_ssn",
+    "jwt",
+    "bearer_token",
+    "aws_access_key_id",
+    "private_key",
+]
+B2B_SCRUB_PATTERN_VALUES: Final[tuple[str, ...]] = (
+    "secret_key",
+    "credit_card",
+    "us_ssn",
+    "jwt",
+    "bearer_token",
+    "aws_access_key_id",
+    "private_key",
+)
 
 
 class EventCategoryValues:
@@ -810,6 +944,62 @@ METRIC_B2B_SECURITY_EVENTS_UNIT: Final = "{event}"
 METRIC_B2B_TELEMETRY_DROPPED: Final = "b2b.telemetry.dropped"
 METRIC_B2B_TELEMETRY_DROPPED_UNIT: Final = "{item}"
 
+# gen_ai.client.token.usage: histogram, {token} [otel]
+# Recorded by the OpenTelemetry GenAI instrumentations (openai, anthropic), not by b2b-otel's helpers.
+# Buckets: the token-count boundaries OpenTelemetry recommends.
+METRIC_GEN_AI_CLIENT_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+METRIC_GEN_AI_CLIENT_TOKEN_USAGE_UNIT: Final = "{token}"
+METRIC_GEN_AI_CLIENT_TOKEN_USAGE_BUCKETS: Final[tuple[float, ...]] = (
+    1.0,
+    4.0,
+    16.0,
+    64.0,
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262144.0,
+    1048576.0,
+    4194304.0,
+    16777216.0,
+    67108864.0,
+)
+
+# gen_ai.client.operation.duration: histogram, s [otel]
+# Recorded by the OpenTelemetry GenAI instrumentations (openai, anthropic), not by b2b-otel's helpers.
+# Buckets: the GenAI operation duration boundaries OpenTelemetry recommends.
+METRIC_GEN_AI_CLIENT_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
+METRIC_GEN_AI_CLIENT_OPERATION_DURATION_UNIT: Final = "s"
+METRIC_GEN_AI_CLIENT_OPERATION_DURATION_BUCKETS: Final[tuple[float, ...]] = (
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+)
+
+# b2b.llm.cost: counter, USD [b2b]
+# Priced from the LLM call's token usage with the price table (`B2B_OTEL_LLM_PRICES_FILE`); a model the table
+# does not know has no cost and is not counted here.
+METRIC_B2B_LLM_COST: Final = "b2b.llm.cost"
+METRIC_B2B_LLM_COST_UNIT: Final = "USD"
+
+# b2b.llm.quota.utilization: gauge, 1 [b2b]
+# Read from the provider's rate-limit response headers (OpenAI's `x-ratelimit-*`, Anthropic's
+# `anthropic-ratelimit-*`); the gauge the `external.llm.quota` rule samples.
+METRIC_B2B_LLM_QUOTA_UTILIZATION: Final = "b2b.llm.quota.utilization"
+METRIC_B2B_LLM_QUOTA_UTILIZATION_UNIT: Final = "1"
+
 # Every metric, for code that creates instruments and Views in one loop.
 METRICS: Final[Mapping[str, MetricInfo]] = MappingProxyType(
     {
@@ -939,6 +1129,50 @@ METRICS: Final[Mapping[str, MetricInfo]] = MappingProxyType(
             buckets=None,
             attributes=("signal", "reason"),
         ),
+        METRIC_GEN_AI_CLIENT_TOKEN_USAGE: MetricInfo(
+            name=METRIC_GEN_AI_CLIENT_TOKEN_USAGE,
+            instrument="histogram",
+            unit=METRIC_GEN_AI_CLIENT_TOKEN_USAGE_UNIT,
+            description="Input and output tokens of LLM calls.",
+            buckets=METRIC_GEN_AI_CLIENT_TOKEN_USAGE_BUCKETS,
+            attributes=(
+                "gen_ai.operation.name",
+                "gen_ai.provider.name",
+                "gen_ai.token.type",
+                "gen_ai.request.model",
+                "server.address",
+            ),
+        ),
+        METRIC_GEN_AI_CLIENT_OPERATION_DURATION: MetricInfo(
+            name=METRIC_GEN_AI_CLIENT_OPERATION_DURATION,
+            instrument="histogram",
+            unit=METRIC_GEN_AI_CLIENT_OPERATION_DURATION_UNIT,
+            description="Duration of LLM calls.",
+            buckets=METRIC_GEN_AI_CLIENT_OPERATION_DURATION_BUCKETS,
+            attributes=(
+                "gen_ai.operation.name",
+                "gen_ai.provider.name",
+                "gen_ai.request.model",
+                "server.address",
+                "error.type",
+            ),
+        ),
+        METRIC_B2B_LLM_COST: MetricInfo(
+            name=METRIC_B2B_LLM_COST,
+            instrument="counter",
+            unit=METRIC_B2B_LLM_COST_UNIT,
+            description="Cost in USD of LLM calls, by provider, model and tenant.",
+            buckets=None,
+            attributes=("gen_ai.provider.name", "gen_ai.request.model", "b2b.tenant.id"),
+        ),
+        METRIC_B2B_LLM_QUOTA_UTILIZATION: MetricInfo(
+            name=METRIC_B2B_LLM_QUOTA_UTILIZATION,
+            instrument="gauge",
+            unit=METRIC_B2B_LLM_QUOTA_UTILIZATION_UNIT,
+            description="Share (0 to 1) of a provider's rate-limit quota in use.",
+            buckets=None,
+            attributes=("gen_ai.provider.name", "b2b.llm.quota.kind"),
+        ),
     }
 )
 
@@ -957,7 +1191,18 @@ EVENT_B2B_AUDIT_RECORD: Final = "b2b.audit.record"
 """An audit record (`b2b_otel.audit`, privilege changes, finished workflows); the same record is a line of
 the hash-chained `audit.log`, flushed before the call returns.
 """
-EVENT_NAMES: Final[tuple[str, ...]] = (EVENT_B2B_SLA_BREACH, EVENT_B2B_SECURITY_EVENT, EVENT_B2B_AUDIT_RECORD)
+EVENT_B2B_AUDIT_CHECKPOINT: Final = "b2b.audit.checkpoint"
+"""A signed checkpoint of the audit trail (with `B2B_OTEL_AUDIT_SIGNING_KEY`): the size and root hash of
+the Merkle tree over the audit records, the time, the previous checkpoint's hash and an Ed25519
+signature; the collector keeps it in its own witness file. Not emitted yet: its attribute keys are
+registered with the signed checkpoints.
+"""
+EVENT_NAMES: Final[tuple[str, ...]] = (
+    EVENT_B2B_SLA_BREACH,
+    EVENT_B2B_SECURITY_EVENT,
+    EVENT_B2B_AUDIT_RECORD,
+    EVENT_B2B_AUDIT_CHECKPOINT,
+)
 
 
 # ============================================================================
@@ -971,6 +1216,27 @@ derivation processor never judges them again.
 """
 AUDIT_SYSTEM_ACTOR: Final = "system"
 """The `b2b.actor.id` of audit records that b2b-otel writes itself (finished workflows)."""
+INSTRUMENTATION_SCOPE: Final = "b2b_otel"
+"""Instrumentation scope of the helpers' spans and metrics (the tracer and meter of agents, tools,
+workflows, steps, memory, security facts and audit spans), and the Python logger of b2b-otel's own
+diagnostics, whose records the logging bridge exports under the same scope.
+"""
+DISTRO_NAME: Final = "b2b-otel"
+"""The `telemetry.distro.name` of every resource b2b-otel builds (the distribution's name)."""
+UNKNOWN_SERVICE: Final = "unknown_service"
+"""The `service.name` when neither `OTEL_SERVICE_NAME` nor `OTEL_RESOURCE_ATTRIBUTES` names the service, as
+the OpenTelemetry specification says.
+"""
+SCRUB_FIELD_SPAN_NAME: Final = "span.name"
+"""The `b2b.scrub.field` of sensitive data found in a span's name."""
+SCRUB_FIELD_EVENT_NAME: Final = "event.name"
+"""The `b2b.scrub.field` of sensitive data found in the name of a span event."""
+SCRUB_FIELD_STATUS_DESCRIPTION: Final = "status.description"
+"""The `b2b.scrub.field` of sensitive data found in a span's status description."""
+SCRUB_FIELD_LOG_BODY: Final = "log.body"
+"""The `b2b.scrub.field` of sensitive data found in a log record's body (`log.body.<key>` inside a
+structured body).
+"""
 
 
 # ============================================================================
@@ -996,6 +1262,8 @@ class RuleKindValues:
 
 
 RuleKind: TypeAlias = Literal["latency", "ratio", "count", "event", "gauge"]
+# The events a rule's firing may emit (a rules file's `event:`).
+RuleEvent: TypeAlias = Literal["b2b.sla.breach", "b2b.security.event"]
 
 
 class SecurityClassification(NamedTuple):
@@ -1055,6 +1323,8 @@ RULE_SECURITY_ACCESS_UNUSUAL: Final = "security.access.unusual"
 """One user was denied access several times in a short time. [count, info, security]"""
 RULE_WORKFLOW_DATA_QUALITY_LOW: Final = "workflow.data_quality.low"
 """A workflow or step reported a data quality score under target. [gauge, info, management]"""
+RULE_EXTERNAL_LLM_QUOTA: Final = "external.llm.quota"
+"""An LLM provider's rate-limit quota is nearly used up. [gauge, info, operations]"""
 RULE_IDS: Final[tuple[str, ...]] = (
     RULE_AGENT_EXECUTION_CRITICAL,
     RULE_AGENT_EXECUTION_SLOW,
@@ -1074,6 +1344,7 @@ RULE_IDS: Final[tuple[str, ...]] = (
     RULE_SECURITY_SENSITIVE_DATA,
     RULE_SECURITY_ACCESS_UNUSUAL,
     RULE_WORKFLOW_DATA_QUALITY_LOW,
+    RULE_EXTERNAL_LLM_QUOTA,
 )
 
 RULES: Final[Mapping[str, RuleInfo]] = MappingProxyType(
@@ -1219,6 +1490,14 @@ RULES: Final[Mapping[str, RuleInfo]] = MappingProxyType(
             "gauge",
             "info",
             "management",
+            EVENT_B2B_SLA_BREACH,
+            None,
+        ),
+        RULE_EXTERNAL_LLM_QUOTA: RuleInfo(
+            RULE_EXTERNAL_LLM_QUOTA,
+            "gauge",
+            "info",
+            "operations",
             EVENT_B2B_SLA_BREACH,
             None,
         ),

@@ -742,7 +742,8 @@ class _Module:
         self.add(*blank, f"# {'=' * 76}", f"# {title}", f"# {'=' * 76}")
 
     def comment(self, text: str) -> None:
-        self.add(*(f"# {line}" for line in textwrap.wrap(text, width=LINE_LENGTH - 2)))
+        wrapped = textwrap.wrap(text, width=LINE_LENGTH - 2, break_long_words=False, break_on_hyphens=False)
+        self.add(*(f"# {line}" for line in wrapped))
 
     def mapping(self, head: str, items: Sequence[str]) -> None:
         """``head({items})`` as ruff format lays it out: on one line when it fits, else exploded."""
@@ -941,6 +942,9 @@ def render_module(registry: Registry) -> str:
     m.sequence(
         f"{m.define('RuleKind')}: TypeAlias = Literal[", [_py_str(k.id) for k in registry.rule_kinds], "]"
     )
+    m.add("# The events a rule's firing may emit (a rules file's `event:`).")
+    rule_events = list(dict.fromkeys(r.event for r in registry.rules))
+    m.sequence(f"{m.define('RuleEvent')}: TypeAlias = Literal[", [_py_str(e) for e in rule_events], "]")
     m.add("", "")
     m.add(f"class {m.define('SecurityClassification')}(NamedTuple):")
     m.docstring("ECS and OCSF classification written on the b2b.security.event of a security rule.", "    ")

@@ -34,6 +34,7 @@ SEED_THRESHOLDS: dict[str, tuple[float | None, str | None, float | None]] = {
     semconv.RULE_SECURITY_SENSITIVE_DATA: (None, None, None),
     semconv.RULE_SECURITY_ACCESS_UNUSUAL: (3.0, "gte", 600.0),
     semconv.RULE_WORKFLOW_DATA_QUALITY_LOW: (0.85, "lt", None),
+    semconv.RULE_EXTERNAL_LLM_QUOTA: (0.8, "gt", None),
 }
 
 GOOD_RULE = """\
@@ -101,6 +102,10 @@ def test_default_rules_group_by_the_keys_spec_names() -> None:
     assert rules.get(semconv.RULE_EXTERNAL_API_UNAVAILABLE).group_by == (semconv.SERVER_ADDRESS,)
     assert rules.get(semconv.RULE_SECURITY_LOGIN_BRUTEFORCE).group_by == (semconv.CLIENT_ADDRESS,)
     assert rules.get(semconv.RULE_SECURITY_ACCESS_UNUSUAL).group_by == (semconv.USER_ID,)
+    assert rules.get(semconv.RULE_EXTERNAL_LLM_QUOTA).group_by == (
+        semconv.GEN_AI_PROVIDER_NAME,
+        semconv.B2B_LLM_QUOTA_KIND,
+    )
 
 
 def test_default_rules_match_on_semconv_keys() -> None:
@@ -116,6 +121,8 @@ def test_default_rules_match_on_semconv_keys() -> None:
     }
     data_quality = rules.get(semconv.RULE_WORKFLOW_DATA_QUALITY_LOW).source
     assert data_quality is not None and data_quality.span_attribute == semconv.B2B_DATA_QUALITY_SCORE
+    quota = rules.get(semconv.RULE_EXTERNAL_LLM_QUOTA).source
+    assert quota is not None and quota.metric == semconv.METRIC_B2B_LLM_QUOTA_UTILIZATION
 
 
 def test_rules_check_accepts_the_default_file() -> None:

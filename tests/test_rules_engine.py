@@ -341,6 +341,19 @@ def test_pool_exhaustion_above_90_percent(engine: Engine) -> None:
     assert firing.rule.id == "db.pool.exhaustion"
 
 
+def test_llm_quota_above_80_percent_per_provider_and_quota(engine: Engine) -> None:
+    tokens = {sc.GEN_AI_PROVIDER_NAME: "openai", sc.B2B_LLM_QUOTA_KIND: sc.B2bLlmQuotaKindValues.TOKENS}
+    requests = {**tokens, sc.B2B_LLM_QUOTA_KIND: sc.B2bLlmQuotaKindValues.REQUESTS}
+    quota = sc.METRIC_B2B_LLM_QUOTA_UTILIZATION
+    assert engine.judge_gauge(quota, 0.8, tokens) == []
+    (firing,) = engine.judge_gauge(quota, 0.81, tokens)
+    assert (firing.rule.id, firing.observed, firing.group) == (sc.RULE_EXTERNAL_LLM_QUOTA, 0.81, tokens)
+    assert (firing.rule.severity, firing.rule.tier) == ("info", "operations")
+    # The provider's other quota, well below the threshold, neither fires nor ends the tokens breach.
+    assert engine.judge_gauge(quota, 0.2, requests) == []
+    assert engine.judge_gauge(quota, 0.9, tokens) == []
+
+
 # --- bounded memory ---
 
 

@@ -417,7 +417,9 @@ def test_spec_attribute_types_match(registry: Any) -> None:
 @needs_spec
 def test_spec_metric_units_and_attributes_match(registry: Any) -> None:
     metrics = {m.name: m for m in registry.metrics}
-    pattern = re.compile(r"`([a-z0-9_.]+)`\s*(?:\(([^)]*)\))?\s*(?:\{([^}]*)\})?")
+    # Metric names are dotted; other backticked words of the section (`system_metrics`, the name of an
+    # instrumentation) are not metrics.
+    pattern = re.compile(r"`([a-z0-9_]+(?:\.[a-z0-9_]+)+)`\s*(?:\(([^)]*)\))?\s*(?:\{([^}]*)\})?")
     checked = 0
     for name, paren, braces in pattern.findall(_spec_sections(4, 4)):
         metric = metrics[name]
@@ -432,13 +434,28 @@ def test_spec_metric_units_and_attributes_match(registry: Any) -> None:
     assert checked >= 10
 
 
+# Rows of SPEC's rules table that describe a change to a rule not made yet: rule id -> (the kind SPEC
+# names, the kind the rule has today, where the change is made). The test fails as soon as the registry
+# follows SPEC, so that the entry goes with the change.
+KINDS_NOT_YET_AS_IN_SPEC: dict[str, tuple[str, str, str]] = {
+    "security.sensitive_data": ("count", "event", "issue 12 (alert noise): once per window, field and pattern"),
+}
+
+
 @needs_spec
 def test_default_rules_match_the_spec_table(registry: Any) -> None:
     rows = re.findall(
         r"^\| `([a-z0-9_.]+)` \| (\w+) \| [^|]+ \| (\w+) \| (\w+) \|\s*$", _spec_sections(5, 5), re.M
     )
-    assert len(rows) == 18
-    assert [(r.id, r.kind, r.severity, r.tier) for r in registry.rules] == rows
+    assert len(rows) >= 19, "the SPEC parser found suspiciously few rules"
+    expected = []
+    for rule_id, kind, severity, tier in rows:
+        if rule_id in KINDS_NOT_YET_AS_IN_SPEC:
+            spec_kind, today, _where = KINDS_NOT_YET_AS_IN_SPEC[rule_id]
+            assert kind == spec_kind, f"SPEC changed {rule_id} again: update KINDS_NOT_YET_AS_IN_SPEC"
+            kind = today
+        expected.append((rule_id, kind, severity, tier))
+    assert [(r.id, r.kind, r.severity, r.tier) for r in registry.rules] == expected
 
 
 @needs_spec

@@ -18,39 +18,27 @@ from .. import semconv as sc
 from .._internal import selflog
 from .._version import __version__
 
-SCOPE = "b2b_otel"
-
 
 class Instruments:
-    """Every synchronous instrument the helpers record into, bound to one meter."""
+    """Every synchronous instrument the helpers record into, bound to one meter.
+
+    Only these are created: the registry also names metrics that other instrumentations record
+    (``db.client.operation.duration``, the GenAI client metrics) under their own scopes.
+    """
 
     def __init__(self, meter: Meter) -> None:
         self.meter = meter
-        created: dict[str, Any] = {}
-        for name, info in sc.METRICS.items():
-            if info.instrument == "histogram":
-                created[name] = meter.create_histogram(
-                    name,
-                    unit=info.unit,
-                    description=info.description,
-                    explicit_bucket_boundaries_advisory=list(info.buckets) if info.buckets else None,
-                )
-            elif info.instrument == "counter":
-                created[name] = meter.create_counter(name, unit=info.unit, description=info.description)
-            elif info.instrument == "gauge" and name == sc.METRIC_B2B_AGENT_QUEUE_DEPTH:
-                created[name] = meter.create_gauge(name, unit=info.unit, description=info.description)
-        self.agent_duration = created[sc.METRIC_GEN_AI_INVOKE_AGENT_DURATION]
-        self.tool_duration = created[sc.METRIC_GEN_AI_EXECUTE_TOOL_DURATION]
-        self.workflow_duration = created[sc.METRIC_GEN_AI_INVOKE_WORKFLOW_DURATION]
-        self.db_duration = created[sc.METRIC_DB_CLIENT_OPERATION_DURATION]
-        self.agent_executions = created[sc.METRIC_B2B_AGENT_EXECUTIONS]
-        self.queue_depth = created[sc.METRIC_B2B_AGENT_QUEUE_DEPTH]
-        self.memory_duration = created[sc.METRIC_B2B_MEMORY_OPERATION_DURATION]
-        self.cache_requests = created[sc.METRIC_B2B_MEMORY_CACHE_REQUESTS]
-        self.workflow_steps = created[sc.METRIC_B2B_WORKFLOW_STEPS]
-        self.alerts = created[sc.METRIC_B2B_ALERTS]
-        self.security_events = created[sc.METRIC_B2B_SECURITY_EVENTS]
-        self.dropped = created[sc.METRIC_B2B_TELEMETRY_DROPPED]
+        self.agent_duration = _create(meter, sc.METRIC_GEN_AI_INVOKE_AGENT_DURATION)
+        self.tool_duration = _create(meter, sc.METRIC_GEN_AI_EXECUTE_TOOL_DURATION)
+        self.workflow_duration = _create(meter, sc.METRIC_GEN_AI_INVOKE_WORKFLOW_DURATION)
+        self.agent_executions = _create(meter, sc.METRIC_B2B_AGENT_EXECUTIONS)
+        self.queue_depth = _create(meter, sc.METRIC_B2B_AGENT_QUEUE_DEPTH)
+        self.memory_duration = _create(meter, sc.METRIC_B2B_MEMORY_OPERATION_DURATION)
+        self.cache_requests = _create(meter, sc.METRIC_B2B_MEMORY_CACHE_REQUESTS)
+        self.workflow_steps = _create(meter, sc.METRIC_B2B_WORKFLOW_STEPS)
+        self.alerts = _create(meter, sc.METRIC_B2B_ALERTS)
+        self.security_events = _create(meter, sc.METRIC_B2B_SECURITY_EVENTS)
+        self.dropped = _create(meter, sc.METRIC_B2B_TELEMETRY_DROPPED)
         info_count = sc.METRICS[sc.METRIC_DB_CLIENT_CONNECTION_COUNT]
         info_max = sc.METRICS[sc.METRIC_DB_CLIENT_CONNECTION_MAX]
         meter.create_observable_up_down_counter(
@@ -62,6 +50,23 @@ class Instruments:
         meter.create_observable_up_down_counter(
             info_max.name, callbacks=[_observe_pool_max], unit=info_max.unit, description=info_max.description
         )
+
+
+def _create(meter: Meter, name: str) -> Any:
+    """The synchronous instrument of a registry metric, with its unit, description and buckets."""
+    info = sc.METRICS[name]
+    if info.instrument == "histogram":
+        return meter.create_histogram(
+            name,
+            unit=info.unit,
+            description=info.description,
+            explicit_bucket_boundaries_advisory=list(info.buckets) if info.buckets else None,
+        )
+    if info.instrument == "counter":
+        return meter.create_counter(name, unit=info.unit, description=info.description)
+    if info.instrument == "gauge":
+        return meter.create_gauge(name, unit=info.unit, description=info.description)
+    raise ValueError(f"{name} is a {info.instrument}, which the helpers do not record synchronously")
 
 
 _lock = threading.Lock()
@@ -114,7 +119,10 @@ def instruments() -> Instruments:
         return bound[1]
     with _lock:
         if _bound is None or _bound[0] is not provider:
-            _bound = (provider, Instruments(provider.get_meter(SCOPE, __version__, schema_url=None)))
+            _bound = (
+                provider,
+                Instruments(provider.get_meter(sc.INSTRUMENTATION_SCOPE, __version__, schema_url=None)),
+            )
         return _bound[1]
 
 
@@ -125,7 +133,7 @@ def tracer() -> trace.Tracer:
     bound = _tracer_bound
     if bound is not None and bound[0] is provider:
         return bound[1]
-    created = provider.get_tracer(SCOPE, __version__)
+    created = provider.get_tracer(sc.INSTRUMENTATION_SCOPE, __version__)
     _tracer_bound = (provider, created)
     return created
 
@@ -157,8 +165,8 @@ def pool_stats() -> dict[str, dict[str, int]]:
             size = int(stats.get("pool_size", 0))
             available = int(stats.get("pool_available", 0))
             result[name] = {
-                "used": max(0, size - available),
-                "idle": available,
+                sc.StateValues.USED: max(0, size - available),
+                sc.StateValues.IDLE: available,
                 "max": int(getattr(pool, "max_size", size) or size),
                 "waiting": int(stats.get("requests_waiting", 0)),
             }
@@ -169,7 +177,7 @@ def pool_stats() -> dict[str, dict[str, int]]:
 
 def _observe_pool_counts(options: CallbackOptions) -> Iterable[Observation]:
     for name, stats in pool_stats().items():
-        for state in ("idle", "used"):
+        for state in sc.STATE_VALUES:
             yield Observation(stats[state], {sc.DB_CLIENT_CONNECTION_POOL_NAME: name, sc.STATE: state})
 
 

@@ -45,6 +45,30 @@ const GenAIMemoryStoreIDKey = "gen_ai.memory.store.id"
 // propose upstream. [int, otel-proposed, development]
 const GenAIMemoryRecordCountKey = "gen_ai.memory.record.count"
 
+// GenAIProviderNameKey is the attribute key gen_ai.provider.name: The GenAI provider an LLM call or
+// an agent uses, as the GenAI conventions name it; groups the `external.llm.quota` rule. [string,
+// otel, development]
+const GenAIProviderNameKey = "gen_ai.provider.name"
+
+// GenAIRequestModelKey is the attribute key gen_ai.request.model: Name of the model an LLM call
+// asked for; prices `b2b.llm.cost`. [string, otel, development]
+const GenAIRequestModelKey = "gen_ai.request.model"
+
+// GenAIUsageInputTokensKey is the attribute key gen_ai.usage.input_tokens: Input (prompt) tokens of
+// an LLM call; on agent and workflow spans, the sum over the LLM calls made inside them. [int,
+// otel, development]
+const GenAIUsageInputTokensKey = "gen_ai.usage.input_tokens"
+
+// GenAIUsageOutputTokensKey is the attribute key gen_ai.usage.output_tokens: Output (completion)
+// tokens of an LLM call; on agent and workflow spans, the sum over the LLM calls made inside them.
+// [int, otel, development]
+const GenAIUsageOutputTokensKey = "gen_ai.usage.output_tokens"
+
+// GenAITokenTypeKey is the attribute key gen_ai.token.type: Which tokens a
+// `gen_ai.client.token.usage` point counts: `input` or `output` (the values of OpenTelemetry's
+// enum; written by the GenAI instrumentations, never by b2b-otel). [string, otel, development]
+const GenAITokenTypeKey = "gen_ai.token.type"
+
 // ErrorTypeKey is the attribute key error.type: Class of error the operation ended with; for
 // exceptions raised through a b2b_otel decorator, the exception's qualified class name. [string,
 // otel, stable]
@@ -96,9 +120,88 @@ const HTTPRequestMethodKey = "http.request.method"
 // code. [int, otel, stable]
 const HTTPResponseStatusCodeKey = "http.response.status_code"
 
+// SessionIDKey is the attribute key session.id: Identifier of the user's session, set by
+// `b2b_otel.context(session_id=...)`. [string, otel, development]
+const SessionIDKey = "session.id"
+
+// URLFullKey is the attribute key url.full: Absolute URL of a request. The scrubber parses it and
+// redacts secret-named query parameters and userinfo passwords. [string, otel, stable]
+const URLFullKey = "url.full"
+
+// URLQueryKey is the attribute key url.query: Query string of a request URL; scrubbed like
+// `url.full`. [string, otel, stable]
+const URLQueryKey = "url.query"
+
+// URLOriginalKey is the attribute key url.original: The URL as the client sent it; scrubbed like
+// `url.full`. [string, otel, development]
+const URLOriginalKey = "url.original"
+
+// HTTPURLKey is the attribute key http.url: The old semantic conventions' request URL, still
+// written by instrumentations that have not moved to `url.full`; scrubbed like `url.full`. [string,
+// otel, development] Deprecated upstream: Replaced by `url.full` in OpenTelemetry.
+const HTTPURLKey = "http.url"
+
+// HTTPTargetKey is the attribute key http.target: The old semantic conventions' request target
+// (path and query); scrubbed like `url.full`. [string, otel, development] Deprecated upstream:
+// Replaced by `url.path` and `url.query` in OpenTelemetry.
+const HTTPTargetKey = "http.target"
+
+// ServiceNameKey is the attribute key service.name: Logical name of the service:
+// `OTEL_SERVICE_NAME`, else `OTEL_RESOURCE_ATTRIBUTES`, else `unknown_service`. [string, otel,
+// stable]
+const ServiceNameKey = "service.name"
+
+// ServiceInstanceIDKey is the attribute key service.instance.id: One random UUID per process
+// (unless `OTEL_RESOURCE_ATTRIBUTES` sets it), so that two processes of one service are two series
+// in every backend. [string, otel, stable]
+const ServiceInstanceIDKey = "service.instance.id"
+
+// ServiceVersionKey is the attribute key service.version: Version of the service
+// (`B2B_OTEL_SERVICE_VERSION`). [string, otel, stable]
+const ServiceVersionKey = "service.version"
+
+// DeploymentEnvironmentNameKey is the attribute key deployment.environment.name: Deployment
+// environment of the service (`B2B_OTEL_ENVIRONMENT`). [string, otel, stable]
+const DeploymentEnvironmentNameKey = "deployment.environment.name"
+
+// TelemetryDistroNameKey is the attribute key telemetry.distro.name: Name of the OpenTelemetry
+// distribution that produced the telemetry (`b2b-otel`). [string, otel, stable]
+const TelemetryDistroNameKey = "telemetry.distro.name"
+
+// TelemetryDistroVersionKey is the attribute key telemetry.distro.version: Version of b2b-otel.
+// [string, otel, stable]
+const TelemetryDistroVersionKey = "telemetry.distro.version"
+
+// ProcessCommandKey is the attribute key process.command: Never exported: the command line can
+// carry credentials (`--db-password=...`), so b2b-otel removes it from the detected resource.
+// [string, otel, development]
+const ProcessCommandKey = "process.command"
+
+// ProcessCommandArgsKey is the attribute key process.command_args: Never exported, for the same
+// reason as `process.command`. [string[], otel, development]
+const ProcessCommandArgsKey = "process.command_args"
+
+// ProcessCommandLineKey is the attribute key process.command_line: Never exported, for the same
+// reason as `process.command`. [string, otel, development]
+const ProcessCommandLineKey = "process.command_line"
+
 // B2BAgentQueueDepthKey is the attribute key b2b.agent.queue.depth: Number of tasks waiting for the
 // agent when the invocation started. [int, b2b, stable]
 const B2BAgentQueueDepthKey = "b2b.agent.queue.depth"
+
+// B2BTenantIDKey is the attribute key b2b.tenant.id: The tenant (customer organisation) the work is
+// done for; carried to other services as W3C baggage. Rules may group by it; derived records and
+// Alertmanager labels carry it. [string, b2b, development]
+const B2BTenantIDKey = "b2b.tenant.id"
+
+// B2BLlmCostKey is the attribute key b2b.llm.cost: Cost in USD of an LLM call, from the price table
+// (`B2B_OTEL_LLM_PRICES_FILE`); on agent and workflow spans, the sum over the LLM calls made inside
+// them. [double, b2b, development]
+const B2BLlmCostKey = "b2b.llm.cost"
+
+// B2BLlmQuotaKindKey is the attribute key b2b.llm.quota.kind: Which rate limit of the provider
+// `b2b.llm.quota.utilization` measures. [enum, b2b, development]
+const B2BLlmQuotaKindKey = "b2b.llm.quota.kind"
 
 // B2BBusinessCaseIDKey is the attribute key b2b.business_case.id: Identifier of the business case
 // (order, quote, ticket) a workflow serves. [string, b2b, stable]
@@ -215,7 +318,8 @@ const B2BDerivedKey = "b2b.derived"
 const B2BScrubFieldKey = "b2b.scrub.field"
 
 // B2BScrubPatternKey is the attribute key b2b.scrub.pattern: On a security.sensitive_data record,
-// the scrubbing pattern that matched. [string, b2b, development]
+// the scrubbing pattern that matched; the scrubbed value becomes `[REDACTED:<pattern>]`. [enum,
+// b2b, development]
 const B2BScrubPatternKey = "b2b.scrub.pattern"
 
 // EventCategoryKey is the attribute key event.category: ECS event category of a security event.
@@ -307,6 +411,19 @@ const StateUsed = "used"
 // StateValues returns the values of state, in registry order.
 func StateValues() []string {
 	return []string{StateIdle, StateUsed}
+}
+
+// B2BLlmQuotaKindTokens is the value tokens of b2b.llm.quota.kind: The provider's token rate limit.
+// [b2b]
+const B2BLlmQuotaKindTokens = "tokens"
+
+// B2BLlmQuotaKindRequests is the value requests of b2b.llm.quota.kind: The provider's request rate
+// limit. [b2b]
+const B2BLlmQuotaKindRequests = "requests"
+
+// B2BLlmQuotaKindValues returns the values of b2b.llm.quota.kind, in registry order.
+func B2BLlmQuotaKindValues() []string {
+	return []string{B2BLlmQuotaKindTokens, B2BLlmQuotaKindRequests}
 }
 
 // B2BMemoryTierEpisodic is the value episodic of b2b.memory.tier: Past interactions and events.
@@ -413,6 +530,38 @@ const B2BScopeFleet = "fleet"
 // B2BScopeValues returns the values of b2b.scope, in registry order.
 func B2BScopeValues() []string {
 	return []string{B2BScopeProcess, B2BScopeFleet}
+}
+
+// B2BScrubPatternSecretKey is the value secret_key of b2b.scrub.pattern: A value under a key that
+// names a secret (password, api key, authorization, cookie, session, token, private key) in an
+// attribute, `key=value`, `key: value`, JSON or a URL. [b2b]
+const B2BScrubPatternSecretKey = "secret_key"
+
+// B2BScrubPatternCreditCard is the value credit_card of b2b.scrub.pattern: A Luhn-valid card number
+// of 13 to 19 digits. [b2b]
+const B2BScrubPatternCreditCard = "credit_card"
+
+// B2BScrubPatternUsSsn is the value us_ssn of b2b.scrub.pattern: A US social security number. [b2b]
+const B2BScrubPatternUsSsn = "us_ssn"
+
+// B2BScrubPatternJwt is the value jwt of b2b.scrub.pattern: A JSON web token. [b2b]
+const B2BScrubPatternJwt = "jwt"
+
+// B2BScrubPatternBearerToken is the value bearer_token of b2b.scrub.pattern: A bearer token
+// (`Bearer ...`). [b2b]
+const B2BScrubPatternBearerToken = "bearer_token"
+
+// B2BScrubPatternAwsAccessKeyID is the value aws_access_key_id of b2b.scrub.pattern: An AWS access
+// key id. [b2b]
+const B2BScrubPatternAwsAccessKeyID = "aws_access_key_id"
+
+// B2BScrubPatternPrivateKey is the value private_key of b2b.scrub.pattern: A PEM private key block.
+// [b2b]
+const B2BScrubPatternPrivateKey = "private_key"
+
+// B2BScrubPatternValues returns the values of b2b.scrub.pattern, in registry order.
+func B2BScrubPatternValues() []string {
+	return []string{B2BScrubPatternSecretKey, B2BScrubPatternCreditCard, B2BScrubPatternUsSsn, B2BScrubPatternJwt, B2BScrubPatternBearerToken, B2BScrubPatternAwsAccessKeyID, B2BScrubPatternPrivateKey}
 }
 
 // EventCategoryAuthentication is the value authentication of event.category: Logins and credential
@@ -636,6 +785,22 @@ const MetricB2BSecurityEvents = "b2b.security.events"
 // points or log records b2b_otel had to drop, by signal and reason.
 const MetricB2BTelemetryDropped = "b2b.telemetry.dropped"
 
+// MetricGenAIClientTokenUsage is the metric gen_ai.client.token.usage (histogram, {token}): Input
+// and output tokens of LLM calls.
+const MetricGenAIClientTokenUsage = "gen_ai.client.token.usage"
+
+// MetricGenAIClientOperationDuration is the metric gen_ai.client.operation.duration (histogram, s):
+// Duration of LLM calls.
+const MetricGenAIClientOperationDuration = "gen_ai.client.operation.duration"
+
+// MetricB2BLlmCost is the metric b2b.llm.cost (counter, USD): Cost in USD of LLM calls, by
+// provider, model and tenant.
+const MetricB2BLlmCost = "b2b.llm.cost"
+
+// MetricB2BLlmQuotaUtilization is the metric b2b.llm.quota.utilization (gauge, 1): Share (0 to 1)
+// of a provider's rate-limit quota in use.
+const MetricB2BLlmQuotaUtilization = "b2b.llm.quota.utilization"
+
 // --- Events (log records with an event name)
 
 // EventB2BSLABreach is the event b2b.sla.breach: A latency, ratio or gauge rule fired.
@@ -650,9 +815,16 @@ const EventB2BSecurityEvent = "b2b.security.event"
 // before the call returns.
 const EventB2BAuditRecord = "b2b.audit.record"
 
+// EventB2BAuditCheckpoint is the event b2b.audit.checkpoint: A signed checkpoint of the audit trail
+// (with `B2B_OTEL_AUDIT_SIGNING_KEY`): the size and root hash of the Merkle tree over the audit
+// records, the time, the previous checkpoint's hash and an Ed25519 signature; the collector keeps
+// it in its own witness file. Not emitted yet: its attribute keys are registered with the signed
+// checkpoints.
+const EventB2BAuditCheckpoint = "b2b.audit.checkpoint"
+
 // EventNames returns every event name, in registry order.
 func EventNames() []string {
-	return []string{EventB2BSLABreach, EventB2BSecurityEvent, EventB2BAuditRecord}
+	return []string{EventB2BSLABreach, EventB2BSecurityEvent, EventB2BAuditRecord, EventB2BAuditCheckpoint}
 }
 
 // --- Other names (instrumentation scopes, fixed values)
@@ -666,6 +838,36 @@ const DerivedScope = "b2b_otel.derived"
 // AuditSystemActor is the name system: The `b2b.actor.id` of audit records that b2b-otel writes
 // itself (finished workflows).
 const AuditSystemActor = "system"
+
+// InstrumentationScope is the name b2b_otel: Instrumentation scope of the helpers' spans and
+// metrics (the tracer and meter of agents, tools, workflows, steps, memory, security facts and
+// audit spans), and the Python logger of b2b-otel's own diagnostics, whose records the logging
+// bridge exports under the same scope.
+const InstrumentationScope = "b2b_otel"
+
+// DistroName is the name b2b-otel: The `telemetry.distro.name` of every resource b2b-otel builds
+// (the distribution's name).
+const DistroName = "b2b-otel"
+
+// UnknownService is the name unknown_service: The `service.name` when neither `OTEL_SERVICE_NAME`
+// nor `OTEL_RESOURCE_ATTRIBUTES` names the service, as the OpenTelemetry specification says.
+const UnknownService = "unknown_service"
+
+// ScrubFieldSpanName is the name span.name: The `b2b.scrub.field` of sensitive data found in a
+// span's name.
+const ScrubFieldSpanName = "span.name"
+
+// ScrubFieldEventName is the name event.name: The `b2b.scrub.field` of sensitive data found in the
+// name of a span event.
+const ScrubFieldEventName = "event.name"
+
+// ScrubFieldStatusDescription is the name status.description: The `b2b.scrub.field` of sensitive
+// data found in a span's status description.
+const ScrubFieldStatusDescription = "status.description"
+
+// ScrubFieldLogBody is the name log.body: The `b2b.scrub.field` of sensitive data found in a log
+// record's body (`log.body.<key>` inside a structured body).
+const ScrubFieldLogBody = "log.body"
 
 // --- Rules
 
@@ -765,9 +967,13 @@ const RuleSecurityAccessUnusual = "security.access.unusual"
 // reported a data quality score under target. [gauge, info, management]
 const RuleWorkflowDataQualityLow = "workflow.data_quality.low"
 
+// RuleExternalLlmQuota is the default rule external.llm.quota: An LLM provider's rate-limit quota
+// is nearly used up. [gauge, info, operations]
+const RuleExternalLlmQuota = "external.llm.quota"
+
 // RuleIDs returns the id of every default rule, in registry order.
 func RuleIDs() []string {
-	return []string{RuleAgentExecutionCritical, RuleAgentExecutionSlow, RuleAgentSuccessRateLow, RuleAgentQueueDepth, RuleDBQuerySlow, RuleDBPoolExhaustion, RuleMemoryFailureRateHigh, RuleMemoryCacheHitLow, RuleWorkflowFailureRateHigh, RuleWorkflowCompletionSlow, RuleExternalAPISlow, RuleExternalAPIUnavailable, RuleSecurityLoginBruteforce, RuleSecurityPrivilegeEscalation, RuleSecurityAccessViolation, RuleSecuritySensitiveData, RuleSecurityAccessUnusual, RuleWorkflowDataQualityLow}
+	return []string{RuleAgentExecutionCritical, RuleAgentExecutionSlow, RuleAgentSuccessRateLow, RuleAgentQueueDepth, RuleDBQuerySlow, RuleDBPoolExhaustion, RuleMemoryFailureRateHigh, RuleMemoryCacheHitLow, RuleWorkflowFailureRateHigh, RuleWorkflowCompletionSlow, RuleExternalAPISlow, RuleExternalAPIUnavailable, RuleSecurityLoginBruteforce, RuleSecurityPrivilegeEscalation, RuleSecurityAccessViolation, RuleSecuritySensitiveData, RuleSecurityAccessUnusual, RuleWorkflowDataQualityLow, RuleExternalLlmQuota}
 }
 
 // SecurityClass is the ECS and OCSF classification written on the record of a security rule.
