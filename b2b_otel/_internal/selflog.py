@@ -7,7 +7,10 @@ import threading
 import time
 from collections import OrderedDict
 
-logger = logging.getLogger("b2b_otel")
+from .. import semconv
+
+# Named like the helpers' instrumentation scope: the logging bridge exports these records under it.
+logger = logging.getLogger(semconv.INSTRUMENTATION_SCOPE)
 
 _INTERVAL_S = 60.0
 # Keys can carry a name the application chose (a memory tier, a pool): the table is bounded, and a

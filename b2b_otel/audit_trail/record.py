@@ -155,7 +155,9 @@ def bound() -> AuditRecorder | None:
     return _bound
 
 
-def audit(action: str, actor_id: str, target: str, outcome: str = "success", **details: Any) -> None:
+def audit(
+    action: str, actor_id: str, target: str, outcome: str = sc.EventOutcomeValues.SUCCESS, **details: Any
+) -> None:
     """Record that ``actor_id`` did ``action`` on ``target``.
 
     Makes the span ``audit {action}`` and, when b2b_otel is installed with a log directory, appends

@@ -11,7 +11,10 @@ from .._internal.formats import fmt_seconds, hex_ids, iso, seed_time
 from ..rules.engine import Firing
 from ..scrub import Scrubber
 
-LEVEL_BY_SEVERITY = {"critical": "CRITICAL", "warning": "WARNING", "info": "INFO"}
+_SEVERITY = sc.B2bAlertSeverityValues
+_KIND = sc.RuleKindValues
+# The log level word of each severity in the local files (and the OTel severity text).
+LEVEL_BY_SEVERITY = {_SEVERITY.CRITICAL: "CRITICAL", _SEVERITY.WARNING: "WARNING", _SEVERITY.INFO: "INFO"}
 # The seed's line codes where it names one; other rules use their id upper-cased.
 SEED_CODES = {sc.RULE_AGENT_EXECUTION_SLOW: "AGENT_SLOW", sc.RULE_AGENT_EXECUTION_CRITICAL: "AGENT_SLOW"}
 
@@ -62,21 +65,21 @@ class DerivedRecord:
 def _message(firing: Firing, group: dict[str, Any]) -> str:
     rule = firing.rule
     subject = ", ".join(f"{k}={v}" for k, v in group.items()) or (firing.facts.name if firing.facts else "")
-    if rule.kind == "latency":
+    if rule.kind == _KIND.LATENCY:
         name = group.get(sc.GEN_AI_AGENT_NAME) or subject
         return f"{name} exceeded {fmt_seconds(firing.threshold)} threshold ({fmt_seconds(firing.observed)})"
-    if rule.kind == "ratio":
+    if rule.kind == _KIND.RATIO:
         what = "success rate" if rule.observed == "success_rate" else "failure rate"
         return f"{subject or rule.id}: {what} {firing.observed:.1%} against threshold {firing.threshold:.1%}"
-    if rule.kind == "count":
+    if rule.kind == _KIND.COUNT:
         return f"{subject}: {firing.observed:.0f} matching events within {fmt_seconds(rule.window or 0)}"
-    if rule.kind == "gauge":
+    if rule.kind == _KIND.GAUGE:
         return f"{subject or rule.id}: value {firing.observed:g} against threshold {firing.threshold:g}"
     return f"{rule.description} ({subject})" if subject else rule.description
 
 
-def build(firing: Firing, scrubber: Scrubber, scope: str = "process") -> DerivedRecord:
-    """The derived record of a firing; group values and the message go through the scrubber."""
+def build(firing: Firing, scrubber: Scrubber) -> DerivedRecord:
+    """The derived record of a firing (judged in this process); group values and the message are scrubbed."""
     rule = firing.rule
     group = {k: scrubber.value(k, v) for k, v in firing.group.items()}
     attributes: dict[str, Any] = {
@@ -86,7 +89,7 @@ def build(firing: Firing, scrubber: Scrubber, scope: str = "process") -> Derived
         sc.B2B_ALERT_RESPOND_WITHIN_S: sc.RESPOND_WITHIN_S[rule.severity],
         sc.B2B_OBSERVED_VALUE: float(firing.observed),
         sc.B2B_THRESHOLD_VALUE: float(firing.threshold),
-        sc.B2B_SCOPE: scope,
+        sc.B2B_SCOPE: sc.B2bScopeValues.PROCESS,
         **group,
     }
     info = sc.RULES.get(rule.id)

@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, Status
 
+from .. import semconv as sc
 from ..scrub import Finding, Scrubber
 
 # (finding, trace id, span id): called for each distinct finding in one span or log record.
@@ -59,12 +60,12 @@ class ScrubbingSpanExporter(SpanExporter):
     def _scrub_span(self, span: ReadableSpan) -> ReadableSpan:
         s = self.scrubber
         found = _Collector()
-        name = s.text(span.name, "span.name", found)
+        name = s.text(span.name, sc.SCRUB_FIELD_SPAN_NAME, found)
         attributes = s.attributes(span.attributes, found)
         events: list[Event] | None = None
         for index, event in enumerate(span.events):
             clean = s.attributes(event.attributes, found)
-            event_name = s.text(event.name, "event.name", found)
+            event_name = s.text(event.name, sc.SCRUB_FIELD_EVENT_NAME, found)
             if clean is not None or event_name != event.name:
                 if events is None:
                     events = list(span.events)
@@ -80,7 +81,7 @@ class ScrubbingSpanExporter(SpanExporter):
                 links[index] = Link(link.context, clean)
         status = span.status
         if status.description:
-            description = s.text(status.description, "status.description", found)
+            description = s.text(status.description, sc.SCRUB_FIELD_STATUS_DESCRIPTION, found)
             if description != status.description:
                 status = Status(status.status_code, description)
         if self.on_finding is not None and span.context is not None:

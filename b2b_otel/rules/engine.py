@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import semconv
 from .schema import Condition, Rule, RuleSet
 
 # A window is split into this many buckets; the sliding window moves one bucket at a time.
@@ -160,9 +161,10 @@ class Engine:
         self.evicted = 0
         enabled = rules.enabled()
         self._states = {rule.id: _RuleState(rule) for rule in enabled}
-        span_rules = [r for r in enabled if r.kind != "gauge" or (r.source and r.source.span_attribute)]
+        gauge = semconv.RuleKindValues.GAUGE
+        span_rules = [r for r in enabled if r.kind != gauge or (r.source and r.source.span_attribute)]
         self._gauge_rules = [
-            r for r in enabled if r.kind == "gauge" and r.source and not r.source.span_attribute
+            r for r in enabled if r.kind == gauge and r.source and not r.source.span_attribute
         ]
         self._index(span_rules)
 
@@ -229,7 +231,7 @@ class Engine:
         return values, {key: attributes.get(key) for key in rule.group_by if attributes.get(key) is not None}
 
     def _firing(self, rule: Rule, observed: float, facts: SpanFacts, group: dict[str, Any]) -> Firing:
-        assert rule.threshold is not None or rule.kind == "event"
+        assert rule.threshold is not None or rule.kind == semconv.RuleKindValues.EVENT
         return Firing(
             rule=rule,
             observed=observed,

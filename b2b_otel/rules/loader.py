@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from .. import semconv
 from .._internal.errors import ConfigError, Problem
 from .schema import NUMBER_ACCEPTED, Condition, Rule, RuleFieldError, RuleSet, RulesFile, Source
 
@@ -278,10 +279,10 @@ def _apply_overrides(rules: tuple[Rule, ...], environ: Mapping[str, str]) -> tup
 
 
 def _with_threshold(rule: Rule, value: str) -> Rule:
-    if rule.kind == "event":
+    if rule.kind == semconv.RuleKindValues.EVENT:
         raise ValueError("an event rule has no threshold")
     threshold: str | float = value.strip()
-    if rule.kind != "latency":
+    if rule.kind != semconv.RuleKindValues.LATENCY:
         try:
             threshold = float(value)
         except ValueError:

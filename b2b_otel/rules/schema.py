@@ -19,7 +19,6 @@ Comparison = Literal["gt", "lt", "gte", "lte"]
 SpanKind = Literal["internal", "server", "client", "producer", "consumer"]
 SpanStatus = Literal["error", "ok", "unset"]
 Observe = Literal["failure_rate", "success_rate"]
-EventName = Literal["b2b.sla.breach", "b2b.security.event"]
 # Values computed from several instruments rather than read from one; the engine knows how.
 Computed = Literal["pool_utilisation"]
 AttributeValue = bool | int | float | str
@@ -124,19 +123,20 @@ class Source(_Plain):
 
 
 # Which optional fields each kind requires / allows; everything else is refused for that kind.
+_KIND = semconv.RuleKindValues
 _REQUIRED: dict[str, tuple[str, ...]] = {
-    "latency": ("threshold",),
-    "ratio": ("threshold", "comparison", "window", "min_samples", "failure"),
-    "count": ("threshold", "comparison", "window"),
-    "event": (),
-    "gauge": ("threshold", "comparison", "source"),
+    _KIND.LATENCY: ("threshold",),
+    _KIND.RATIO: ("threshold", "comparison", "window", "min_samples", "failure"),
+    _KIND.COUNT: ("threshold", "comparison", "window"),
+    _KIND.EVENT: (),
+    _KIND.GAUGE: ("threshold", "comparison", "source"),
 }
 _ALLOWED: dict[str, tuple[str, ...]] = {
-    "latency": ("threshold", "comparison"),
-    "ratio": ("threshold", "comparison", "window", "min_samples", "failure", "observe"),
-    "count": ("threshold", "comparison", "window"),
-    "event": (),
-    "gauge": ("threshold", "comparison", "source"),
+    _KIND.LATENCY: ("threshold", "comparison"),
+    _KIND.RATIO: ("threshold", "comparison", "window", "min_samples", "failure", "observe"),
+    _KIND.COUNT: ("threshold", "comparison", "window"),
+    _KIND.EVENT: (),
+    _KIND.GAUGE: ("threshold", "comparison", "source"),
 }
 _KIND_FIELDS = ("threshold", "comparison", "window", "min_samples", "failure", "observe", "source")
 
@@ -165,7 +165,7 @@ class Rule(_Plain):
     failure: tuple[Condition, ...] | None = None
     observe: Observe | None = None
     source: Source | None = None
-    event: EventName | None = None
+    event: semconv.RuleEvent | None = None
     enabled: bool = True
 
     @field_validator("threshold", mode="before")
@@ -175,13 +175,13 @@ class Rule(_Plain):
         if value is None or kind is None:
             # Without a valid kind the threshold cannot be judged; the kind's own error says enough.
             return None if kind is None else value
-        if kind == "latency":
+        if kind == _KIND.LATENCY:
             return _positive_duration(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"a {kind} threshold is a number; accepted: {NUMBER_ACCEPTED}")
-        if kind == "ratio" and not 0 <= value <= 1:
+        if kind == _KIND.RATIO and not 0 <= value <= 1:
             raise ValueError("a ratio threshold is a share between 0 and 1, e.g. 0.95")
-        if kind == "count" and (value != int(value) or value < 1):
+        if kind == _KIND.COUNT and (value != int(value) or value < 1):
             raise ValueError("a count threshold is a whole number of spans, at least 1")
         return float(value)
 
@@ -199,8 +199,8 @@ class Rule(_Plain):
             if name not in _ALLOWED[self.kind] and getattr(self, name) is not None:
                 allowed = ", ".join(_ALLOWED[self.kind]) or "none of threshold/window/source"
                 raise RuleFieldError((name,), f"not used by a {self.kind} rule; it takes {allowed}")
-        reads_spans = self.kind != "gauge" or (self.source is not None and self.source.span_attribute)
-        if self.kind != "gauge" and not self.match:
+        reads_spans = self.kind != _KIND.GAUGE or (self.source is not None and self.source.span_attribute)
+        if self.kind != _KIND.GAUGE and not self.match:
             raise RuleFieldError(("match",), f"a {self.kind} rule needs at least one match condition")
         if not reads_spans:
             for index, cond in enumerate(self.match):
@@ -210,7 +210,7 @@ class Rule(_Plain):
                     )
         if self.failure is not None and not self.failure:
             raise RuleFieldError(("failure",), "a ratio rule needs at least one failure condition")
-        if self.kind == "latency" and self.comparison in ("lt", "lte"):
+        if self.kind == _KIND.LATENCY and self.comparison in ("lt", "lte"):
             raise RuleFieldError(("comparison",), "a latency rule fires on slow spans; accepted: gt, gte")
         return self
 

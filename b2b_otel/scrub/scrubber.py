@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .. import semconv as sc
+
+_PATTERN = sc.B2bScrubPatternValues
+
 # Keys that name a secret. "token" only as a word of its own: gen_ai.usage.input_tokens and
 # friends are counts, not credentials.
 _SECRET_WORDS = (
@@ -48,15 +52,11 @@ _PEM = re.compile(
     r"(?:-----END (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY-----)?"
 )
 
-PATTERN_NAMES = (
-    "secret_key",
-    "credit_card",
-    "us_ssn",
-    "jwt",
-    "bearer_token",
-    "aws_access_key_id",
-    "private_key",
-)
+PATTERN_NAMES = sc.B2B_SCRUB_PATTERN_VALUES
+
+
+# Attributes holding a URL (or its query): parsed, so that secret-named parameters are redacted.
+_URL_KEYS = frozenset((sc.URL_FULL, sc.URL_QUERY, sc.URL_ORIGINAL, sc.HTTP_URL, sc.HTTP_TARGET))
 
 
 def marker(pattern: str) -> str:
@@ -110,17 +110,17 @@ class Scrubber:
         found: list[str] = []
         result = value
         if "PRIVATE KEY" in result:
-            result = _sub(_PEM, result, "private_key", found)
+            result = _sub(_PEM, result, _PATTERN.PRIVATE_KEY, found)
         if "eyJ" in result:
-            result = _sub(_JWT, result, "jwt", found)
+            result = _sub(_JWT, result, _PATTERN.JWT, found)
         lowered = result.lower()
         if "bearer" in lowered:
-            result = _sub(_BEARER, result, "bearer_token", found)
+            result = _sub(_BEARER, result, _PATTERN.BEARER_TOKEN, found)
         if any(c.isdigit() for c in result):
             result = self._cards(result, found)
-            result = _sub(_SSN, result, "us_ssn", found)
+            result = _sub(_SSN, result, _PATTERN.US_SSN, found)
         if "A" in result:
-            result = _sub(_AWS_KEY_ID, result, "aws_access_key_id", found)
+            result = _sub(_AWS_KEY_ID, result, _PATTERN.AWS_ACCESS_KEY_ID, found)
         if "=" in result or ":" in result:
             result = self._key_values(result, found)
         if report is not None:
@@ -133,7 +133,7 @@ class Scrubber:
             run = match.group(0)
             clean = _card_run(run)
             if clean != run:
-                found.append("credit_card")
+                found.append(_PATTERN.CREDIT_CARD)
             return clean
 
         return _CARD.sub(replace, value)
@@ -143,8 +143,8 @@ class Scrubber:
             secret = match.group("value")
             if secret.startswith("[REDACTED:") and secret.endswith("]"):
                 return match.group(0)
-            found.append("secret_key")
-            return f"{match.group('key')}{match.group('sep')}{marker('secret_key')}"
+            found.append(_PATTERN.SECRET_KEY)
+            return f"{match.group('key')}{match.group('sep')}{marker(_PATTERN.SECRET_KEY)}"
 
         if "ookie" in value or "OOKIE" in value:
             value = _COOKIE.sub(replace, value)
@@ -162,12 +162,12 @@ class Scrubber:
             return value
         if self.is_secret_key(key) and not isinstance(value, bool):
             if report is not None:
-                report(Finding(key, "secret_key"))
+                report(Finding(key, _PATTERN.SECRET_KEY))
             if isinstance(value, (list, tuple)):
-                return tuple(marker("secret_key") for _ in value)
-            return marker("secret_key")
+                return tuple(marker(_PATTERN.SECRET_KEY) for _ in value)
+            return marker(_PATTERN.SECRET_KEY)
         if isinstance(value, str):
-            if key in ("url.full", "url.query", "http.url", "http.target", "url.original"):
+            if key in _URL_KEYS:
                 value = self.url(value, key, report)
             return self.text(value, key, report)
         if isinstance(value, (list, tuple)):
@@ -198,9 +198,9 @@ class Scrubber:
         netloc = parts.netloc
         if "@" in netloc and ":" in netloc.split("@", 1)[0]:
             user = netloc.split("@", 1)[0].split(":", 1)[0]
-            netloc = f"{user}:{marker('secret_key')}@{netloc.split('@', 1)[1]}"
+            netloc = f"{user}:{marker(_PATTERN.SECRET_KEY)}@{netloc.split('@', 1)[1]}"
             if report is not None:
-                report(Finding(field, "secret_key"))
+                report(Finding(field, _PATTERN.SECRET_KEY))
         query = parts.query
         if query:
             pairs = parse_qsl(query, keep_blank_values=True)
@@ -208,8 +208,8 @@ class Scrubber:
             for name, val in pairs:
                 if self.is_secret_key(name) and val:
                     if report is not None:
-                        report(Finding(field, "secret_key"))
-                    cleaned.append((name, marker("secret_key")))
+                        report(Finding(field, _PATTERN.SECRET_KEY))
+                    cleaned.append((name, marker(_PATTERN.SECRET_KEY)))
                 else:
                     cleaned.append((name, val))
             query = urlencode(cleaned, safe="[]:")
@@ -217,7 +217,7 @@ class Scrubber:
             return value
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
-    def body(self, body: Any, report: Report | None = None, field: str = "log.body") -> Any:
+    def body(self, body: Any, report: Report | None = None, field: str = sc.SCRUB_FIELD_LOG_BODY) -> Any:
         """A log body: strings scrubbed; mappings and sequences walked."""
         if not self.enabled:
             return body
@@ -243,7 +243,7 @@ def _card_run(run: str) -> str:
     low, high = _CARD_DIGITS
     digits = run.replace(" ", "").replace("-", "")
     if low <= len(digits) <= high and luhn_valid(digits):
-        return marker("credit_card")
+        return marker(_PATTERN.CREDIT_CARD)
     groups = run.split(" ")
     counts = [len(g) - g.count("-") for g in groups]
     covered = [False] * len(groups)
@@ -263,7 +263,7 @@ def _card_run(run: str) -> str:
         if not covered[index]:
             out.append(group)
         elif index == 0 or not covered[index - 1]:
-            out.append(marker("credit_card"))
+            out.append(marker(_PATTERN.CREDIT_CARD))
     return " ".join(out)
 
 

@@ -120,7 +120,7 @@ def _build_derivation(telemetry: Telemetry) -> DerivationProcessor:
         service = telemetry.resource.attributes.get(SERVICE_NAME) if telemetry.resource else None
         telemetry.alertmanager = AlertmanagerSink(
             settings.alertmanager_url,
-            service=str(service or "unknown_service"),
+            service=str(service or sc.UNKNOWN_SERVICE),
             trace_link=settings.trace_link,
             on_drop=lambda count: telemetry._count_drop(
                 sc.SignalValues.ALERTS, sc.ReasonValues.EXPORT_FAILED, count

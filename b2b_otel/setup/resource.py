@@ -17,9 +17,8 @@ from .._internal.sdk_private import default_resource, host_detector
 from .._version import __version__
 from .settings import Settings
 
-DISTRO_NAME = "b2b-otel"
 # The command line can carry credentials (``--db-password=...``); it never leaves the process.
-_DROPPED = ("process.command_args", "process.command_line", "process.command")
+_DROPPED = (sc.PROCESS_COMMAND_ARGS, sc.PROCESS_COMMAND_LINE, sc.PROCESS_COMMAND)
 
 
 def _detectors() -> list[ResourceDetector]:
@@ -40,17 +39,17 @@ def build_resource(settings: Settings) -> Resource:
             continue
     attributes: dict[str, Any] = {k: v for k, v in resource.attributes.items() if k not in _DROPPED}
     attributes.update(settings.resource_attributes)
-    attributes["service.name"] = (
-        settings.service_name or settings.resource_attributes.get("service.name") or "unknown_service"
+    attributes[sc.SERVICE_NAME] = (
+        settings.service_name or settings.resource_attributes.get(sc.SERVICE_NAME) or sc.UNKNOWN_SERVICE
     )
     # One id per process, so that two processes of one service are two series in every backend.
-    attributes.setdefault("service.instance.id", str(uuid.uuid4()))
+    attributes.setdefault(sc.SERVICE_INSTANCE_ID, str(uuid.uuid4()))
     if settings.service_version:
-        attributes["service.version"] = settings.service_version
+        attributes[sc.SERVICE_VERSION] = settings.service_version
     if settings.environment:
-        attributes["deployment.environment.name"] = settings.environment
+        attributes[sc.DEPLOYMENT_ENVIRONMENT_NAME] = settings.environment
     # Tells the collector connector that this process already judged its spans (SPEC section 7).
     attributes[sc.B2B_DERIVED] = True
-    attributes["telemetry.distro.name"] = DISTRO_NAME
-    attributes["telemetry.distro.version"] = __version__
+    attributes[sc.TELEMETRY_DISTRO_NAME] = sc.DISTRO_NAME
+    attributes[sc.TELEMETRY_DISTRO_VERSION] = __version__
     return Resource(attributes, resource.schema_url)

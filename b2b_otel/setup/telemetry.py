@@ -21,7 +21,6 @@ from ..api.metrics import instruments, set_gauge_listener
 from ..audit_trail.chain import DEFAULT_LOG_NAME
 from ..export.health import SignalHealth
 from . import libraries
-from .resource import DISTRO_NAME
 from .settings import SIGNALS, Settings
 
 if TYPE_CHECKING:  # `import b2b_otel` stays cheap: the processor layer loads in instrument()
@@ -134,7 +133,7 @@ class Telemetry:
                 os.access(audit_file, os.W_OK) if audit_file.exists() else bool(log_dir["writable"])
             )
         return {
-            "distro": {"name": DISTRO_NAME, "version": __version__},
+            "distro": {"name": sc.DISTRO_NAME, "version": __version__},
             "enabled": not self.disabled,
             "shut_down": self._shutdown_done,
             "service": None if self.resource is None else self.resource.attributes.get(SERVICE_NAME),

@@ -20,7 +20,7 @@ from ..derive.records import DerivedRecord
 from ..derive.sink import Sink
 
 _LABEL = re.compile(r"[^a-zA-Z0-9_]")
-PUSHED_SEVERITIES = ("critical", "warning")
+PUSHED_SEVERITIES = (sc.B2bAlertSeverityValues.CRITICAL, sc.B2bAlertSeverityValues.WARNING)
 
 
 def label_name(key: str) -> str:
@@ -68,7 +68,7 @@ class AlertmanagerSink(Sink):
             "severity": record.severity,
             "tier": record.tier,
             "service": self.service,
-            "scope": str(record.attributes.get(sc.B2B_SCOPE, "process")),
+            "scope": str(record.attributes.get(sc.B2B_SCOPE, sc.B2bScopeValues.PROCESS)),
         }
         for key, value in record.attributes.items():
             if key.startswith(("b2b.", "event.", "ocsf.")):

@@ -13,6 +13,7 @@ import logging.handlers
 from pathlib import Path
 from typing import Any
 
+from .. import semconv as sc
 from .._internal.formats import fmt_seconds, hex_ids, iso, json_safe, seed_time
 from ..derive.records import DerivedRecord
 from ..derive.sink import AgentExecution, Sink
@@ -78,7 +79,7 @@ class LocalFiles(Sink):
     def write_record(self, record: DerivedRecord) -> list[str]:
         """Write a derived record to the files it belongs in; returns their names."""
         targets = []
-        if record.severity == "critical":
+        if record.severity == sc.B2bAlertSeverityValues.CRITICAL:
             targets.append(CRITICAL)
         targets.append(SECURITY if record.is_security else PERFORMANCE)
         line = self._line(record.json_line(), record.text_line())
