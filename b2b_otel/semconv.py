@@ -607,15 +607,31 @@ class ReasonValues:
     """Still queued when shutdown's timeout ran out. [b2b]"""
     WINDOW_EVICTED: Final = "window_evicted"
     """A rule's window of one group was evicted because the rule tracked its maximum of groups. [b2b]"""
+    BUFFER_FULL: Final = "buffer_full"
+    """The export disk buffer reached its size cap; its oldest batches were dropped first. [b2b]"""
+    BUFFER_CORRUPT: Final = "buffer_corrupt"
+    """A batch in the export disk buffer failed its length or checksum check (a torn write) and was
+    skipped. [b2b]
+    """
 
 
-Reason: TypeAlias = Literal["queue_full", "export_failed", "write_failed", "shutdown", "window_evicted"]
+Reason: TypeAlias = Literal[
+    "queue_full",
+    "export_failed",
+    "write_failed",
+    "shutdown",
+    "window_evicted",
+    "buffer_full",
+    "buffer_corrupt",
+]
 REASON_VALUES: Final[tuple[str, ...]] = (
     "queue_full",
     "export_failed",
     "write_failed",
     "shutdown",
     "window_evicted",
+    "buffer_full",
+    "buffer_corrupt",
 )
 
 

@@ -690,9 +690,17 @@ const ReasonShutdown = "shutdown"
 // evicted because the rule tracked its maximum of groups. [b2b]
 const ReasonWindowEvicted = "window_evicted"
 
+// ReasonBufferFull is the value buffer_full of reason: The export disk buffer reached its size cap;
+// its oldest batches were dropped first. [b2b]
+const ReasonBufferFull = "buffer_full"
+
+// ReasonBufferCorrupt is the value buffer_corrupt of reason: A batch in the export disk buffer
+// failed its length or checksum check (a torn write) and was skipped. [b2b]
+const ReasonBufferCorrupt = "buffer_corrupt"
+
 // ReasonValues returns the values of reason, in registry order.
 func ReasonValues() []string {
-	return []string{ReasonQueueFull, ReasonExportFailed, ReasonWriteFailed, ReasonShutdown, ReasonWindowEvicted}
+	return []string{ReasonQueueFull, ReasonExportFailed, ReasonWriteFailed, ReasonShutdown, ReasonWindowEvicted, ReasonBufferFull, ReasonBufferCorrupt}
 }
 
 // --- Facts fixed by an enum value
