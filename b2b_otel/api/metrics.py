@@ -157,7 +157,7 @@ def register_pool(pool: Any, name: str | None = None) -> None:
 
 
 def pool_stats() -> dict[str, dict[str, int]]:
-    """``{pool name: {"used", "idle", "max", "waiting"}}`` for every registered pool; never raises."""
+    """``{pool name: {"used", "idle", "max"}}`` for every registered pool; never raises."""
     result: dict[str, dict[str, int]] = {}
     for name, pool in list(_pools.items()):
         try:
@@ -168,7 +168,6 @@ def pool_stats() -> dict[str, dict[str, int]]:
                 sc.StateValues.USED: max(0, size - available),
                 sc.StateValues.IDLE: available,
                 "max": int(getattr(pool, "max_size", size) or size),
-                "waiting": int(stats.get("requests_waiting", 0)),
             }
         except Exception as exc:  # a closed pool, or a pool of another library
             selflog.warn_once_a_minute(f"pool-{name}", "b2b_otel: cannot read pool %s: %r", name, exc)

@@ -72,7 +72,7 @@ class _Scope:
 
     def context(self) -> otel_context.Context:
         ctx = trace.set_span_in_context(self.span, otel_context.get_current())
-        if self.op.kind == "workflow":
+        if isinstance(self.op, WorkflowOperation):
             ctx = otel_context.set_value(
                 _WORKFLOW_KEY, (self.op.name, self.op.attributes.get(sc.B2B_BUSINESS_CASE_ID)), ctx
             )
@@ -124,7 +124,6 @@ class Operation:
             span.set_attribute("gen_ai.memory.record.count", 1)
     """
 
-    kind = "operation"
     inherits_workflow = True
 
     def __init__(self, name: str | None, attributes: dict[str, Any]) -> None:
@@ -326,8 +325,6 @@ def _with_error(point: dict[str, Any], scope: _Scope) -> dict[str, Any]:
 class AgentOperation(Operation):
     """``invoke_agent {name}``."""
 
-    kind = "agent"
-
     def __init__(
         self,
         name: str | None,
@@ -372,8 +369,6 @@ class AgentOperation(Operation):
 class ToolOperation(Operation):
     """``execute_tool {name}``."""
 
-    kind = "tool"
-
     def __init__(self, name: str | None) -> None:
         super().__init__(
             name,
@@ -398,7 +393,6 @@ class ToolOperation(Operation):
 class WorkflowOperation(Operation):
     """``invoke_workflow {name}``; its name and business case id reach everything inside."""
 
-    kind = "workflow"
     inherits_workflow = False
 
     def __init__(self, name: str | None, business_case_id: str | None = None) -> None:
@@ -430,8 +424,6 @@ class WorkflowOperation(Operation):
 class StepOperation(Operation):
     """``execute_step {name}`` inside a workflow."""
 
-    kind = "step"
-
     def __init__(self, name: str, index: int) -> None:
         super().__init__(
             name,
@@ -458,8 +450,6 @@ class StepOperation(Operation):
 
 class MemoryOperation(Operation):
     """``{operation} {tier}``: one read or write of an agent memory tier."""
-
-    kind = "memory"
 
     def __init__(
         self,

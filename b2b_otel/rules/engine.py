@@ -158,7 +158,6 @@ class Engine:
         self.clock = clock
         self.max_groups = max_groups
         self.on_evict = on_evict
-        self.evicted = 0
         enabled = rules.enabled()
         self._states = {rule.id: _RuleState(rule) for rule in enabled}
         gauge = semconv.RuleKindValues.GAUGE
@@ -271,7 +270,6 @@ class Engine:
             groups[key] = window
             if len(groups) > self.max_groups:
                 groups.popitem(last=False)
-                self.evicted += 1
                 if self.on_evict is not None:
                     self.on_evict(rule.id, 1)
         else:

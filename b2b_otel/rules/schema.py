@@ -23,7 +23,6 @@ Observe = Literal["failure_rate", "success_rate"]
 Computed = Literal["pool_utilisation"]
 AttributeValue = bool | int | float | str
 
-SCHEMA_VERSION = 1
 DURATION_ACCEPTED = "a duration such as 30, 30s, 500ms, 5m or 1h"
 NUMBER_ACCEPTED = "a number such as 0.95 or 10"
 

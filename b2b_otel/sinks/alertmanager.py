@@ -21,6 +21,9 @@ from ..derive.sink import Sink
 
 _LABEL = re.compile(r"[^a-zA-Z0-9_]")
 PUSHED_SEVERITIES = (sc.B2bAlertSeverityValues.CRITICAL, sc.B2bAlertSeverityValues.WARNING)
+MAX_QUEUE = 1000  # alerts waiting for the pusher; beyond, new ones are dropped and counted
+MAX_ATTEMPTS = 5  # posts of one batch, with exponential backoff between them
+TIMEOUT_S = 5.0  # of one post
 
 
 def label_name(key: str) -> str:
@@ -38,22 +41,14 @@ class AlertmanagerSink(Sink):
         self,
         url: str,
         service: str,
-        trace_link: str = "http://localhost:16686/trace/{trace_id}",
-        max_queue: int = 1000,
-        max_attempts: int = 5,
-        timeout_s: float = 5.0,
+        trace_link: str,
         on_drop: Callable[[int], None] | None = None,
     ) -> None:
         self.url = url.rstrip("/") + "/api/v2/alerts"
         self.service = service
         self.trace_link = trace_link
-        self.max_attempts = max_attempts
-        self.timeout_s = timeout_s
         self.on_drop = on_drop
-        self.sent = 0
-        self.dropped = 0
         self._queue: deque[dict[str, Any]] = deque()
-        self._max_queue = max_queue
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._idle = threading.Event()
@@ -97,8 +92,7 @@ class AlertmanagerSink(Sink):
         if record.severity not in PUSHED_SEVERITIES:
             return True
         with self._lock:
-            if len(self._queue) >= self._max_queue:
-                self.dropped += 1
+            if len(self._queue) >= MAX_QUEUE:
                 if self.on_drop:
                     self.on_drop(1)
                 return False
@@ -117,7 +111,7 @@ class AlertmanagerSink(Sink):
         import httpx
         from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-        with httpx.Client(timeout=self.timeout_s) as client:
+        with httpx.Client(timeout=TIMEOUT_S) as client:
             while not self._stop.is_set():
                 self._wake.wait(0.5)
                 self._wake.clear()
@@ -133,22 +127,20 @@ class AlertmanagerSink(Sink):
 
     def _send(self, client: Any, batch: list[dict[str, Any]]) -> None:
         delay = 0.5
-        for attempt in range(1, self.max_attempts + 1):
+        for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 response = client.post(self.url, json=batch)
                 if response.status_code < 300:
-                    self.sent += len(batch)
                     return
                 error = f"HTTP {response.status_code}"
                 if 400 <= response.status_code < 500 and response.status_code != 429:
                     break  # a bad request does not get better by retrying
             except Exception as exc:
                 error = type(exc).__name__
-            if attempt < self.max_attempts and not self._stop.wait(delay):
+            if attempt < MAX_ATTEMPTS and not self._stop.wait(delay):
                 delay = min(delay * 2, 8.0)
                 continue
             break
-        self.dropped += len(batch)
         if self.on_drop:
             self.on_drop(len(batch))
         selflog.warn_once_a_minute(

@@ -21,6 +21,8 @@ from ..derive.sink import AgentExecution, Sink
 CRITICAL = "critical.log"
 SECURITY = "security.log"
 PERFORMANCE = "performance.log"
+MAX_BYTES = 10 * 1024 * 1024  # a file rotates when a line would take it past this
+BACKUPS = 5  # rotated files kept per log
 
 
 class LocalFiles(Sink):
@@ -28,13 +30,9 @@ class LocalFiles(Sink):
 
     name = "files"
 
-    def __init__(
-        self, directory: Path, fmt: str = "json", max_bytes: int = 10 * 1024 * 1024, backups: int = 5
-    ) -> None:
+    def __init__(self, directory: Path, fmt: str = "json") -> None:
         self.directory = directory
         self.fmt = fmt
-        self._max_bytes = max_bytes
-        self._backups = backups
         self._handlers: dict[str, logging.Handler] = {}
 
     def _handler(self, name: str) -> logging.Handler:
@@ -42,7 +40,7 @@ class LocalFiles(Sink):
         if handler is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             handler = logging.handlers.RotatingFileHandler(
-                self.directory / name, maxBytes=self._max_bytes, backupCount=self._backups, encoding="utf-8"
+                self.directory / name, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8"
             )
             handler.setFormatter(logging.Formatter("%(message)s"))
             self._handlers[name] = handler
