@@ -636,6 +636,14 @@ def _cross_check(settings: Settings, rows: dict[str, Row], source: dict[str, str
         bad("bsp_max_export_batch_size", "larger than the queue")
     if settings.blrp_max_export_batch_size > settings.blrp_max_queue_size:
         bad("blrp_max_export_batch_size", "larger than the queue")
+    grpc_fields = {  # OTLP over gRPC is the optional extra b2b-otel[grpc]
+        f"otlp_{s}_protocol" if getattr(settings, f"otlp_{s}_protocol") else "otlp_protocol"
+        for s in SIGNALS
+        if "otlp" in settings.exporters(s) and settings.signal_otlp(s).protocol == "grpc"
+    }
+    if grpc_fields and not _importable("opentelemetry.exporter.otlp.proto.grpc"):
+        for field in sorted(grpc_fields):
+            bad(field, "the gRPC exporter is not installed: pip install 'b2b-otel[grpc]'")
     names = settings.instrumentations
     if names not in (("auto",), ("none",)):
         unknown = [n for n in names if n not in INSTRUMENTATION_LIBRARIES]
