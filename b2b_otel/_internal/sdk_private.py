@@ -6,7 +6,7 @@ change. Every function degrades to the public (slower or less complete) path whe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource, ResourceDetector
@@ -69,3 +69,69 @@ def always_sampled_tracer(provider: Any, name: str, version: str) -> Any:
 
         tracer.sampler = ALWAYS_ON
     return tracer
+
+
+# (ok, retryable, error): what one send of a serialized export request came to.
+SendOutcome = tuple[bool, bool, str | None]
+_HTTP_RETRYABLE = frozenset({429, 502, 503, 504})
+_GRPC_METHODS = {
+    "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+}
+
+
+def otlp_byte_sender(exporter: Any, signal: str) -> Callable[[bytes], SendOutcome] | None:
+    """A function sending one serialized OTLP export request through ``exporter``'s own connection.
+
+    The disk buffer keeps the request bytes the exporter would send and replays them later; the public
+    exporters only take SDK objects. The HTTP exporter's client (headers, TLS, compression, its
+    retries within the timeout) takes bytes; for gRPC the exporter's channel is called with the bytes
+    as they are (no serializer), with its metadata and timeout. None when neither internal is there:
+    the caller then exports without a disk buffer.
+    """
+    client = getattr(exporter, "_client", None)
+    if client is not None and callable(getattr(client, "export", None)) and hasattr(client, "_endpoint"):
+        return lambda data: _http_send(client, data)
+    if hasattr(exporter, "_channel") and hasattr(exporter, "_initialize_channel_and_stub"):
+        method = _GRPC_METHODS.get(signal)
+        if method is not None:
+            return lambda data: _grpc_send(exporter, method, data)
+    return None
+
+
+def _http_send(client: Any, data: bytes) -> SendOutcome:
+    result = client.export(data)
+    if result.success:
+        return True, False, None
+    status = result.status_code
+    if status is not None:
+        return False, status in _HTTP_RETRYABLE, f"HTTP {status}"
+    error = result.error
+    return False, True, type(error).__name__ if error is not None else "no response"
+
+
+def _grpc_send(exporter: Any, method: str, data: bytes) -> SendOutcome:
+    import grpc  # type: ignore[import-untyped]
+
+    channel = exporter._channel
+    if channel is None:
+        return False, True, "no channel"
+    call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+    try:
+        call(data, metadata=exporter._headers, timeout=exporter._timeout)
+    except grpc.RpcError as error:
+        code = error.code()
+        if code == grpc.StatusCode.UNAVAILABLE:
+            # As the exporter does: a fresh channel, instead of the old one's reconnect backoff.
+            try:
+                exporter._initialize_channel_and_stub()
+                channel.close()
+            except Exception:
+                pass
+        retryable = code in getattr(exporter, "_retryable_error_codes", ()) or code in (
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+        )
+        return False, retryable, f"gRPC {code.name}" if code is not None else type(error).__name__
+    return True, False, None

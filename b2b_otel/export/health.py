@@ -37,6 +37,8 @@ class SignalHealth:
     dropped: dict[str, int] = field(default_factory=dict)
     queue_size: Callable[[], int] | None = None
     queue_capacity: int | None = None
+    # The disk buffer's own figures (export/disk_buffer.py), when B2B_OTEL_EXPORT_BUFFER_DIR is set.
+    buffer: Callable[[], dict[str, Any]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def success(self, count: int) -> None:
@@ -45,10 +47,14 @@ class SignalHealth:
             self.exported += count
 
     def failure(self, error: str, count: int, on_drop: Callable[[str, str, int], None] | None) -> None:
+        self.failed_attempt(error)
+        self.drop(sc.ReasonValues.EXPORT_FAILED, count, on_drop)
+
+    def failed_attempt(self, error: str) -> None:
+        """An export failed but its batch was kept (on disk, to be replayed): nothing is dropped."""
         with self._lock:
             self.last_failure_time = time.time()
             self.last_failure_error = error
-        self.drop(sc.ReasonValues.EXPORT_FAILED, count, on_drop)
 
     def drop(self, reason: str, count: int, on_drop: Callable[[str, str, int], None] | None) -> None:
         with self._lock:
@@ -78,6 +84,7 @@ class SignalHealth:
                 "exported": self.exported,
                 "queue": {"size": size, "capacity": self.queue_capacity},
                 "dropped": dict(self.dropped),
+                **({} if self.buffer is None else {"buffer": self.buffer()}),
             }
 
 

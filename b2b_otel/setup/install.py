@@ -30,8 +30,9 @@ from ..audit_trail.record import AuditRecorder
 from ..audit_trail.writer import AuditLog
 from ..derive.processor import DerivationProcessor
 from ..derive.sink import Sink
+from ..export import disk_buffer
 from ..export.fanout import FanOutLogExporter, FanOutSpanExporter
-from ..export.health import ObservedLogExporter, ObservedMetricExporter, ObservedSpanExporter
+from ..export.health import ObservedMetricExporter
 from ..export.scrubbing import ScrubbingLogExporter, ScrubbingSpanExporter
 from ..rules.loader import load_rules
 from ..scrub import Scrubber
@@ -158,7 +159,12 @@ def _build_traces(telemetry: Telemetry, built: list[Any]) -> None:
     health.exporters = tuple(name for name, _ in pairs)
     if not pairs:
         return
-    observed = [ObservedSpanExporter(inner, name, health, telemetry._count_drop) for name, inner in pairs]
+    # Each OTLP exporter keeps what its backend did not take on disk (B2B_OTEL_EXPORT_BUFFER_DIR),
+    # after scrubbing: the bytes on disk are the scrubbed request. The wrapper records health itself.
+    buffer = disk_buffer.BufferConfig.of(settings.export_buffer_dir, settings.export_buffer_max_size)
+    observed = [
+        disk_buffer.span_exporter(inner, name, health, telemetry._count_drop, buffer) for name, inner in pairs
+    ]
     # One batch processor: scrub once (one finding per secret), then fan out to every exporter.
     exporter = _scrubbed_spans(telemetry, FanOutSpanExporter(observed))
     processor = WatchedBatchSpanProcessor(
@@ -196,7 +202,10 @@ def _build_logs(telemetry: Telemetry, built: list[Any]) -> None:
     health.exporters = tuple(name for name, _ in pairs)
     if not pairs:
         return
-    observed = [ObservedLogExporter(inner, name, health, telemetry._count_drop) for name, inner in pairs]
+    buffer = disk_buffer.BufferConfig.of(settings.export_buffer_dir, settings.export_buffer_max_size)
+    observed = [
+        disk_buffer.log_exporter(inner, name, health, telemetry._count_drop, buffer) for name, inner in pairs
+    ]
     processor = WatchedBatchLogRecordProcessor(
         _scrubbed_logs(telemetry, FanOutLogExporter(observed)),
         lambda p: QueueWatch(p, health, telemetry._count_drop),

@@ -310,3 +310,15 @@ class InstrumentOptions(TypedDict, total=False):
     """``B2B_OTEL_SHUTDOWN_TIMEOUT``: how long the flush at exit may take. Accepted: a duration: 5, 5s,
     500ms, 1m.
     """
+
+    export_buffer_dir: str | None
+    """``B2B_OTEL_EXPORT_BUFFER_DIR``: when set, span and log batches the OTLP backend did not take are
+    kept in this folder and replayed when it is back, also by the next process start; see [export-
+    buffer.md](export-buffer.md). Accepted: a writable folder path.
+    """
+
+    export_buffer_max_size: int | str
+    """``B2B_OTEL_EXPORT_BUFFER_MAX_SIZE``: bytes the export buffer keeps per signal and process (64 MiB);
+    the oldest batches are dropped first, counted as b2b.telemetry.dropped{reason=buffer_full}. Accepted:
+    bytes, or a size such as 512KiB, 64MiB, 1GiB, 100MB; at least 64KiB.
+    """

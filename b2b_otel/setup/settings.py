@@ -22,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from .._internal.durations import parse_duration
 from .._internal.errors import ConfigError, Problem
+from .._internal.sizes import parse_size
 
 SIGNALS = ("traces", "metrics", "logs")
 EXPORTER_NAMES = ("otlp", "console", "none")
@@ -419,6 +420,27 @@ class Settings(BaseModel):
             "B2B_OTEL_SHUTDOWN_TIMEOUT", "how long the flush at exit may take", "a duration: 5, 5s, 500ms, 1m"
         ),
     ] = 5.0
+    export_buffer_dir: Annotated[
+        str | None,
+        Var(
+            "B2B_OTEL_EXPORT_BUFFER_DIR",
+            "when set, span and log batches the OTLP backend did not take are kept in this folder and "
+            "replayed when it is back, also by the next process start; see "
+            "[export-buffer.md](export-buffer.md)",
+            "a writable folder path",
+        ),
+    ] = None
+    export_buffer_max_size: Annotated[
+        int,
+        BeforeValidator(parse_size),
+        Field(ge=64 * 1024),
+        Var(
+            "B2B_OTEL_EXPORT_BUFFER_MAX_SIZE",
+            "bytes the export buffer keeps per signal and process (64 MiB); the oldest batches are "
+            "dropped first, counted as b2b.telemetry.dropped{reason=buffer_full}",
+            "bytes, or a size such as 512KiB, 64MiB, 1GiB, 100MB; at least 64KiB",
+        ),
+    ] = 64 * 1024 * 1024
 
     # --- derived views -----------------------------------------------------------------------------
 
@@ -662,6 +684,10 @@ def _cross_check(settings: Settings, rows: dict[str, Row], source: dict[str, str
         reason = _unwritable_reason(settings.log_path)
         if reason:
             bad("log_dir", reason)
+    if settings.export_buffer_dir is not None:
+        reason = _unwritable_reason(Path(settings.export_buffer_dir))
+        if reason:
+            bad("export_buffer_dir", reason)
     return problems
 
 
