@@ -94,12 +94,21 @@ def card_numbers(draw: st.DrawFn) -> str:
         st.text(alphabet=string.digits, min_size=length - 1 - len(prefix), max_size=length - 1 - len(prefix))
     )
     number = _luhn_complete(prefix + body)
-    separator = draw(st.sampled_from(["", " ", "-"]))
+    separator = draw(st.sampled_from(["", " ", "-", "."]))
+    groups = [number[i : i + 4] for i in range(0, len(number), 4)]
+    return separator.join(groups)
+
+
+@st.composite
+def cards_in_context(draw: st.DrawFn) -> tuple[str, str]:
+    """(text, card): grouped like a card needs no context; grouped any other way, a card word before it."""
+    number = "".join(c for c in draw(card_numbers()) if c.isdigit())
     groups = [number[i : i + 4] for i in range(0, len(number), 4)]
     out = groups[0]
     for group in groups[1:]:
-        out += draw(st.sampled_from([separator, separator, "", " ", "-"])) + group
-    return out
+        out += draw(st.sampled_from(["", " ", "-", "."])) + group
+    word = draw(st.sampled_from(["card", "cc", "visa", "PAN", "payment"]))
+    return f"{word} {out}", out
 
 
 @st.composite
@@ -144,6 +153,7 @@ def password_pairs(draw: st.DrawFn) -> tuple[str, str]:
 # (text to embed, secret that must not come out)
 embedded_secrets = st.one_of(
     card_numbers().map(lambda s: (s, s)),
+    cards_in_context(),
     ssns().map(lambda s: (s, s)),
     jwts().map(lambda s: (s, s)),
     bearer_tokens().map(lambda s: (s, s.split(" ", 1)[1])),

@@ -1,17 +1,26 @@
-"""Scrubbing on the export path: one pass per batch in the export thread, before the fan-out."""
+"""Scrubbing on the export path: one pass per batch in the export thread, before the fan-out.
+
+Spans, log records and metric data points are scrubbed, and so is the resource they carry (once
+per resource object: it is the same object in every batch).
+"""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, Status
 
 from .. import semconv as sc
+from .._internal.sdk_private import exporter_preferences
 from ..scrub import Finding, Scrubber
 
 # (finding, trace id, span id): called for each distinct finding in one span or log record.
@@ -28,6 +37,33 @@ class _Collector:
         self.found.setdefault((finding.field, finding.pattern), finding)
 
 
+class _Resources:
+    """Scrubbed copies of resources, one per resource object; findings reported on the first pass."""
+
+    LIMIT = 64  # an application has one or a few resources; a bound keeps a misuse from growing
+
+    def __init__(self, scrubber: Scrubber, on_finding: FindingSink | None) -> None:
+        self.scrubber = scrubber
+        self.on_finding = on_finding
+        # id -> (the resource, kept alive so that its id is not reused; its scrubbed form)
+        self._cache: dict[int, tuple[Resource, Resource]] = {}
+
+    def clean(self, resource: Resource) -> Resource:
+        cached = self._cache.get(id(resource))
+        if cached is not None and cached[0] is resource:
+            return cached[1]
+        found = _Collector()
+        attributes = self.scrubber.attributes(resource.attributes, found)
+        clean = resource if attributes is None else Resource(attributes, resource.schema_url)
+        if self.on_finding is not None:
+            for finding in found.found.values():
+                self.on_finding(finding, 0, 0)
+        if len(self._cache) >= self.LIMIT:
+            self._cache.clear()
+        self._cache[id(resource)] = (resource, clean)
+        return clean
+
+
 class ScrubbingSpanExporter(SpanExporter):
     """Replaces secrets in span names, attributes, events, status and links before export."""
 
@@ -37,6 +73,7 @@ class ScrubbingSpanExporter(SpanExporter):
         self.inner = inner
         self.scrubber = scrubber
         self.on_finding = on_finding
+        self._resources = _Resources(scrubber, on_finding)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         return self.inner.export([self._scrub(span) for span in spans])
@@ -50,7 +87,7 @@ class ScrubbingSpanExporter(SpanExporter):
                 name="[REDACTED:scrub_failed]",
                 context=span.context,
                 parent=span.parent,
-                resource=span.resource,
+                resource=Resource.get_empty(),
                 kind=span.kind,
                 start_time=span.start_time,
                 end_time=span.end_time,
@@ -60,6 +97,7 @@ class ScrubbingSpanExporter(SpanExporter):
     def _scrub_span(self, span: ReadableSpan) -> ReadableSpan:
         s = self.scrubber
         found = _Collector()
+        resource = self._resources.clean(span.resource)
         name = s.text(span.name, sc.SCRUB_FIELD_SPAN_NAME, found)
         attributes = s.attributes(span.attributes, found)
         events: list[Event] | None = None
@@ -93,13 +131,14 @@ class ScrubbingSpanExporter(SpanExporter):
             and events is None
             and links is None
             and status is span.status
+            and resource is span.resource
         ):
             return span
         return ReadableSpan(
             name=name,
             context=span.context,
             parent=span.parent,
-            resource=span.resource,
+            resource=resource,
             attributes=attributes if attributes is not None else span.attributes,
             events=events if events is not None else span.events,
             links=links if links is not None else span.links,
@@ -126,6 +165,7 @@ class ScrubbingLogExporter(LogRecordExporter):
         self.inner = inner
         self.scrubber = scrubber
         self.on_finding = on_finding
+        self._resources = _Resources(scrubber, on_finding)
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         return self.inner.export([self._scrub(record) for record in batch])
@@ -133,21 +173,31 @@ class ScrubbingLogExporter(LogRecordExporter):
     def _scrub(self, record: ReadableLogRecord) -> ReadableLogRecord:
         found = _Collector()
         log = record.log_record
+        event_name = log.event_name
         try:
+            resource = self._resources.clean(record.resource)
             body = self.scrubber.body(log.body, found)
             attributes = self.scrubber.attributes(log.attributes, found)
+            if event_name:
+                event_name = self.scrubber.text(event_name, sc.SCRUB_FIELD_EVENT_NAME, found)
         except Exception:
-            body, attributes = "[REDACTED:scrub_failed]", {}
+            resource, body, attributes = Resource.get_empty(), "[REDACTED:scrub_failed]", {}
         if self.on_finding is not None:
             for finding in found.found.values():
                 self.on_finding(finding, log.trace_id or 0, log.span_id or 0)
-        if body == log.body and attributes is None:
+        if (
+            body is log.body
+            and attributes is None
+            and resource is record.resource
+            and event_name == log.event_name
+        ):
             return record
         clean = copy.copy(log)
         clean.body = body
+        clean.event_name = event_name
         if attributes is not None:
             clean.attributes = attributes
-        return ReadableLogRecord(clean, record.resource, record.instrumentation_scope, record.limits)
+        return ReadableLogRecord(clean, resource, record.instrumentation_scope, record.limits)
 
     def shutdown(self) -> None:
         self.inner.shutdown()  # type: ignore[no-untyped-call]
@@ -155,3 +205,97 @@ class ScrubbingLogExporter(LogRecordExporter):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         flush = getattr(self.inner, "force_flush", None)
         return bool(flush(timeout_millis)) if flush else True
+
+
+class ScrubbingMetricExporter(MetricExporter):
+    """Replaces secrets in data point and exemplar attributes and in the resource before export.
+
+    Metric attributes are meant to be low-cardinality labels, but an agent name or a case id that
+    carries a secret would otherwise reach every metric backend. Findings go to the same callback
+    as those of spans and logs, once per distinct (field, pattern) in one export, without a trace.
+    """
+
+    def __init__(
+        self, inner: MetricExporter, scrubber: Scrubber, on_finding: FindingSink | None = None
+    ) -> None:
+        temporality, aggregation = exporter_preferences(inner)
+        super().__init__(preferred_temporality=temporality, preferred_aggregation=aggregation)
+        self.inner = inner
+        self.scrubber = scrubber
+        self.on_finding = on_finding
+        self._resources = _Resources(scrubber, on_finding)
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        found = _Collector()
+        try:
+            clean = self._scrub(metrics_data, found)
+        except Exception:
+            return MetricExportResult.FAILURE  # never export what could not be checked
+        if self.on_finding is not None:
+            for finding in found.found.values():
+                self.on_finding(finding, 0, 0)
+        return self.inner.export(clean, timeout_millis=timeout_millis, **kwargs)
+
+    def _scrub(self, data: MetricsData, found: _Collector) -> MetricsData:
+        resource_metrics = []
+        changed = False
+        for rm in data.resource_metrics:
+            resource = self._resources.clean(rm.resource)
+            scope_metrics = []
+            for sm in rm.scope_metrics:
+                metrics = [self._metric(metric, found) for metric in sm.metrics]
+                if any(a is not b for a, b in zip(metrics, sm.metrics, strict=True)):
+                    sm = dataclasses.replace(sm, metrics=metrics)
+                scope_metrics.append(sm)
+            if resource is not rm.resource or any(
+                a is not b for a, b in zip(scope_metrics, rm.scope_metrics, strict=True)
+            ):
+                rm = dataclasses.replace(rm, resource=resource, scope_metrics=scope_metrics)
+                changed = True
+            resource_metrics.append(rm)
+        return dataclasses.replace(data, resource_metrics=resource_metrics) if changed else data
+
+    def _metric(self, metric: Any, found: _Collector) -> Any:
+        points = getattr(metric.data, "data_points", None)
+        if not points:
+            return metric
+        clean = [self._point(point, found) for point in points]
+        if all(a is b for a, b in zip(clean, points, strict=True)):
+            return metric
+        return dataclasses.replace(metric, data=dataclasses.replace(metric.data, data_points=clean))
+
+    def _point(self, point: Any, found: _Collector) -> Any:
+        attributes = self.scrubber.attributes(point.attributes, found)
+        exemplars = list(getattr(point, "exemplars", None) or ())
+        clean_exemplars = []
+        for exemplar in exemplars:
+            filtered = self.scrubber.attributes(exemplar.filtered_attributes, found)
+            clean_exemplars.append(
+                exemplar if filtered is None else dataclasses.replace(exemplar, filtered_attributes=filtered)
+            )
+        exemplars_changed = any(a is not b for a, b in zip(clean_exemplars, exemplars, strict=True))
+        if attributes is None and not exemplars_changed:
+            return point
+        changes: dict[str, Any] = {}
+        if attributes is not None:
+            changes["attributes"] = attributes
+        if exemplars_changed:
+            changes["exemplars"] = clean_exemplars
+        return dataclasses.replace(point, **changes)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return bool(self.inner.force_flush(timeout_millis=timeout_millis))
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+def scrubbed_metrics(
+    exporter: MetricExporter, scrubber: Scrubber | None, on_finding: FindingSink | None
+) -> MetricExporter:
+    """``exporter`` behind a :class:`ScrubbingMetricExporter`, or itself when scrubbing is off."""
+    if scrubber is None or not scrubber.enabled:
+        return exporter
+    return ScrubbingMetricExporter(exporter, scrubber, on_finding)

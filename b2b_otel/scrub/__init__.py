@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from .scrubber import PATTERN_NAMES, Finding, Report, Scrubber, luhn_valid, marker
+from .patterns import luhn_valid, names_secret
+from .scrubber import PATTERN_NAMES, Finding, Report, Scrubber, marker
 
-__all__ = ["PATTERN_NAMES", "Finding", "Report", "Scrubber", "luhn_valid", "marker"]
+__all__ = ["PATTERN_NAMES", "Finding", "Report", "Scrubber", "luhn_valid", "marker", "names_secret"]

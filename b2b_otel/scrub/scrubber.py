@@ -1,10 +1,9 @@
 """Scrubbing sensitive data out of telemetry before it leaves the process.
 
-A scrubbed value becomes ``[REDACTED:<pattern>]`` and never echoes any part of the secret. Every
-pattern is compiled once and is linear-time (no nested quantifiers, bounded repetition), so a
-hostile attribute value cannot make the export thread backtrack for seconds. Each finding is
-reported (attribute key and pattern name, never the value) so the ``security.sensitive_data``
-rule can fire.
+A scrubbed value becomes ``[REDACTED:<pattern>]`` and never echoes any part of the secret. The
+patterns (``patterns.py``) are compiled once and linear-time, so a hostile attribute value cannot
+make the export thread backtrack for seconds. Each finding is reported (field and pattern name,
+never the value) so the ``security.sensitive_data`` rule can fire.
 """
 
 from __future__ import annotations
@@ -16,65 +15,34 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .. import semconv as sc
+from . import patterns as p
+from .patterns import luhn_valid
 
 _PATTERN = sc.B2bScrubPatternValues
 
-# Keys that name a secret. "token" only as a word of its own: gen_ai.usage.input_tokens and
-# friends are counts, not credentials.
-_SECRET_WORDS = (
-    r"password|passwd|pwd|passphrase|secret|client[_-]?secret|api[_-]?key|apikey|x[_-]api[_-]key"
-    r"|authorization|auth[_-]?token|access[_-]?token|refresh[_-]?token|id[_-]?token|token"
-    r"|cookie|set[_-]?cookie|session(?:[_-]?id)?|private[_-]?key|credentials?"
-)
-SECRET_KEY = re.compile(rf"(?i)(?:^|[._\-\s])(?:{_SECRET_WORDS})$")
-# key=value or key: value inside free text (URLs, SQL, log lines, JSON-ish payloads). The value
-# quantifiers are unbounded on purpose: a bound would let the tail of a long secret through. Each is
-# a single character class with nothing ambiguous after it, so the match stays linear.
-_KEY_VALUE = re.compile(
-    rf"(?i)\b(?P<key>{_SECRET_WORDS})\b(?P<sep>[\"']?\s{{0,3}}[:=]\s{{0,3}})"
-    r"(?P<value>(?i:basic|digest|negotiate|bearer)\s{1,5}[^\s,;&\"')]+"
-    r"|\"[^\"\n]*\"|'[^'\n]*'|[^\s,;&\"')]+)"
-)
-# A Cookie / Set-Cookie header line carries several name=value pairs: the whole rest of the line goes.
-_COOKIE = re.compile(r"(?i)\b(?P<key>(?:set[_-]?)?cookie)(?P<sep>[\"']?\s{0,3}:\s{0,3})(?P<value>[^\r\n]+)")
-# A run of digits with single space/dash separators; the Luhn check (over sub-runs) happens in code.
-_CARD = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,4096}(?!\d)")
-_CARD_DIGITS = (13, 19)
-_SSN = re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)")
-# The look-behind (rather than \b) lets a token start only at the beginning of a [A-Za-z0-9_-] run, so
-# "eyJ-eyJ-eyJ-..." cannot make every occurrence rescan the rest of the run (quadratic).
-_JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
-_BEARER = re.compile(r"(?i)\bbearer\s{1,5}[A-Za-z0-9._~+/-]{8,}=*")
-_AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b")
-_PEM = re.compile(
-    r"-----BEGIN (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY-----"
-    r"(?:[^-]|-(?!----END))*"
-    r"(?:-----END (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY-----)?"
-)
-
 PATTERN_NAMES = sc.B2B_SCRUB_PATTERN_VALUES
-
 
 # Attributes holding a URL (or its query): parsed, so that secret-named parameters are redacted.
 _URL_KEYS = frozenset((sc.URL_FULL, sc.URL_QUERY, sc.URL_ORIGINAL, sc.HTTP_URL, sc.HTTP_TARGET))
+
+# Nested values deeper than this are not walked: they are replaced, never exported unchecked.
+MAX_DEPTH = 16
+UNCHECKED = "[REDACTED:scrub_failed]"
+
+# Lower-case pieces one of which every secret-naming key holds (a cheap test before the key scan).
+_KEY_HINTS = ("pass", "pwd", "secret", "key", "token", "cookie", "sess", "sid", "credential", "auth")
+_PROSE_HINTS = ("pass", "secret", "key", "token", "credential")
+_SQL_HINTS = ("select", "insert", "update", "delete", "merge", "replace", "values")
+_MARKERS = re.compile(r"\[REDACTED:[a-z_]{1,32}\]?")
+# What may surround a redacted value without being part of it: quotes, escapes, an auth scheme.
+_WRAPPING = re.compile(
+    r"(?i)^(?:basic|bearer|token|negotiate|ntlm|apikey|digest|aws4-hmac-sha256|hoba|mutual)?[\s\"'\\]*$"
+)
 
 
 def marker(pattern: str) -> str:
     """The replacement text for a value caught by ``pattern``."""
     return f"[REDACTED:{pattern}]"
-
-
-def luhn_valid(digits: str) -> bool:
-    """The Luhn checksum of a card number (digits only)."""
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if position % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
 
 
 @dataclass(frozen=True)
@@ -89,12 +57,13 @@ Report = Callable[[Finding], None]
 
 
 class Scrubber:
-    """Scrubs strings, attribute maps, URLs and SQL; configured once, used from the export thread.
+    """Scrubs strings, attribute maps (nested too), URLs and SQL; configured once, used from export threads.
 
     Example::
 
         scrubber = Scrubber(allow_keys={"user.email"})
         scrubber.text("card 4111 1111 1111 1111")  # 'card [REDACTED:credit_card]'
+        scrubber.value("ctx", {"db_password": "x"})  # {'db_password': '[REDACTED:secret_key]'}
     """
 
     def __init__(self, allow_keys: Iterable[str] = (), enabled: bool = True) -> None:
@@ -104,63 +73,55 @@ class Scrubber:
     # --- free text
 
     def text(self, value: str, field: str = "", report: Report | None = None) -> str:
-        """``value`` with every secret replaced by its marker."""
+        """``value`` with every secret replaced by its marker; ``field`` names where it was found."""
         if not self.enabled or not value:
             return value
         found: list[str] = []
         result = value
+        lowered = value.lower()
         if "PRIVATE KEY" in result:
-            result = _sub(_PEM, result, _PATTERN.PRIVATE_KEY, found)
+            result = _sub(p.PEM, result, _PATTERN.PRIVATE_KEY, found)
         if "eyJ" in result:
-            result = _sub(_JWT, result, _PATTERN.JWT, found)
-        lowered = result.lower()
+            result = _sub(p.JWT, result, _PATTERN.JWT, found)
         if "bearer" in lowered:
-            result = _sub(_BEARER, result, _PATTERN.BEARER_TOKEN, found)
+            result = _sub(p.BEARER, result, _PATTERN.BEARER_TOKEN, found)
+        if "basic" in lowered:
+            result = _basic(result, found)
+        if "://" in result:
+            result = _url_userinfo(result, found)
         if any(c.isdigit() for c in result):
-            result = self._cards(result, found)
-            result = _sub(_SSN, result, _PATTERN.US_SSN, found)
+            result = _cards(result, field, found)
+            result = _sub(p.SSN, result, _PATTERN.US_SSN, found)
         if "A" in result:
-            result = _sub(_AWS_KEY_ID, result, _PATTERN.AWS_ACCESS_KEY_ID, found)
-        if "=" in result or ":" in result:
-            result = self._key_values(result, found)
+            result = _sub(p.AWS_KEY_ID, result, _PATTERN.AWS_ACCESS_KEY_ID, found)
+        has_key_hint = any(hint in lowered for hint in _KEY_HINTS)
+        if has_key_hint and "'" in result and any(hint in lowered for hint in _SQL_HINTS):
+            result = _sql_literals(result, found)
+        if has_key_hint and ("=" in result or ":" in result):
+            result = _key_values(result, found)
+        if any(hint in lowered for hint in _PROSE_HINTS):
+            result = _prose(result, found)
         if report is not None:
             for pattern in found:
                 report(Finding(field, pattern))
         return result
 
-    def _cards(self, value: str, found: list[str]) -> str:
-        def replace(match: re.Match[str]) -> str:
-            run = match.group(0)
-            clean = _card_run(run)
-            if clean != run:
-                found.append(_PATTERN.CREDIT_CARD)
-            return clean
-
-        return _CARD.sub(replace, value)
-
-    def _key_values(self, value: str, found: list[str]) -> str:
-        def replace(match: re.Match[str]) -> str:
-            secret = match.group("value")
-            if secret.startswith("[REDACTED:") and secret.endswith("]"):
-                return match.group(0)
-            found.append(_PATTERN.SECRET_KEY)
-            return f"{match.group('key')}{match.group('sep')}{marker(_PATTERN.SECRET_KEY)}"
-
-        if "ookie" in value or "OOKIE" in value:
-            value = _COOKIE.sub(replace, value)
-        return _KEY_VALUE.sub(replace, value)
-
     # --- structured values
 
     def is_secret_key(self, key: str) -> bool:
         """Whether an attribute key itself names a secret (``http.request.header.authorization``)."""
-        return key not in self.allow_keys and bool(SECRET_KEY.search(key))
+        return key not in self.allow_keys and p.names_secret(key)
 
     def value(self, key: str, value: Any, report: Report | None = None) -> Any:
-        """One attribute value, scrubbed according to its key and content."""
+        """One attribute value, scrubbed according to its key and content; maps and lists walked."""
         if not self.enabled or key in self.allow_keys:
             return value
-        if self.is_secret_key(key) and not isinstance(value, bool):
+        return self._value(key, value, report, 0)
+
+    def _value(self, key: str, value: Any, report: Report | None, depth: int) -> Any:
+        if value is None or isinstance(value, bool):
+            return value
+        if p.names_secret(key):
             if report is not None:
                 report(Finding(key, _PATTERN.SECRET_KEY))
             if isinstance(value, (list, tuple)):
@@ -170,9 +131,43 @@ class Scrubber:
             if key in _URL_KEYS:
                 value = self.url(value, key, report)
             return self.text(value, key, report)
+        if isinstance(value, (int, float)):
+            return value
+        if depth >= MAX_DEPTH:
+            return UNCHECKED
+        if isinstance(value, Mapping):
+            return self._mapping(key, value, report, depth + 1)
         if isinstance(value, (list, tuple)):
-            return tuple(self.text(v, key, report) if isinstance(v, str) else v for v in value)
+            items = tuple(self._value(key, item, report, depth + 1) for item in value)
+            return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+        if isinstance(value, (bytes, bytearray)):
+            return self._bytes(key, bytes(value), report)
         return value
+
+    def _mapping(self, key: str, value: Mapping[Any, Any], report: Report | None, depth: int) -> Any:
+        changed: dict[Any, Any] | None = None
+        for name, item in value.items():
+            child = str(name)
+            path = f"{key}.{child}" if key else child
+            if path in self.allow_keys or child in self.allow_keys:
+                continue
+            clean_name = self.text(child, path, report) if isinstance(name, str) else name
+            clean = self._value(path, item, report, depth)
+            if clean is not item or clean_name is not name:
+                if changed is None:
+                    changed = dict(value)
+                if clean_name != name:
+                    del changed[name]
+                changed[clean_name] = clean
+        return value if changed is None else changed
+
+    def _bytes(self, key: str, value: bytes, report: Report | None) -> bytes:
+        try:
+            decoded = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value
+        clean = self.text(decoded, key, report)
+        return value if clean == decoded else clean.encode("utf-8")
 
     def attributes(
         self, attributes: Mapping[str, Any] | None, report: Report | None = None
@@ -189,6 +184,13 @@ class Scrubber:
                 changed[key] = clean
         return changed
 
+    def mapping(self, data: Mapping[str, Any], report: Report | None = None) -> dict[str, Any]:
+        """A scrubbed copy of a nested mapping (``audit()`` details): keys judged, values walked."""
+        if not self.enabled:
+            return dict(data)
+        clean = self._mapping("", data, report, 0)
+        return dict(clean)
+
     def url(self, value: str, field: str = "", report: Report | None = None) -> str:
         """A URL with secret-named query parameters and userinfo passwords redacted."""
         try:
@@ -198,7 +200,7 @@ class Scrubber:
         netloc = parts.netloc
         if "@" in netloc and ":" in netloc.split("@", 1)[0]:
             user = netloc.split("@", 1)[0].split(":", 1)[0]
-            netloc = f"{user}:{marker(_PATTERN.SECRET_KEY)}@{netloc.split('@', 1)[1]}"
+            netloc = f"{user}:{marker(_PATTERN.SECRET_KEY)}@{netloc.rsplit('@', 1)[1]}"
             if report is not None:
                 report(Finding(field, _PATTERN.SECRET_KEY))
         query = parts.query
@@ -218,53 +220,19 @@ class Scrubber:
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
     def body(self, body: Any, report: Report | None = None, field: str = sc.SCRUB_FIELD_LOG_BODY) -> Any:
-        """A log body: strings scrubbed; mappings and sequences walked."""
+        """A log body: strings scrubbed; mappings and sequences walked (``log.body.<key>`` fields)."""
         if not self.enabled:
             return body
         if isinstance(body, str):
             return self.text(body, field, report)
         if isinstance(body, Mapping):
-            return {
-                k: self.value(str(k), self.body(v, report, f"{field}.{k}"), report) for k, v in body.items()
-            }
+            return self._mapping(field, body, report, 1)
         if isinstance(body, Sequence) and not isinstance(body, (bytes, bytearray)):
             return [self.body(v, report, field) for v in body]
-        return body
+        return self._value(field, body, report, 1)
 
 
-def _card_run(run: str) -> str:
-    """A digit run with every Luhn-valid card number in it replaced.
-
-    The whole run is tried first; otherwise every sub-run of space-separated groups with 13 to 19
-    digits ("4111 1111 1111 1111 123": a card and its CVV; "qty 2 4111 1111 1111 1111"). Every group
-    of any valid sub-run is redacted, so overlapping candidates cannot leave a group of a card behind.
-    A sub-run spans at most 19 digits, so this stays linear in the run.
-    """
-    low, high = _CARD_DIGITS
-    digits = run.replace(" ", "").replace("-", "")
-    if low <= len(digits) <= high and luhn_valid(digits):
-        return marker(_PATTERN.CREDIT_CARD)
-    groups = run.split(" ")
-    counts = [len(g) - g.count("-") for g in groups]
-    covered = [False] * len(groups)
-    for first in range(len(groups)):
-        total = 0
-        for last in range(first, len(groups)):
-            total += counts[last]
-            if total > high:
-                break
-            if total >= low and luhn_valid("".join(groups[first : last + 1]).replace("-", "")):
-                for index in range(first, last + 1):
-                    covered[index] = True
-    if not any(covered):
-        return run
-    out: list[str] = []
-    for index, group in enumerate(groups):
-        if not covered[index]:
-            out.append(group)
-        elif index == 0 or not covered[index - 1]:
-            out.append(marker(_PATTERN.CREDIT_CARD))
-    return " ".join(out)
+# --------------------------------------------------------------------------- the text passes
 
 
 def _sub(pattern: re.Pattern[str], value: str, name: str, found: list[str]) -> str:
@@ -272,3 +240,204 @@ def _sub(pattern: re.Pattern[str], value: str, name: str, found: list[str]) -> s
     if count:
         found.append(name)
     return result
+
+
+def _is_redacted(value: str) -> bool:
+    """Whether ``value`` holds nothing but markers (and quotes or an auth scheme around them)."""
+    if "[REDACTED:" not in value:
+        return False
+    return bool(_WRAPPING.match(_MARKERS.sub("", value)))
+
+
+def _basic(value: str, found: list[str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if not p.basic_credentials(match.group("credentials")):
+            return match.group(0)
+        found.append(_PATTERN.SECRET_KEY)
+        return match.group(0)[: match.start("credentials") - match.start()] + marker(_PATTERN.SECRET_KEY)
+
+    return p.BASIC.sub(replace, value)
+
+
+def _url_userinfo(value: str, found: list[str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if _is_redacted(match.group("password")):
+            return match.group(0)
+        found.append(_PATTERN.SECRET_KEY)
+        head = match.group(0)[: match.start("password") - match.start()]
+        return f"{head}{marker(_PATTERN.SECRET_KEY)}@"
+
+    return p.URL_USERINFO.sub(replace, value)
+
+
+def _cards(value: str, field: str, found: list[str]) -> str:
+    keyed = bool(field) and bool(p.CARD_KEY.search(field))
+
+    def replace(match: re.Match[str]) -> str:
+        text = match.string
+        context = keyed or bool(
+            p.CARD_CONTEXT.search(text, max(0, match.start() - p.CARD_CONTEXT_WINDOW), match.start())
+            or p.CARD_CONTEXT.search(text, match.end(), match.end() + p.CARD_CONTEXT_WINDOW // 2)
+        )
+        run = match.group(0)
+        clean = _card_run(run, context)
+        if clean != run:
+            found.append(_PATTERN.CREDIT_CARD)
+        return clean
+
+    return p.CARD_RUN.sub(replace, value)
+
+
+_CARD_SEPARATOR = re.compile(r"([ .\-])")
+
+
+def _card_run(run: str, context: bool) -> str:
+    """A digit run with every card number in it replaced.
+
+    Every sub-run of consecutive groups with 13 to 19 digits is a candidate ("4111 1111 1111 1111
+    123": a card and its CVV; "qty 2 4111 1111 1111 1111"). A candidate is a card when it passes
+    Luhn and either the text around it says card (``context``) or it starts with a known issuer
+    prefix and is grouped like a card. Every group of a card is redacted, so overlapping candidates
+    cannot leave a group behind. A sub-run spans at most 19 digits, so this stays linear in the run.
+    """
+    low, high = p.CARD_DIGITS
+    pieces = _CARD_SEPARATOR.split(run)
+    groups, separators = pieces[0::2], pieces[1::2]
+    covered = [False] * len(groups)
+    for first in range(len(groups)):
+        digits = ""
+        for last in range(first, len(groups)):
+            digits += groups[last]
+            if len(digits) > high:
+                break
+            if (
+                len(digits) >= low
+                and luhn_valid(digits)
+                and (
+                    context
+                    or (
+                        p.issuer_prefix(digits)
+                        and p.card_like_grouping(groups[first : last + 1], separators[first:last])
+                    )
+                )
+            ):
+                for index in range(first, last + 1):
+                    covered[index] = True
+    if not any(covered):
+        return run
+    out: list[str] = []
+    for index, group in enumerate(groups):
+        if covered[index] and index > 0 and covered[index - 1]:
+            continue
+        if index > 0:
+            out.append(separators[index - 1])
+        out.append(marker(_PATTERN.CREDIT_CARD) if covered[index] else group)
+    return "".join(out)
+
+
+def _sql_literals(value: str, found: list[str]) -> str:
+    """Every string literal of SQL text that names a secret column (``INSERT ... VALUES (...)``).
+
+    Which literal belongs to which column is not reliably readable from the text (several rows,
+    sub-queries, functions, positional parameters), so a statement that touches a secret column
+    loses all of its string literals; other statements keep theirs.
+    """
+    if not p.SQL_STATEMENT.search(value):
+        return value
+    if not any(p.names_secret(m.group(0)) for m in p.SQL_IDENTIFIER.finditer(value)):
+        return value
+    redacted = False
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal redacted
+        literal = match.group(0)
+        if len(literal) <= 2 or _is_redacted(literal):
+            return literal
+        redacted = True
+        return f"'{marker(_PATTERN.SECRET_KEY)}'"
+
+    result = p.SQL_LITERAL.sub(replace, value)
+    if redacted:
+        found.append(_PATTERN.SECRET_KEY)
+    return result
+
+
+def _key_values(value: str, found: list[str]) -> str:
+    """``key=value``, ``key: value``, JSON (escaped too), headers: values under secret-naming keys."""
+    if "ookie" in value or "OOKIE" in value:
+        value = p.COOKIE.sub(lambda m: _redact_value(m, found), value)
+    out: list[str] = []
+    position = 0
+    search = p.KEY.search
+    while True:
+        match = search(value, position)
+        if match is None:
+            break
+        key = match.group("key")
+        if not _names_secret_here(value, match.start(), key):
+            # Only the key and separator are consumed: a secret key may follow in what looked
+            # like this key's value ("note: password=x").
+            out.append(value[position : match.end()])
+            position = match.end()
+            continue
+        secret = p.VALUE.match(value, match.end())
+        if secret is None:
+            out.append(value[position : match.end()])
+            position = match.end()
+            continue
+        out.append(value[position : match.end()])
+        out.append(_redacted_form(secret.group(0), found))
+        position = secret.end()
+    if not out:
+        return value
+    out.append(value[position:])
+    return "".join(out)
+
+
+def _names_secret_here(text: str, start: int, key: str) -> bool:
+    if p.names_secret(key):
+        return True
+    if len(key) > 24 or not key.isalpha():
+        return False
+    previous = p.PREVIOUS_WORD.search(text, max(0, start - 24), start)
+    return previous is not None and p.names_secret_with(previous.group(1), key)
+
+
+def _redacted_form(secret: str, found: list[str]) -> str:
+    """The marker that replaces ``secret``, keeping its quoting and auth scheme."""
+    if _is_redacted(secret):
+        return secret
+    found.append(_PATTERN.SECRET_KEY)
+    mark = marker(_PATTERN.SECRET_KEY)
+    if secret.startswith('"'):
+        return f'"{mark}"' if len(secret) > 1 and secret.endswith('"') else f'"{mark}'
+    if secret.startswith("'"):
+        return f"'{mark}'" if len(secret) > 1 and secret.endswith("'") else f"'{mark}"
+    if secret.startswith("\\"):
+        escape = secret[: len(secret) - len(secret.lstrip("\\"))]
+        closed = secret.endswith('"') and len(secret) > len(escape) + 1
+        return f'{escape}"{mark}{escape}"' if closed else f'{escape}"{mark}'
+    scheme = p.AUTH_SCHEME.match(secret)
+    if scheme is not None:
+        return f"{scheme.group(0)}{mark}"
+    return mark
+
+
+def _redact_value(match: re.Match[str], found: list[str]) -> str:
+    secret = match.group("value")
+    if _is_redacted(secret):
+        return match.group(0)
+    found.append(_PATTERN.SECRET_KEY)
+    return f"{match.group('key')}{match.group('sep')}{marker(_PATTERN.SECRET_KEY)}"
+
+
+def _prose(value: str, found: list[str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        secret = match.group("value")
+        word = secret.strip(".!?:").lower()
+        if not word or word in p.PROSE_NOT_A_VALUE or _is_redacted(secret):
+            return match.group(0)
+        found.append(_PATTERN.SECRET_KEY)
+        return f"{match.group('key')}{match.group('sep')}{marker(_PATTERN.SECRET_KEY)}"
+
+    return p.PROSE.sub(replace, value)

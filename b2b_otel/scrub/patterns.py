@@ -1,0 +1,412 @@
+"""What counts as a secret: secret-naming keys, the text patterns, and the card rule.
+
+Every regular expression here is compiled once and runs in linear time: each repetition is a single
+character class, or alternatives that start with different characters, and every look-around is
+bounded. A hostile 100 KB attribute value therefore cannot make the export thread backtrack.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from functools import lru_cache
+
+# --------------------------------------------------------------------------- secret-naming keys
+
+# Found anywhere inside one word of a key: "userpassword", "JSESSIONID", "x_apikey", "cookies".
+_STEMS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "apikey",
+    "credential",
+    "authorization",
+    "cookie",
+    "sessionid",
+    "sessid",
+    "privatekey",
+    "accesskey",
+)
+# Whole words that name a secret on their own.
+_WORDS = frozenset({"pwd", "token", "session", "sid"})
+# Two words that name a secret together ("api key", "private_key", "session id").
+_PAIRS = frozenset(
+    {
+        ("api", "key"),
+        ("private", "key"),
+        ("secret", "key"),
+        ("access", "key"),
+        ("signing", "key"),
+        ("encryption", "key"),
+        ("master", "key"),
+        ("session", "id"),
+        ("client", "secret"),
+    }
+)
+# A secret word followed by one of these names something about the secret, not the secret itself:
+# token_count, password_policy, session_duration, secret_name.
+_ABOUT = frozenset(
+    [
+        "count",
+        "counts",
+        "total",
+        "limit",
+        "limits",
+        "budget",
+        "budgets",
+        "usage",
+        "used",
+        "type",
+        "types",
+        "kind",
+        "length",
+        "len",
+        "size",
+        "min",
+        "max",
+        "ttl",
+        "timeout",
+        "expiry",
+        "expires",
+        "expiration",
+        "expired",
+        "exp",
+        "policy",
+        "reset",
+        "required",
+        "enabled",
+        "disabled",
+        "changed",
+        "rotation",
+        "rotated",
+        "age",
+        "duration",
+        "start",
+        "started",
+        "end",
+        "ended",
+        "name",
+        "names",
+        "field",
+        "fields",
+        "hint",
+        "strength",
+        "attempt",
+        "attempts",
+        "retries",
+        "status",
+        "state",
+        "format",
+        "algorithm",
+        "alg",
+        "version",
+        "mode",
+        "method",
+        "scheme",
+        "provider",
+        "source",
+        "path",
+        "file",
+        "store",
+        "index",
+        "number",
+        "num",
+        "rate",
+        "ratio",
+        "remaining",
+        "id",
+        "ids",
+    ]
+)
+# A token word preceded by one of these is a count of language-model tokens: max_token, input_token.
+_COUNTED = frozenset(
+    [
+        "max",
+        "min",
+        "input",
+        "output",
+        "prompt",
+        "completion",
+        "total",
+        "num",
+        "reasoning",
+        "cached",
+        "cache",
+        "read",
+        "write",
+    ]
+)
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_WORD_SPLIT = re.compile(r"[^a-z0-9]+")
+# Only the tail of a huge key is looked at: the classification is cached per key.
+_KEY_TAIL = 96
+
+
+def _words(segment: str) -> list[str]:
+    return [w for w in _WORD_SPLIT.split(_CAMEL.sub("_", segment).lower()) if w]
+
+
+@lru_cache(maxsize=4096)
+def names_secret(key: str) -> bool:
+    """Whether the key ``key`` names a secret, judged on its last dotted segment.
+
+    ``db.password``, ``db_password``, ``userPassword``, ``aws_secret_access_key``, ``session_token``,
+    ``JSESSIONID``, ``x-api-key`` name secrets; ``gen_ai.usage.input_tokens``, ``max_tokens``,
+    ``token_count``, ``session.id`` (the session's id attribute) and ``password_policy`` do not.
+
+    Example::
+
+        names_secret("apiKey")  # True
+        names_secret("gen_ai.request.max_tokens")  # False
+    """
+    segment = key[-_KEY_TAIL:].rsplit(".", 1)[-1]
+    words = _words(segment)
+    last_hit = -1
+    for index, word in enumerate(words):
+        previous = words[index - 1] if index else ""
+        if word in _WORDS or any(stem in word for stem in _STEMS):
+            hit = not (word == "token" and previous in _COUNTED)
+        elif word.endswith("token") and word != "token":
+            hit = True  # accesstoken, csrftoken, sessiontoken
+        else:
+            hit = (previous, word) in _PAIRS
+        if hit:
+            last_hit = index
+    if last_hit < 0:
+        return False
+    # "session_id" is a pair; "token_count" is about a token.
+    after = words[last_hit + 1 :]
+    if not after:
+        return True
+    return not (after[0] in _ABOUT and (words[last_hit], after[0]) not in _PAIRS)
+
+
+def names_secret_with(previous_word: str, key: str) -> bool:
+    """Whether ``previous_word key`` (two words of prose, ``the api key: ...``) names a secret."""
+    return names_secret(key) or (bool(previous_word) and names_secret(f"{previous_word}_{key}".lower()))
+
+
+# --------------------------------------------------------------------------- key = value in text
+
+# A key is a run of identifier characters that does not continue a longer run to its left; the run
+# is unbounded, but the separator can only start where the run ends, so the match stays linear. The
+# value is matched apart (VALUE, from the separator's end), and only after a secret-naming key.
+KEY = re.compile(
+    r"(?<![A-Za-z0-9_.\-])(?P<key>[A-Za-z0-9_.\-]+)"
+    r"(?P<sep>\\{0,3}[\"']?[ \t]{0,3}(?::=|=>|[:=])[ \t]{0,3})"
+)
+_VALUE_PLAIN = r"(?:[^\s,;&\"'\\)}\]]|\\(?!\\{0,2}[\"']))+"
+AUTH_SCHEME = re.compile(
+    r"(?i)(?:basic|bearer|token|negotiate|ntlm|apikey|digest|aws4-hmac-sha256|hoba|mutual)[ \t]{1,5}"
+)
+VALUE = re.compile(
+    r"\"(?:[^\"\\\n]|\\.)*\"?"  # "a JSON string, \" escapes included"
+    r"|'(?:[^'\\\n]|\\.|'')*'?"  # 'a quoted value, '' and \' escapes included'
+    r"|\\{1,3}\"(?:[^\\\n]|\\(?!\\{0,2}\"))*(?:\\{1,3}\")?"  # \"JSON inside a JSON string\"
+    r"|(?i:digest|aws4-hmac-sha256|hoba|mutual)[ \t][^\r\n]*"  # schemes with parameter lists
+    r"|(?i:basic|bearer|token|negotiate|ntlm|apikey)[ \t]{1,5}" + _VALUE_PLAIN + r"|" + _VALUE_PLAIN
+)
+# The word before a key, to read "api key" and "private key" in prose.
+PREVIOUS_WORD = re.compile(r"([A-Za-z]{2,20})[ \t_-]{1,3}$")
+# A Cookie / Set-Cookie header line carries several name=value pairs: the whole rest of the line goes.
+COOKIE = re.compile(r"(?i)\b(?P<key>(?:set[_-]?)?cookie)(?P<sep>[\"']?\s{0,3}:\s{0,3})(?P<value>[^\r\n]+)")
+# Prose: "db password is hunter2-Pa55word!", "the api key was abc123", "secret: x".
+PROSE = re.compile(
+    r"(?i)(?<![A-Za-z0-9_\-])(?P<key>passwords?|passwd|passphrase|pass[ \t]phrase|secret|client[ \t]secret"
+    r"|api[ \t_-]?key|private[ \t_-]?key|access[ \t_-]?key|secret[ \t_-]?key|token|credentials?)"
+    r"(?P<sep>[ \t]{1,3}(?:is|was|are|were|equals|set[ \t]to|reads)[ \t]{1,3}[:=]?[ \t]{0,3}[\"'`]?)"
+    r"(?P<value>[^\s\"'`,;]+)"
+)
+# Words that follow "the password is" without being the password.
+PROSE_NOT_A_VALUE = frozenset(
+    [
+        "required",
+        "invalid",
+        "incorrect",
+        "wrong",
+        "missing",
+        "empty",
+        "expired",
+        "not",
+        "too",
+        "also",
+        "still",
+        "now",
+        "being",
+        "about",
+        "correct",
+        "valid",
+        "set",
+        "reset",
+        "changed",
+        "null",
+        "none",
+        "nil",
+        "blank",
+        "weak",
+        "strong",
+        "ok",
+        "okay",
+        "needed",
+        "mandatory",
+        "optional",
+        "accepted",
+        "rejected",
+        "locked",
+        "disabled",
+        "enabled",
+        "unknown",
+        "unset",
+        "updated",
+        "present",
+        "absent",
+        "different",
+        "same",
+        "longer",
+        "shorter",
+        "stored",
+        "hashed",
+        "encrypted",
+        "redacted",
+        "hidden",
+        "masked",
+        "configured",
+        "defined",
+        "provided",
+        "given",
+        "sent",
+        "used",
+        "active",
+        "revoked",
+        "rotated",
+        "the",
+        "a",
+        "an",
+        "in",
+        "on",
+        "at",
+        "of",
+        "to",
+        "for",
+        "by",
+        "from",
+        "with",
+        "as",
+        "this",
+        "that",
+    ]
+)
+
+# --------------------------------------------------------------------------- fixed patterns
+
+SSN = re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)")
+# The look-behind (rather than \b) lets a token start only at the beginning of a [A-Za-z0-9_-] run, so
+# "eyJ-eyJ-eyJ-..." cannot make every occurrence rescan the rest of the run (quadratic).
+JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
+BEARER = re.compile(r"(?i)\bbearer\s{1,5}[A-Za-z0-9._~+/-]{8,}=*")
+# "Basic <base64 of user:password>" outside a key: only when it decodes to a user:password pair.
+BASIC = re.compile(
+    r"(?i)(?<![A-Za-z0-9_])basic[ \t]{1,5}(?P<credentials>[A-Za-z0-9+/]{6,}={0,2})(?![A-Za-z0-9+/=])"
+)
+AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b")
+PEM = re.compile(
+    r"-----BEGIN (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY-----"
+    r"(?:[^-]|-(?!----END))*"
+    r"(?:-----END (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY-----)?"
+)
+# The password of a URL's userinfo anywhere in text: "see https://bob:s3cret@host/x".
+URL_USERINFO = re.compile(
+    r"(?i)(?<![A-Za-z0-9+.\-])[a-z][a-z0-9+.\-]{0,30}://(?P<user>[^\s:/?#@\[\]]{0,256}):"
+    r"(?P<password>[^\s/?#]+)@"
+)
+# SQL: a statement, and its string literals (standard '' escapes, backslash escapes, or cut off).
+SQL_STATEMENT = re.compile(
+    r"(?i)\b(?:insert[ \t\r\n]+into|update\b|delete[ \t\r\n]+from|select\b|merge[ \t\r\n]+into"
+    r"|replace[ \t\r\n]+into|values[ \t]*\()"
+)
+SQL_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+SQL_LITERAL = re.compile(r"'(?:[^'\\]|\\.|'')*(?:'|$)", re.DOTALL)
+# Lower-case pieces of a secret-naming SQL column: only statements holding one are searched.
+SQL_SECRET_HINTS = ("pass", "pwd", "secret", "token", "key", "cookie", "sess", "credential", "auth", "sid")
+
+
+def basic_credentials(encoded: str) -> bool:
+    """Whether ``encoded`` is the base64 of a ``user:password`` pair (HTTP Basic credentials)."""
+    try:
+        decoded = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    try:
+        text = decoded.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return ":" in text and text.isprintable()
+
+
+# --------------------------------------------------------------------------- cards
+
+# A run of digits with single space, dash or dot separators; which parts are cards is decided in code.
+CARD_RUN = re.compile(r"(?<!\d)\d(?:[ .\-]?\d){12,4096}(?!\d)")
+CARD_DIGITS = (13, 19)
+# Words that make a number nearby a card number (looked for shortly before it, or in the key).
+CARD_CONTEXT = re.compile(
+    r"(?i)(?<![a-z])(?:card|cards|cc|ccn|pan|visa|mastercard|master card|amex|american express|discover"
+    r"|jcb|diners|maestro|credit|debit|payment|paid|pay|charged|charge|cardholder|cardnumber)(?![a-z])"
+)
+CARD_KEY = re.compile(r"(?i)card|(?<![a-z])(?:cc|ccn|pan|payment)(?![a-z])")
+CARD_CONTEXT_WINDOW = 40
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn checksum of a card number (digits only)."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if position % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def issuer_prefix(digits: str) -> bool:
+    """Whether ``digits`` starts with a known issuer prefix (IIN) and has that network's length.
+
+    Visa 4 (13, 16, 19 digits), Mastercard 51-55 and 2221-2720 (16), Amex 34/37 (15),
+    Discover 6011/65/644-649 (16-19), JCB 3528-3589 (16-19), Diners 300-305/36/38 (14-19).
+    """
+    n = len(digits)
+    two, four = int(digits[:2]), int(digits[:4])
+    if digits[0] == "4":
+        return n in (13, 16, 19)
+    if 51 <= two <= 55 or 2221 <= four <= 2720:
+        return n == 16
+    if two in (34, 37):
+        return n == 15
+    if digits.startswith("6011") or two == 65 or 644 <= int(digits[:3]) <= 649:
+        return 16 <= n <= 19
+    if 3528 <= four <= 3589:
+        return 16 <= n <= 19
+    if 300 <= int(digits[:3]) <= 305 or two in (36, 38):
+        return 14 <= n <= 19
+    return False
+
+
+def card_like_grouping(groups: list[str], separators: list[str]) -> bool:
+    """Whether digit groups are written the way card numbers are.
+
+    No separator at all; or one kind of separator (space, dash or dot) between groups of four with a
+    shorter last group (4111 1111 1111 1111, 4111.1111.1111.1111, 6011-0009-9013-9424-123), or the
+    4-6-5 / 4-6-4 grouping of Amex and Diners (3782 822463 10005).
+    """
+    if len(groups) == 1:
+        return True
+    if len(set(separators)) != 1:
+        return False
+    sizes = [len(g) for g in groups]
+    if sizes in ([4, 6, 5], [4, 6, 4]):
+        return True
+    return all(s == 4 for s in sizes[:-1]) and 1 <= sizes[-1] <= 4
