@@ -58,16 +58,18 @@ class AuditRecorder:
         """
         scrub = self.scrubber
         # Scrubbed before hashing: the chain covers what is on disk, and no secret is ever on disk.
-        details = {k: scrub.value(k, v) for k, v in entry.details.items()}
+        # Nested details are walked: a secret-named key or a secret in any value, at any depth.
+        details = scrub.mapping(entry.details)
         action = scrub.text(entry.action, sc.B2B_AUDIT_ACTION)
         actor_id = scrub.value(sc.B2B_ACTOR_ID, entry.actor_id)
         target = scrub.value(sc.B2B_AUDIT_TARGET, entry.target)
+        outcome = scrub.value(sc.EVENT_OUTCOME, entry.outcome)
         trace_hex, span_hex = hex_ids(entry.trace_id, entry.span_id)
         written = self.log.append(
             action=action,
             actor_id=actor_id,
             target=target,
-            outcome=entry.outcome,
+            outcome=outcome,
             trace_id=trace_hex,
             span_id=span_hex,
             details=details,

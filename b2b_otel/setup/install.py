@@ -33,7 +33,7 @@ from ..derive.sink import Sink
 from ..export import disk_buffer
 from ..export.fanout import FanOutLogExporter, FanOutSpanExporter
 from ..export.health import ObservedMetricExporter
-from ..export.scrubbing import ScrubbingLogExporter, ScrubbingSpanExporter
+from ..export.scrubbing import ScrubbingLogExporter, ScrubbingSpanExporter, scrubbed_metrics
 from ..rules.loader import load_rules
 from ..scrub import Scrubber
 from ..sinks.alertmanager import AlertmanagerSink
@@ -185,7 +185,11 @@ def _build_metrics(telemetry: Telemetry, built: list[Any]) -> None:
     pairs = exp.metric_exporters(settings)
     health.exporters = tuple(name for name, _ in pairs)
     for name, inner in pairs:
-        observed = ObservedMetricExporter(inner, name, health, telemetry._count_drop)
+        observed = scrubbed_metrics(
+            ObservedMetricExporter(inner, name, health, telemetry._count_drop),
+            telemetry.scrubber,
+            telemetry.derivation.finding if telemetry.derivation is not None else None,
+        )
         reader = PeriodicExportingMetricReader(
             observed,
             export_interval_millis=settings.metric_export_interval * 1000,
