@@ -229,8 +229,10 @@ def test_wheel_metadata_declares_license_python_versions_urls_and_the_grpc_extra
         assert f"Project-URL: {label}, https://github.com/b2b-otel/b2b-otel" in headers
     assert f'Requires-Dist: {GRPC_EXPORTER}~=1.45.1; extra == "grpc"' in headers
     description = metadata.split("\n\n", 1)[1]
-    assert "pip install b2b-otel" in description.split("## ")[0], "the PyPI page must open with the install"
-    assert "make demo" not in description.split("## ")[0]
+    # The PyPI page opens with what it is, the install and the use; the repository's commands come later.
+    opening = description.split("\n## Documentation")[0]
+    assert "pip install b2b-otel" in opening and "b2b_otel.instrument(" in opening
+    assert "make demo" not in opening and "make test" not in opening
 
 
 def test_dependency_ranges_admit_the_newest_published_patch_of_each_opentelemetry_package(
