@@ -6,15 +6,17 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ._internal.errors import ConfigError
 from ._version import __version__
-from .setup.settings import effective, resolve
+from .setup.settings import config_warnings, effective, mask_url, resolve
+
+if TYPE_CHECKING:
+    from .rules.schema import RuleSet
 
 
 def _config_check(_: argparse.Namespace) -> int:
-    from .rules import load_rules
-
     problems: list[str] = []
     settings = None
     try:
@@ -22,14 +24,12 @@ def _config_check(_: argparse.Namespace) -> int:
     except ConfigError as exc:
         problems.append(str(exc))
     rules = None
-    try:
-        # The rules file and the B2B_OTEL_RULE_*_THRESHOLD variables, as instrument() loads them.
-        rules = load_rules(
-            settings.rules_file if settings else os.environ.get("B2B_OTEL_RULES_FILE"), os.environ
-        )
-    except ConfigError as exc:
-        problems.append(str(exc))
-    if problems or settings is None or rules is None:
+    if settings is None or not settings.sdk_disabled:
+        try:
+            rules = _effective_rules(settings.rules_file if settings else None)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems or settings is None:
         print("\n".join(problems), file=sys.stderr)
         return 1
     rows = effective(settings)
@@ -37,14 +37,29 @@ def _config_check(_: argparse.Namespace) -> int:
     print("configuration OK; effective values (secrets masked):")
     for var, value, _doc in rows:
         print(f"  {var.ljust(width)}  {value}")
+    if settings.sdk_disabled:
+        print("telemetry disabled (OTEL_SDK_DISABLED): only B2B_OTEL_LOG_DIR and B2B_OTEL_AUDIT_KEY are read")
+        return 0
     names = settings.enabled_instrumentations()
     print(f"instrumentations that will be installed: {', '.join(names) if names else 'none'}")
+    print(f"propagators: {', '.join(settings.propagators)}")
     for signal in ("traces", "metrics", "logs"):
         if "otlp" in settings.exporters(signal):
             target = settings.signal_otlp(signal)
-            print(f"{signal}: otlp {target.protocol} -> {target.endpoint}")
-    print(f"rules: {len(rules.enabled())} enabled of {len(rules)} ({settings.rules_file or 'built-in'})")
+            mtls = ", client certificate" if target.client_certificate and not target.insecure else ""
+            print(f"{signal}: otlp {target.protocol} -> {mask_url(target.endpoint)}{mtls}")
+    if rules is not None:
+        print(f"rules: {len(rules.enabled())} enabled of {len(rules)} ({settings.rules_file or 'built-in'})")
+    for warning in config_warnings(settings):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _effective_rules(path: str | None) -> RuleSet:
+    """The rules file and the B2B_OTEL_RULE_*_THRESHOLD variables, as instrument() loads them."""
+    from .rules import load_rules
+
+    return load_rules(path if path is not None else os.environ.get("B2B_OTEL_RULES_FILE") or None, os.environ)
 
 
 def _rules_check(args: argparse.Namespace) -> int:
@@ -58,6 +73,42 @@ def _rules_check(args: argparse.Namespace) -> int:
         return 1
     print(f"OK: {len(rules)} rules ({', '.join(rules.ids)})")
     return 0
+
+
+def _rules_show(args: argparse.Namespace) -> int:
+    from ._internal.formats import fmt_seconds
+    from .rules import override_variable
+
+    try:
+        rules = _effective_rules(args.file)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"rules in force ({rules.source}; thresholds after B2B_OTEL_RULE_<ID>_THRESHOLD overrides):")
+    for rule in rules.rules:
+        parts = [f"{rule.kind:<7}", f"{rule.severity:<8}", f"{rule.tier:<11}"]
+        if rule.threshold is not None:
+            value = fmt_seconds(rule.threshold) if rule.kind == "latency" else f"{rule.threshold:g}"
+            comparison = rule.comparison or "gt"
+            parts.append(f"{_COMPARISONS[comparison]} {value}")
+        if rule.kind == "ratio":
+            parts.append(f"of {rule.observed}")
+        if rule.window is not None:
+            parts.append(f"over {fmt_seconds(rule.window)}")
+        if rule.min_samples is not None:
+            parts.append(f"min {rule.min_samples} samples")
+        if rule.group_by:
+            parts.append(f"per {', '.join(rule.group_by)}")
+        variable = override_variable(rule.id)
+        if rule.kind != "event" and os.environ.get(variable):
+            parts.append(f"(overridden by {variable})")
+        if not rule.enabled:
+            parts.append("(disabled)")
+        print(f"  {rule.id:<32} {' '.join(parts)}".rstrip())
+    return 0
+
+
+_COMPARISONS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
@@ -106,6 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rules_check.add_argument("file", metavar="FILE", help="the YAML rules file")
     rules_check.set_defaults(func=_rules_check)
+    rules_show = rules_commands.add_parser(
+        "show", help="print the rules in force: thresholds after the B2B_OTEL_RULE_*_THRESHOLD overrides"
+    )
+    rules_show.add_argument(
+        "file",
+        metavar="FILE",
+        nargs="?",
+        default=None,
+        help="a YAML rules file (default: B2B_OTEL_RULES_FILE)",
+    )
+    rules_show.set_defaults(func=_rules_show)
 
     audit = commands.add_parser("audit", help="audit trail commands")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)

@@ -16,6 +16,7 @@ import pytest
 
 import b2b_otel
 from b2b_otel import ConfigError
+from b2b_otel.rules import load_rules
 from b2b_otel.setup.options import InstrumentOptions
 from b2b_otel.setup.settings import Settings, render_markdown, resolve, table
 
@@ -257,7 +258,7 @@ _TEXT = {
     "trace_link": "http://127.0.0.1:16686/trace/{trace_id}",
     "log_dir": "none",
 }
-_ITEM = {"instrumentations": "logging", "redact_allow_keys": "user.id"}
+_ITEM = {"instrumentations": "logging", "redact_allow_keys": "user.id", "propagators": "baggage"}
 
 
 def _samples(field: str, hint: Any, readable: str) -> list[Any]:
@@ -308,14 +309,28 @@ def _samples(field: str, hint: Any, readable: str) -> list[Any]:
     return samples
 
 
+def _pem(path: Path, block: str) -> str:
+    path.write_text(f"-----BEGIN {block}-----\nAAAA\n-----END {block}-----\n", encoding="utf-8")
+    return str(path)
+
+
 def test_every_form_instrument_options_allows_is_accepted(tmp_path: Path) -> None:
     readable = tmp_path / "ca.pem"
     readable.write_text("not checked here\n", encoding="utf-8")
+    # mTLS files are checked for their PEM block, and are given in pairs.
+    key, cert = _pem(tmp_path / "client.key", "PRIVATE KEY"), _pem(tmp_path / "client.pem", "CERTIFICATE")
     hints = get_type_hints(InstrumentOptions)
     for field, hint in hints.items():
+        partner: dict[str, Any] = {}
+        if field.endswith("_client_key"):
+            partner = {field.replace("_client_key", "_client_certificate"): cert}
+        elif field.endswith("_client_certificate"):
+            partner = {field.replace("_client_certificate", "_client_key"): key}
         for value in _samples(field, hint, str(readable)):
+            if partner and isinstance(value, str):
+                value = key if field.endswith("_client_key") else cert
             try:
-                resolve({field: value}, environ={})
+                resolve({field: value, **(partner if value is not None else {})}, environ={})
             except ConfigError as exc:  # pragma: no cover - the failure message is the point
                 pytest.fail(f"InstrumentOptions allows {field}={value!r} but resolve() rejects it: {exc}")
 
@@ -354,4 +369,5 @@ def test_config_check_also_validates_rule_threshold_variables() -> None:
     assert "B2B_OTEL_RULE_AGENT_EXECUTION_SLOW_THRESHOLD=fast" in result.stderr
     ok = _cli({"B2B_OTEL_RULE_AGENT_EXECUTION_SLOW_THRESHOLD": "0.5s"})
     assert ok.returncode == 0, ok.stderr
-    assert "rules: 18 enabled of 18 (built-in)" in ok.stdout
+    count = len(load_rules(None, {}))
+    assert f"rules: {count} enabled of {count} (built-in)" in ok.stdout

@@ -9,7 +9,7 @@ from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter, LogRecordEx
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExporter
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
-from .settings import OTLPTarget, Settings
+from .settings import LOGS, METRICS, TRACES, OTLPTarget, Settings
 
 # --- construction ------------------------------------------------------------------------------------
 
@@ -26,6 +26,44 @@ def _http_compression(name: str) -> Any:
     return Compression.Gzip if name == "gzip" else Compression.NoCompression
 
 
+def _read(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _grpc_credentials(target: OTLPTarget) -> Any:
+    """TLS credentials of a gRPC channel: the CA to trust (system roots when unset) and, for mTLS,
+    the client key and certificate chain (validated as a pair by ``resolve()``)."""
+    import grpc
+
+    with_client = target.client_key is not None and target.client_certificate is not None
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(target.certificate),
+        private_key=_read(target.client_key) if with_client else None,
+        certificate_chain=_read(target.client_certificate) if with_client else None,
+    )
+
+
+def _session_trusting_only(ca_file: str) -> Any:
+    """A requests session that verifies the receiver against ``ca_file`` and nothing else.
+
+    requests lets ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` in the environment win over a session's
+    own CA, so a configured ``OTEL_EXPORTER_OTLP_CERTIFICATE`` would be ignored wherever those are set.
+    Proxies and the rest of the environment still apply.
+    """
+    import requests
+
+    class _Session(requests.Session):
+        def merge_environment_settings(self, *args: Any, **kwargs: Any) -> Any:
+            merged = super().merge_environment_settings(*args, **kwargs)
+            merged["verify"] = ca_file
+            return merged
+
+    return _Session()
+
+
 def _otlp_kwargs(target: OTLPTarget) -> dict[str, Any]:
     if target.protocol == "grpc":
         kwargs: dict[str, Any] = {
@@ -35,11 +73,8 @@ def _otlp_kwargs(target: OTLPTarget) -> dict[str, Any]:
             "timeout": target.timeout_s,
             "compression": _grpc_compression(target.compression),
         }
-        if target.certificate and not target.insecure:
-            import grpc
-
-            with open(target.certificate, "rb") as handle:
-                kwargs["credentials"] = grpc.ssl_channel_credentials(handle.read())
+        if not target.insecure and (target.certificate or target.client_certificate):
+            kwargs["credentials"] = _grpc_credentials(target)
         return kwargs
     http_kwargs: dict[str, Any] = {
         "endpoint": target.endpoint,
@@ -49,6 +84,11 @@ def _otlp_kwargs(target: OTLPTarget) -> dict[str, Any]:
     }
     if target.certificate:
         http_kwargs["certificate_file"] = target.certificate
+        http_kwargs["session"] = _session_trusting_only(target.certificate)
+    if target.client_certificate and target.client_key:
+        # mTLS: the receiver asks for a client certificate during the TLS handshake.
+        http_kwargs["client_certificate_file"] = target.client_certificate
+        http_kwargs["client_key_file"] = target.client_key
     return http_kwargs
 
 
@@ -56,17 +96,17 @@ def _otlp_kwargs(target: OTLPTarget) -> dict[str, Any]:
 # stack is heavy, and an application that exports over HTTP never loads it.
 _GRPC, _HTTP = "opentelemetry.exporter.otlp.proto.grpc", "opentelemetry.exporter.otlp.proto.http"
 _OTLP_CLASSES: dict[tuple[str, str], tuple[str, str]] = {
-    ("traces", "grpc"): (f"{_GRPC}.trace_exporter", "OTLPSpanExporter"),
-    ("traces", "http/protobuf"): (f"{_HTTP}.trace_exporter", "OTLPSpanExporter"),
-    ("metrics", "grpc"): (f"{_GRPC}.metric_exporter", "OTLPMetricExporter"),
-    ("metrics", "http/protobuf"): (f"{_HTTP}.metric_exporter", "OTLPMetricExporter"),
-    ("logs", "grpc"): (f"{_GRPC}._log_exporter", "OTLPLogExporter"),
-    ("logs", "http/protobuf"): (f"{_HTTP}._log_exporter", "OTLPLogExporter"),
+    (TRACES, "grpc"): (f"{_GRPC}.trace_exporter", "OTLPSpanExporter"),
+    (TRACES, "http/protobuf"): (f"{_HTTP}.trace_exporter", "OTLPSpanExporter"),
+    (METRICS, "grpc"): (f"{_GRPC}.metric_exporter", "OTLPMetricExporter"),
+    (METRICS, "http/protobuf"): (f"{_HTTP}.metric_exporter", "OTLPMetricExporter"),
+    (LOGS, "grpc"): (f"{_GRPC}._log_exporter", "OTLPLogExporter"),
+    (LOGS, "http/protobuf"): (f"{_HTTP}._log_exporter", "OTLPLogExporter"),
 }
 _CONSOLE_CLASSES: dict[str, type[Any]] = {
-    "traces": ConsoleSpanExporter,
-    "metrics": ConsoleMetricExporter,
-    "logs": ConsoleLogRecordExporter,
+    TRACES: ConsoleSpanExporter,
+    METRICS: ConsoleMetricExporter,
+    LOGS: ConsoleLogRecordExporter,
 }
 
 
@@ -85,14 +125,14 @@ def _exporters(settings: Settings, signal: str) -> list[tuple[str, Any]]:
 
 def span_exporters(settings: Settings) -> list[tuple[str, SpanExporter]]:
     """The configured span exporters, unwrapped, as (name, exporter)."""
-    return _exporters(settings, "traces")
+    return _exporters(settings, TRACES)
 
 
 def metric_exporters(settings: Settings) -> list[tuple[str, MetricExporter]]:
     """The configured metric exporters, unwrapped, as (name, exporter)."""
-    return _exporters(settings, "metrics")
+    return _exporters(settings, METRICS)
 
 
 def log_exporters(settings: Settings) -> list[tuple[str, LogRecordExporter]]:
     """The configured log record exporters, unwrapped, as (name, exporter)."""
-    return _exporters(settings, "logs")
+    return _exporters(settings, LOGS)

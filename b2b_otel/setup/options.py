@@ -64,7 +64,7 @@ class InstrumentOptions(TypedDict, total=False):
 
     otlp_timeout: float | str
     """``OTEL_EXPORTER_OTLP_TIMEOUT``: timeout of one export, in milliseconds. Accepted: milliseconds as a
-    non-negative number, or a duration such as 10s, 500ms, 1m.
+    positive number, or a duration such as 10s, 500ms, 1m; at most 24h.
     """
 
     otlp_compression: Literal["gzip", "none"] | str
@@ -73,6 +73,16 @@ class InstrumentOptions(TypedDict, total=False):
     otlp_certificate: str | None
     """``OTEL_EXPORTER_OTLP_CERTIFICATE``: CA certificate (PEM) to verify the receiver. Accepted: a
     readable file.
+    """
+
+    otlp_client_key: str | None
+    """``OTEL_EXPORTER_OTLP_CLIENT_KEY``: private key (PEM) of the client certificate, for mTLS; set with
+    the client certificate. Accepted: a readable PEM file.
+    """
+
+    otlp_client_certificate: str | None
+    """``OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE``: client certificate (PEM) presented to the receiver, for
+    mTLS; set with the client key. Accepted: a readable PEM file.
     """
 
     otlp_insecure: bool | str | None
@@ -99,8 +109,8 @@ class InstrumentOptions(TypedDict, total=False):
 
     otlp_traces_timeout: float | str | None
     """``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT``: timeout for traces only; falls back to
-    OTEL_EXPORTER_OTLP_TIMEOUT. Accepted: milliseconds as a non-negative number, or a duration such as
-    10s, 500ms, 1m.
+    OTEL_EXPORTER_OTLP_TIMEOUT. Accepted: milliseconds as a positive number, or a duration such as 10s,
+    500ms, 1m; at most 24h.
     """
 
     otlp_traces_compression: Literal["gzip", "none"] | str | None
@@ -116,6 +126,16 @@ class InstrumentOptions(TypedDict, total=False):
     otlp_traces_insecure: bool | str | None
     """``OTEL_EXPORTER_OTLP_TRACES_INSECURE``: insecure for traces only; falls back to
     OTEL_EXPORTER_OTLP_INSECURE. Accepted: a boolean.
+    """
+
+    otlp_traces_client_key: str | None
+    """``OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY``: client_key for traces only; falls back to
+    OTEL_EXPORTER_OTLP_CLIENT_KEY. Accepted: a readable PEM file.
+    """
+
+    otlp_traces_client_certificate: str | None
+    """``OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE``: client_certificate for traces only; falls back to
+    OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE. Accepted: a readable PEM file.
     """
 
     otlp_metrics_endpoint: str | None
@@ -137,8 +157,8 @@ class InstrumentOptions(TypedDict, total=False):
 
     otlp_metrics_timeout: float | str | None
     """``OTEL_EXPORTER_OTLP_METRICS_TIMEOUT``: timeout for metrics only; falls back to
-    OTEL_EXPORTER_OTLP_TIMEOUT. Accepted: milliseconds as a non-negative number, or a duration such as
-    10s, 500ms, 1m.
+    OTEL_EXPORTER_OTLP_TIMEOUT. Accepted: milliseconds as a positive number, or a duration such as 10s,
+    500ms, 1m; at most 24h.
     """
 
     otlp_metrics_compression: Literal["gzip", "none"] | str | None
@@ -154,6 +174,16 @@ class InstrumentOptions(TypedDict, total=False):
     otlp_metrics_insecure: bool | str | None
     """``OTEL_EXPORTER_OTLP_METRICS_INSECURE``: insecure for metrics only; falls back to
     OTEL_EXPORTER_OTLP_INSECURE. Accepted: a boolean.
+    """
+
+    otlp_metrics_client_key: str | None
+    """``OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY``: client_key for metrics only; falls back to
+    OTEL_EXPORTER_OTLP_CLIENT_KEY. Accepted: a readable PEM file.
+    """
+
+    otlp_metrics_client_certificate: str | None
+    """``OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE``: client_certificate for metrics only; falls back
+    to OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE. Accepted: a readable PEM file.
     """
 
     otlp_logs_endpoint: str | None
@@ -175,8 +205,8 @@ class InstrumentOptions(TypedDict, total=False):
 
     otlp_logs_timeout: float | str | None
     """``OTEL_EXPORTER_OTLP_LOGS_TIMEOUT``: timeout for logs only; falls back to
-    OTEL_EXPORTER_OTLP_TIMEOUT. Accepted: milliseconds as a non-negative number, or a duration such as
-    10s, 500ms, 1m.
+    OTEL_EXPORTER_OTLP_TIMEOUT. Accepted: milliseconds as a positive number, or a duration such as 10s,
+    500ms, 1m; at most 24h.
     """
 
     otlp_logs_compression: Literal["gzip", "none"] | str | None
@@ -192,6 +222,16 @@ class InstrumentOptions(TypedDict, total=False):
     otlp_logs_insecure: bool | str | None
     """``OTEL_EXPORTER_OTLP_LOGS_INSECURE``: insecure for logs only; falls back to
     OTEL_EXPORTER_OTLP_INSECURE. Accepted: a boolean.
+    """
+
+    otlp_logs_client_key: str | None
+    """``OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY``: client_key for logs only; falls back to
+    OTEL_EXPORTER_OTLP_CLIENT_KEY. Accepted: a readable PEM file.
+    """
+
+    otlp_logs_client_certificate: str | None
+    """``OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE``: client_certificate for logs only; falls back to
+    OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE. Accepted: a readable PEM file.
     """
 
     traces_sampler: (
@@ -214,18 +254,26 @@ class InstrumentOptions(TypedDict, total=False):
     from 0 to 1.
     """
 
+    propagators: str | list[str] | tuple[str, ...]
+    """``OTEL_PROPAGATORS``: headers that carry the trace context and baggage to other services. Accepted:
+    comma list of tracecontext, baggage, b3, b3multi, jaeger (b3 and jaeger where their packages are
+    installed); or none.
+    """
+
     bsp_schedule_delay: float | str
-    """``OTEL_BSP_SCHEDULE_DELAY``: delay between two span exports (ms). Accepted: milliseconds as a non-
-    negative number, or a duration such as 10s, 500ms, 1m.
+    """``OTEL_BSP_SCHEDULE_DELAY``: delay between two span exports (ms). Accepted: milliseconds as a
+    positive number, or a duration such as 10s, 500ms, 1m; at most 24h.
     """
 
     bsp_export_timeout: float | str
-    """``OTEL_BSP_EXPORT_TIMEOUT``: maximum time of one span export (ms). Accepted: milliseconds as a non-
-    negative number, or a duration such as 10s, 500ms, 1m.
+    """``OTEL_BSP_EXPORT_TIMEOUT``: maximum time of one span export (ms). Accepted: milliseconds as a
+    positive number, or a duration such as 10s, 500ms, 1m; at most 24h.
     """
 
     bsp_max_queue_size: int | str
-    """``OTEL_BSP_MAX_QUEUE_SIZE``: spans buffered before dropping. Accepted: a positive integer."""
+    """``OTEL_BSP_MAX_QUEUE_SIZE``: spans buffered before dropping. Accepted: a positive integer up to
+    2147483647.
+    """
 
     bsp_max_export_batch_size: int | str
     """``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``: spans per export. Accepted: a positive integer <=
@@ -233,17 +281,19 @@ class InstrumentOptions(TypedDict, total=False):
     """
 
     blrp_schedule_delay: float | str
-    """``OTEL_BLRP_SCHEDULE_DELAY``: delay between two log exports (ms). Accepted: milliseconds as a non-
-    negative number, or a duration such as 10s, 500ms, 1m.
+    """``OTEL_BLRP_SCHEDULE_DELAY``: delay between two log exports (ms). Accepted: milliseconds as a
+    positive number, or a duration such as 10s, 500ms, 1m; at most 24h.
     """
 
     blrp_export_timeout: float | str
-    """``OTEL_BLRP_EXPORT_TIMEOUT``: maximum time of one log export (ms). Accepted: milliseconds as a non-
-    negative number, or a duration such as 10s, 500ms, 1m.
+    """``OTEL_BLRP_EXPORT_TIMEOUT``: maximum time of one log export (ms). Accepted: milliseconds as a
+    positive number, or a duration such as 10s, 500ms, 1m; at most 24h.
     """
 
     blrp_max_queue_size: int | str
-    """``OTEL_BLRP_MAX_QUEUE_SIZE``: log records buffered before dropping. Accepted: a positive integer."""
+    """``OTEL_BLRP_MAX_QUEUE_SIZE``: log records buffered before dropping. Accepted: a positive integer up
+    to 2147483647.
+    """
 
     blrp_max_export_batch_size: int | str
     """``OTEL_BLRP_MAX_EXPORT_BATCH_SIZE``: log records per export. Accepted: a positive integer <=
@@ -252,12 +302,12 @@ class InstrumentOptions(TypedDict, total=False):
 
     metric_export_interval: float | str
     """``OTEL_METRIC_EXPORT_INTERVAL``: interval between two metric exports (ms). Accepted: milliseconds
-    as a non-negative number, or a duration such as 10s, 500ms, 1m.
+    as a positive number, or a duration such as 10s, 500ms, 1m; at most 24h.
     """
 
     metric_export_timeout: float | str
     """``OTEL_METRIC_EXPORT_TIMEOUT``: maximum time of one metric export (ms). Accepted: milliseconds as a
-    non-negative number, or a duration such as 10s, 500ms, 1m.
+    positive number, or a duration such as 10s, 500ms, 1m; at most 24h.
     """
 
     instrumentations: str | list[str] | tuple[str, ...]
@@ -298,12 +348,13 @@ class InstrumentOptions(TypedDict, total=False):
 
     rules_max_groups: int | str
     """``B2B_OTEL_RULES_MAX_GROUPS``: groups (e.g. client addresses) a window rule tracks; the least
-    recently seen go first. Accepted: a positive integer.
+    recently seen go first. Accepted: a positive integer up to 2147483647.
     """
 
     trace_link: str
-    """``B2B_OTEL_TRACE_LINK``: link to a trace in alert annotations; {trace_id} is replaced. Accepted: a
-    URL template containing {trace_id}.
+    """``B2B_OTEL_TRACE_LINK``: link to a trace in alert annotations; {trace_id} is replaced. Accepted: an
+    http:// or https:// URL template containing {trace_id}, its only field (a literal brace is written {{
+    or }}).
     """
 
     shutdown_timeout: float | str

@@ -10,21 +10,28 @@ are read and validated when ``instrument()`` (or ``b2b-otel config check``) call
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
+import re
+import string
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from .. import semconv as sc
 from .._internal.durations import parse_duration
 from .._internal.errors import ConfigError, Problem
 from .._internal.sizes import parse_size
+from . import propagation
 
-SIGNALS = ("traces", "metrics", "logs")
+# The signals, as OTEL_EXPORTER_OTLP_{SIGNAL}_* and the signal of b2b.telemetry.dropped name them.
+TRACES, METRICS, LOGS = sc.SignalValues.TRACES, sc.SignalValues.METRICS, sc.SignalValues.LOGS
+SIGNALS = (TRACES, METRICS, LOGS)
 EXPORTER_NAMES = ("otlp", "console", "none")
 PROTOCOLS = ("grpc", "http/protobuf")
 SAMPLERS = (
@@ -73,11 +80,22 @@ def _parse_millis(value: Any) -> Any:
 
 
 def _parse_list(value: Any) -> Any:
+    # A string is split at commas; any other collection of strings (list, tuple, deque, set...) is
+    # taken item by item, so that every form reaches the same checks.
     if isinstance(value, str):
         return tuple(item.strip() for item in value.split(",") if item.strip())
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return tuple(str(item).strip() for item in value)
+    if isinstance(value, Iterable) and not isinstance(value, (bytes, bytearray, Mapping)):
+        items = tuple(value)
+        if not all(isinstance(item, str) for item in items):
+            raise ValueError("every item must be a string")
+        return tuple(item.strip() for item in items if item.strip())
     return value
+
+
+def _parse_names(value: Any) -> Any:
+    # Names (exporters, instrumentations, propagators) are matched in any case, in every form.
+    items = _parse_list(value)
+    return tuple(item.lower() for item in items) if isinstance(items, tuple) else items
 
 
 def parse_key_values(value: Any, what: str) -> Any:
@@ -108,7 +126,7 @@ def _lower(value: Any) -> Any:
 
 
 def _parse_exporters(value: Any) -> Any:
-    items = _parse_list(_lower(value))
+    items = _parse_names(value)
     if isinstance(items, tuple):
         unknown = [item for item in items if item not in EXPORTER_NAMES]
         if unknown or not items:
@@ -118,20 +136,69 @@ def _parse_exporters(value: Any) -> Any:
     return items
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """The range a numeric setting accepts: what the SDK piece it configures accepts, nothing wider.
+
+    Durations are held in seconds and shown in ``unit`` (``ms`` or ``s``); counts and ratios have no
+    unit. ``tests/test_config_edges.py`` builds the real SDK pieces from both ends of every range.
+    """
+
+    low: float
+    high: float
+    low_open: bool = False  # True: ``low`` itself is refused (the SDK wants it strictly greater)
+    unit: str = ""
+
+    def shown(self, value: float) -> str:
+        """``value`` in the unit users write: ``5000 ms``, ``5 s``, ``10``."""
+        number = value * 1000 if self.unit == "ms" else value
+        text = f"{number:.3f}".rstrip("0").rstrip(".")  # never exponent form: 86400000, not 8.64e+07
+        return f"{text} {self.unit}" if self.unit else text
+
+    def check(self, value: Any) -> Any:
+        """``value`` when inside the range, else ``ValueError`` saying the range in the user's unit."""
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("not a finite number")
+        too_low = value <= self.low if self.low_open else value < self.low
+        if too_low or value > self.high:
+            above = "greater than" if self.low_open else "at least"
+            raise ValueError(f"must be {above} {self.shown(self.low)} and at most {self.shown(self.high)}")
+        return value
+
+
+MAX_DURATION_S = 86_400.0
+"""The longest delay, interval or timeout accepted (one day): far beyond any sensible export
+cadence, far below the thread-wait limit the SDK's workers would overflow."""
+MAX_COUNT = 2**31 - 1
+_MILLIS = Bounds(0.0, MAX_DURATION_S, low_open=True, unit="ms")
+_SECONDS = Bounds(0.0, MAX_DURATION_S, unit="s")
+_COUNT = Bounds(1, MAX_COUNT)
+_RATIO = Bounds(0.0, 1.0)
+
 Bool = Annotated[bool, BeforeValidator(_parse_bool)]
-Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
-Millis = Annotated[float, BeforeValidator(_parse_millis), Field(ge=0)]
+Seconds = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_SECONDS.check), _SECONDS]
+Millis = Annotated[float, BeforeValidator(_parse_millis), AfterValidator(_MILLIS.check), _MILLIS]
 Exporters = Annotated[tuple[str, ...], BeforeValidator(_parse_exporters)]
 Protocol = Annotated[Literal["grpc", "http/protobuf"], BeforeValidator(_lower)]
 Compression = Annotated[Literal["gzip", "none"], BeforeValidator(_lower)]
 Headers = Annotated[dict[str, str], BeforeValidator(_parse_headers)]
 StrList = Annotated[tuple[str, ...], BeforeValidator(_parse_list)]
-PositiveInt = Annotated[int, Field(gt=0)]
+NameList = Annotated[tuple[str, ...], BeforeValidator(_parse_names)]
+PositiveInt = Annotated[int, AfterValidator(_COUNT.check), _COUNT]
+Ratio = Annotated[float, AfterValidator(_RATIO.check), _RATIO]
 
 _EXPORTER_ACCEPTS = "comma list of otlp, console; or none"
 _ENDPOINT_ACCEPTS = "an absolute http:// or https:// URL, e.g. http://localhost:4318"
 _HEADERS_ACCEPTS = "comma list of key=value pairs (values percent-encoded)"
-_MS_ACCEPTS = "milliseconds as a non-negative number, or a duration such as 10s, 500ms, 1m"
+_MS_ACCEPTS = "milliseconds as a positive number, or a duration such as 10s, 500ms, 1m; at most 24h"
+_COUNT_ACCEPTS = f"a positive integer up to {MAX_COUNT}"
+_PROPAGATORS_ACCEPTS = (
+    "comma list of tracecontext, baggage, b3, b3multi, jaeger (b3 and jaeger where their "
+    "packages are installed); or none"
+)
+_FILE_ACCEPTS = "a readable file"
+_PEM_ACCEPTS = "a readable PEM file"
+TRACE_LINK_FIELDS = ("trace_id",)
 
 
 def _signal_vars(signal: str, what: str, accepted: str, secret: bool = False) -> Var:
@@ -216,6 +283,22 @@ class Settings(BaseModel):
             "OTEL_EXPORTER_OTLP_CERTIFICATE", "CA certificate (PEM) to verify the receiver", "a readable file"
         ),
     ] = None
+    otlp_client_key: Annotated[
+        str | None,
+        Var(
+            "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+            "private key (PEM) of the client certificate, for mTLS; set with the client certificate",
+            _PEM_ACCEPTS,
+        ),
+    ] = None
+    otlp_client_certificate: Annotated[
+        str | None,
+        Var(
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            "client certificate (PEM) presented to the receiver, for mTLS; set with the client key",
+            _PEM_ACCEPTS,
+        ),
+    ] = None
     otlp_insecure: Annotated[
         Bool | None,
         Var(
@@ -226,58 +309,68 @@ class Settings(BaseModel):
     ] = None
 
     otlp_traces_endpoint: Annotated[
-        str | None, _signal_vars("traces", "ENDPOINT", _ENDPOINT_ACCEPTS + " (used as is)")
+        str | None, _signal_vars(TRACES, "ENDPOINT", _ENDPOINT_ACCEPTS + " (used as is)")
     ] = None
     otlp_traces_protocol: Annotated[
-        Protocol | None, _signal_vars("traces", "PROTOCOL", "grpc or http/protobuf")
+        Protocol | None, _signal_vars(TRACES, "PROTOCOL", "grpc or http/protobuf")
     ] = None
     otlp_traces_headers: Annotated[
-        Headers | None, _signal_vars("traces", "HEADERS", _HEADERS_ACCEPTS, secret=True)
+        Headers | None, _signal_vars(TRACES, "HEADERS", _HEADERS_ACCEPTS, secret=True)
     ] = None
-    otlp_traces_timeout: Annotated[Millis | None, _signal_vars("traces", "TIMEOUT", _MS_ACCEPTS)] = None
+    otlp_traces_timeout: Annotated[Millis | None, _signal_vars(TRACES, "TIMEOUT", _MS_ACCEPTS)] = None
     otlp_traces_compression: Annotated[
-        Compression | None, _signal_vars("traces", "COMPRESSION", "gzip or none")
+        Compression | None, _signal_vars(TRACES, "COMPRESSION", "gzip or none")
     ] = None
-    otlp_traces_certificate: Annotated[
-        str | None, _signal_vars("traces", "CERTIFICATE", "a readable file")
-    ] = None
-    otlp_traces_insecure: Annotated[Bool | None, _signal_vars("traces", "INSECURE", "a boolean")] = None
-
-    otlp_metrics_endpoint: Annotated[
-        str | None, _signal_vars("metrics", "ENDPOINT", _ENDPOINT_ACCEPTS + " (used as is)")
-    ] = None
-    otlp_metrics_protocol: Annotated[
-        Protocol | None, _signal_vars("metrics", "PROTOCOL", "grpc or http/protobuf")
-    ] = None
-    otlp_metrics_headers: Annotated[
-        Headers | None, _signal_vars("metrics", "HEADERS", _HEADERS_ACCEPTS, secret=True)
-    ] = None
-    otlp_metrics_timeout: Annotated[Millis | None, _signal_vars("metrics", "TIMEOUT", _MS_ACCEPTS)] = None
-    otlp_metrics_compression: Annotated[
-        Compression | None, _signal_vars("metrics", "COMPRESSION", "gzip or none")
-    ] = None
-    otlp_metrics_certificate: Annotated[
-        str | None, _signal_vars("metrics", "CERTIFICATE", "a readable file")
-    ] = None
-    otlp_metrics_insecure: Annotated[Bool | None, _signal_vars("metrics", "INSECURE", "a boolean")] = None
-
-    otlp_logs_endpoint: Annotated[
-        str | None, _signal_vars("logs", "ENDPOINT", _ENDPOINT_ACCEPTS + " (used as is)")
-    ] = None
-    otlp_logs_protocol: Annotated[
-        Protocol | None, _signal_vars("logs", "PROTOCOL", "grpc or http/protobuf")
-    ] = None
-    otlp_logs_headers: Annotated[
-        Headers | None, _signal_vars("logs", "HEADERS", _HEADERS_ACCEPTS, secret=True)
-    ] = None
-    otlp_logs_timeout: Annotated[Millis | None, _signal_vars("logs", "TIMEOUT", _MS_ACCEPTS)] = None
-    otlp_logs_compression: Annotated[
-        Compression | None, _signal_vars("logs", "COMPRESSION", "gzip or none")
-    ] = None
-    otlp_logs_certificate: Annotated[str | None, _signal_vars("logs", "CERTIFICATE", "a readable file")] = (
+    otlp_traces_certificate: Annotated[str | None, _signal_vars(TRACES, "CERTIFICATE", "a readable file")] = (
         None
     )
-    otlp_logs_insecure: Annotated[Bool | None, _signal_vars("logs", "INSECURE", "a boolean")] = None
+    otlp_traces_insecure: Annotated[Bool | None, _signal_vars(TRACES, "INSECURE", "a boolean")] = None
+    otlp_traces_client_key: Annotated[str | None, _signal_vars(TRACES, "CLIENT_KEY", _PEM_ACCEPTS)] = None
+    otlp_traces_client_certificate: Annotated[
+        str | None, _signal_vars(TRACES, "CLIENT_CERTIFICATE", _PEM_ACCEPTS)
+    ] = None
+
+    otlp_metrics_endpoint: Annotated[
+        str | None, _signal_vars(METRICS, "ENDPOINT", _ENDPOINT_ACCEPTS + " (used as is)")
+    ] = None
+    otlp_metrics_protocol: Annotated[
+        Protocol | None, _signal_vars(METRICS, "PROTOCOL", "grpc or http/protobuf")
+    ] = None
+    otlp_metrics_headers: Annotated[
+        Headers | None, _signal_vars(METRICS, "HEADERS", _HEADERS_ACCEPTS, secret=True)
+    ] = None
+    otlp_metrics_timeout: Annotated[Millis | None, _signal_vars(METRICS, "TIMEOUT", _MS_ACCEPTS)] = None
+    otlp_metrics_compression: Annotated[
+        Compression | None, _signal_vars(METRICS, "COMPRESSION", "gzip or none")
+    ] = None
+    otlp_metrics_certificate: Annotated[
+        str | None, _signal_vars(METRICS, "CERTIFICATE", "a readable file")
+    ] = None
+    otlp_metrics_insecure: Annotated[Bool | None, _signal_vars(METRICS, "INSECURE", "a boolean")] = None
+    otlp_metrics_client_key: Annotated[str | None, _signal_vars(METRICS, "CLIENT_KEY", _PEM_ACCEPTS)] = None
+    otlp_metrics_client_certificate: Annotated[
+        str | None, _signal_vars(METRICS, "CLIENT_CERTIFICATE", _PEM_ACCEPTS)
+    ] = None
+
+    otlp_logs_endpoint: Annotated[
+        str | None, _signal_vars(LOGS, "ENDPOINT", _ENDPOINT_ACCEPTS + " (used as is)")
+    ] = None
+    otlp_logs_protocol: Annotated[
+        Protocol | None, _signal_vars(LOGS, "PROTOCOL", "grpc or http/protobuf")
+    ] = None
+    otlp_logs_headers: Annotated[
+        Headers | None, _signal_vars(LOGS, "HEADERS", _HEADERS_ACCEPTS, secret=True)
+    ] = None
+    otlp_logs_timeout: Annotated[Millis | None, _signal_vars(LOGS, "TIMEOUT", _MS_ACCEPTS)] = None
+    otlp_logs_compression: Annotated[
+        Compression | None, _signal_vars(LOGS, "COMPRESSION", "gzip or none")
+    ] = None
+    otlp_logs_certificate: Annotated[str | None, _signal_vars(LOGS, "CERTIFICATE", "a readable file")] = None
+    otlp_logs_insecure: Annotated[Bool | None, _signal_vars(LOGS, "INSECURE", "a boolean")] = None
+    otlp_logs_client_key: Annotated[str | None, _signal_vars(LOGS, "CLIENT_KEY", _PEM_ACCEPTS)] = None
+    otlp_logs_client_certificate: Annotated[
+        str | None, _signal_vars(LOGS, "CLIENT_CERTIFICATE", _PEM_ACCEPTS)
+    ] = None
 
     # --- sampling
     traces_sampler: Annotated[
@@ -293,14 +386,23 @@ class Settings(BaseModel):
         Var("OTEL_TRACES_SAMPLER", "which traces are exported", ", ".join(SAMPLERS)),
     ] = "parentbased_always_on"
     traces_sampler_arg: Annotated[
-        float | None,
-        Field(ge=0.0, le=1.0),
+        Ratio | None,
         Var(
             "OTEL_TRACES_SAMPLER_ARG",
             "ratio for the traceidratio samplers (default 1.0)",
             "a number from 0 to 1",
         ),
     ] = None
+
+    # --- context propagation
+    propagators: Annotated[
+        NameList,
+        Var(
+            "OTEL_PROPAGATORS",
+            "headers that carry the trace context and baggage to other services",
+            _PROPAGATORS_ACCEPTS,
+        ),
+    ] = propagation.DEFAULT
 
     # --- batching (OTEL_BSP_* for spans, OTEL_BLRP_* for log records)
     bsp_schedule_delay: Annotated[
@@ -310,7 +412,7 @@ class Settings(BaseModel):
         Millis, Var("OTEL_BSP_EXPORT_TIMEOUT", "maximum time of one span export (ms)", _MS_ACCEPTS)
     ] = 30.0
     bsp_max_queue_size: Annotated[
-        PositiveInt, Var("OTEL_BSP_MAX_QUEUE_SIZE", "spans buffered before dropping", "a positive integer")
+        PositiveInt, Var("OTEL_BSP_MAX_QUEUE_SIZE", "spans buffered before dropping", _COUNT_ACCEPTS)
     ] = 2048
     bsp_max_export_batch_size: Annotated[
         PositiveInt,
@@ -328,7 +430,7 @@ class Settings(BaseModel):
     ] = 30.0
     blrp_max_queue_size: Annotated[
         PositiveInt,
-        Var("OTEL_BLRP_MAX_QUEUE_SIZE", "log records buffered before dropping", "a positive integer"),
+        Var("OTEL_BLRP_MAX_QUEUE_SIZE", "log records buffered before dropping", _COUNT_ACCEPTS),
     ] = 2048
     blrp_max_export_batch_size: Annotated[
         PositiveInt,
@@ -347,8 +449,7 @@ class Settings(BaseModel):
 
     # --- product settings
     instrumentations: Annotated[
-        StrList,
-        BeforeValidator(_lower),
+        NameList,
         Var(
             "B2B_OTEL_INSTRUMENTATIONS",
             "libraries to instrument; auto = each of psycopg, httpx, logging whose library is installed",
@@ -403,7 +504,7 @@ class Settings(BaseModel):
         Var(
             "B2B_OTEL_RULES_MAX_GROUPS",
             "groups (e.g. client addresses) a window rule tracks; the least recently seen go first",
-            "a positive integer",
+            _COUNT_ACCEPTS,
         ),
     ] = 10_000
     trace_link: Annotated[
@@ -411,7 +512,8 @@ class Settings(BaseModel):
         Var(
             "B2B_OTEL_TRACE_LINK",
             "link to a trace in alert annotations; {trace_id} is replaced",
-            "a URL template containing {trace_id}",
+            "an http:// or https:// URL template containing {trace_id}, its only field "
+            "(a literal brace is written {{ or }})",
         ),
     ] = "http://localhost:16686/trace/{trace_id}"
     shutdown_timeout: Annotated[
@@ -457,6 +559,10 @@ class Settings(BaseModel):
         timeout = getattr(self, f"otlp_{signal}_timeout")
         compression = getattr(self, f"otlp_{signal}_compression")
         certificate = getattr(self, f"otlp_{signal}_certificate")
+        client_key = getattr(self, f"otlp_{signal}_client_key") or self.otlp_client_key
+        client_certificate = (
+            getattr(self, f"otlp_{signal}_client_certificate") or self.otlp_client_certificate
+        )
         insecure = getattr(self, f"otlp_{signal}_insecure")
         if insecure is None:
             insecure = self.otlp_insecure
@@ -470,6 +576,8 @@ class Settings(BaseModel):
             compression=compression or self.otlp_compression,
             certificate=certificate or self.otlp_certificate,
             insecure=bool(insecure),
+            client_key=client_key,
+            client_certificate=client_certificate,
         )
 
     def exporters(self, signal: str) -> tuple[str, ...]:
@@ -503,6 +611,8 @@ class OTLPTarget:
     compression: str
     certificate: str | None
     insecure: bool
+    client_key: str | None = None
+    client_certificate: str | None = None
 
 
 # --- the table --------------------------------------------------------------------------------------
@@ -529,12 +639,62 @@ def _rows_by_field() -> dict[str, Row]:
     return {row.field: row for row in table()}
 
 
+def numeric_bounds() -> dict[str, Bounds]:
+    """The accepted range of every numeric setting, by field name."""
+
+    def find(annotation: Any, metadata: Iterable[Any]) -> Bounds | None:
+        for item in metadata:
+            if isinstance(item, Bounds):
+                return item
+        for arg in get_args(annotation):
+            found = find(arg, getattr(arg, "__metadata__", ()))
+            if found is not None:
+                return found
+        return None
+
+    result: dict[str, Bounds] = {}
+    for name, info in Settings.model_fields.items():
+        bounds = find(info.annotation, info.metadata)
+        if bounds is not None:
+            result[name] = bounds
+    return result
+
+
+# Fields holding a URL, whose userinfo (user:password@) and query may carry credentials.
+URL_FIELDS = frozenset(
+    {"otlp_endpoint", *(f"otlp_{s}_endpoint" for s in SIGNALS), "alertmanager_url", "trace_link"}
+)
+
+
+def mask_url(value: str, query: bool = True) -> str:
+    """``value`` with the userinfo (and query) of a URL masked; the scheme, host and path stay readable.
+
+    Works on malformed URLs too, since they are the ones an error message shows.
+
+    >>> mask_url("https://user:pa55@collector:4318/otlp?token=abc")
+    'https://***@collector:4318/otlp?***'
+    """
+    scheme, sep, rest = value.partition("://")
+    head = scheme + sep if sep else ""
+    rest = rest if sep else value
+    if "@" in rest:
+        rest = f"{MASK}@{rest.rsplit('@', 1)[1]}"
+    if query and "?" in rest:
+        path, _, params = rest.partition("?")
+        _, hash_sign, fragment = params.partition("#")
+        rest = f"{path}?{MASK}{hash_sign}{fragment}"
+    return head + rest
+
+
 def show_value(row: Row, value: Any) -> str:
     """A value as it may appear in output: secrets masked whole (keys included), durations with units."""
     if value is None:
         return "unset"
     if row.var.secret:
         return MASK if value else "(empty)"
+    if isinstance(value, str) and row.field in URL_FIELDS:
+        # The trace link's query holds {trace_id}, not a credential.
+        return mask_url(value, query=row.field != "trace_link")
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float) and row.var.accepted == _MS_ACCEPTS:
@@ -558,8 +718,24 @@ def _importable(module: str) -> bool:
         return False
 
 
+# What OTEL_SDK_DISABLED=true leaves on: the audit trail, and the settings it reads.
+AUDIT_FIELDS = frozenset({"sdk_disabled", "log_dir", "audit_key"})
+
+
+def _disabled(raw: Mapping[str, Any]) -> bool:
+    try:
+        return _parse_bool(raw.get("sdk_disabled", False)) is True
+    except ValueError:
+        return False  # a bad OTEL_SDK_DISABLED is reported as a problem of its own
+
+
 def resolve(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read the environment, apply keyword overrides, validate all; raise one ConfigError listing all."""
+    """Read the environment, apply keyword overrides, validate all; raise one ConfigError listing all.
+
+    With ``OTEL_SDK_DISABLED=true`` telemetry is off and nothing else may stop the application: only
+    the audit trail's settings (``B2B_OTEL_LOG_DIR``, ``B2B_OTEL_AUDIT_KEY``) are read and validated,
+    every other setting keeps its default.
+    """
     env = os.environ if environ is None else environ
     rows = _rows_by_field()
     overrides = dict(overrides or {})
@@ -583,6 +759,9 @@ def resolve(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, st
             continue
         raw[name] = value
         source[name] = f"instrument({name}=...)"
+    if _disabled(raw):
+        raw = {name: value for name, value in raw.items() if name in AUDIT_FIELDS}
+        problems = []
 
     bad_fields: set[str] = set()
     try:
@@ -619,6 +798,8 @@ def _names(fields: set[str], rows: dict[str, Row], source: dict[str, str]) -> se
 def _shown_raw(row: Row, value: Any) -> str:
     if row.var.secret:
         return MASK
+    if isinstance(value, str) and row.field in URL_FIELDS:
+        return repr(show_value(row, value))
     return repr(value if isinstance(value, str) else show_value(row, value))
 
 
@@ -646,6 +827,17 @@ def _cross_check(settings: Settings, rows: dict[str, Row], source: dict[str, str
             )
         )
 
+    if settings.log_path is not None:
+        reason = _unwritable_reason(settings.log_path)
+        if reason:
+            bad("log_dir", reason)
+    if settings.export_buffer_dir is not None:
+        reason = _unwritable_reason(Path(settings.export_buffer_dir))
+        if reason:
+            bad("export_buffer_dir", reason)
+    if settings.sdk_disabled:
+        return problems  # everything else is off, and keeps its default
+
     for field in ("otlp_endpoint", *(f"otlp_{s}_endpoint" for s in SIGNALS), "alertmanager_url"):
         value = getattr(settings, field)
         if value is not None and not _valid_url(value):
@@ -654,6 +846,24 @@ def _cross_check(settings: Settings, rows: dict[str, Row], source: dict[str, str
         value = getattr(settings, field)
         if value is not None and not (os.path.isfile(value) and os.access(value, os.R_OK)):
             bad(field, "file not found or not readable")
+    for prefix in ("otlp", *(f"otlp_{s}" for s in SIGNALS)):
+        for field, block in (
+            (f"{prefix}_client_key", "PRIVATE KEY"),
+            (f"{prefix}_client_certificate", "CERTIFICATE"),
+        ):
+            value = getattr(settings, field)
+            reason = _pem_reason(value, block) if value is not None else None
+            if reason:
+                bad(field, reason)
+    for message, field in _unpaired_client_files(settings, rows):
+        bad(field, message)
+    try:
+        propagation.build(settings.propagators)
+    except ValueError as exc:
+        bad("propagators", f"{exc} (installed here: {', '.join(propagation.available())})")
+    reason = _trace_link_reason(settings.trace_link)
+    if reason:
+        bad("trace_link", reason)
     if settings.bsp_max_export_batch_size > settings.bsp_max_queue_size:
         bad("bsp_max_export_batch_size", "larger than the queue")
     if settings.blrp_max_export_batch_size > settings.blrp_max_queue_size:
@@ -680,15 +890,57 @@ def _cross_check(settings: Settings, rows: dict[str, Row], source: dict[str, str
             bad("instrumentations", f"library not installed for {', '.join(missing)}")
     elif len(names) != 1:
         bad("instrumentations", "auto and none stand alone")
-    if settings.log_path is not None:
-        reason = _unwritable_reason(settings.log_path)
-        if reason:
-            bad("log_dir", reason)
-    if settings.export_buffer_dir is not None:
-        reason = _unwritable_reason(Path(settings.export_buffer_dir))
-        if reason:
-            bad("export_buffer_dir", reason)
     return problems
+
+
+def _pem_reason(path: str, block: str) -> str | None:
+    """Why ``path`` is not a readable PEM file holding a ``block`` (e.g. ``CERTIFICATE``), or None."""
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read(1 << 20).decode("ascii", errors="replace")
+    except OSError:
+        return "file not found or not readable"
+    if f"-----BEGIN {block}-----" not in text and not re.search(rf"-----BEGIN [A-Z ]*{block}-----", text):
+        return f"not a PEM file with a {block} block"
+    if "ENCRYPTED" in text:
+        return "the private key is encrypted; the exporters take an unencrypted key"
+    return None
+
+
+def _unpaired_client_files(settings: Settings, rows: dict[str, Row]) -> list[tuple[str, str]]:
+    """mTLS needs the key and the certificate together: (message, field) for each one set alone."""
+    result: list[tuple[str, str]] = []
+    for prefix in ("otlp", *(f"otlp_{s}" for s in SIGNALS)):
+        key, cert = f"{prefix}_client_key", f"{prefix}_client_certificate"
+        for given, partner in ((key, cert), (cert, key)):
+            if getattr(settings, given) is None:
+                continue
+            has_partner = getattr(settings, partner) is not None
+            if prefix != "otlp":
+                has_partner = has_partner or getattr(settings, f"otlp_{partner.split('_', 2)[2]}") is not None
+            if not has_partner:
+                result.append((f"set without {rows[partner].var.env}", given))
+    return result
+
+
+def _trace_link_reason(template: str) -> str | None:
+    """Why ``template`` cannot make a trace link, or None: fields, braces and the URL it yields."""
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError as exc:
+        return f"not a valid template ({exc})"
+    unknown = [f"{{{field}}}" for field in fields if field not in TRACE_LINK_FIELDS]
+    if unknown:
+        return f"unknown field {', '.join(unknown)}"
+    if "trace_id" not in fields:
+        return "no {trace_id} field"
+    try:
+        link = template.format(trace_id="0" * 32)
+    except (ValueError, KeyError, IndexError, AttributeError) as exc:
+        return f"not a valid template ({exc})"
+    if not _valid_url(link):
+        return "does not make an absolute http:// or https:// URL"
+    return None
 
 
 def _valid_url(value: str) -> bool:
@@ -719,6 +971,64 @@ def _unwritable_reason(path: Path) -> str | None:
     if not os.access(ancestor, os.W_OK | os.X_OK):
         return f"cannot be created: {ancestor} is not writable"
     return None
+
+
+_BARE_NUMBER = re.compile(r"^\s*\d+(\.\d+)?\s*$")
+_SIGNAL_PATH = re.compile(r"/v1/(traces|metrics|logs)/?$")
+
+
+def config_warnings(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Valid settings that are probably not what was meant; ``config check`` prints them (exit 0)."""
+    env = os.environ if environ is None else environ
+    if settings.sdk_disabled:
+        return []
+    rows = _rows_by_field()
+    found: list[str] = []
+    for row in rows.values():
+        raw = env.get(row.var.env, "")
+        timing = row.var.accepted == _MS_ACCEPTS and row.var.env.endswith(("_TIMEOUT", "_INTERVAL"))
+        if timing and _BARE_NUMBER.match(raw) and float(raw) < 1000:
+            found.append(
+                f"{row.var.env}={raw.strip()} means {raw.strip()} milliseconds (OpenTelemetry reads a "
+                f"bare number as ms); write {raw.strip()}s for seconds"
+            )
+    base = settings.otlp_endpoint
+    if base is not None and _SIGNAL_PATH.search(urlsplit(base).path):
+        shown = mask_url(base)
+        found.append(
+            f"OTEL_EXPORTER_OTLP_ENDPOINT={shown} ends in a signal path, but /v1/<signal> is appended to it "
+            f"for http/protobuf (e.g. {shown.rstrip('/')}/v1/traces); give the base URL, or use "
+            "OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT, which is used as is"
+        )
+    for signal in SIGNALS:
+        own = getattr(settings, f"otlp_{signal}_endpoint")
+        if own is None or "otlp" not in settings.exporters(signal):
+            continue
+        variable = rows[f"otlp_{signal}_endpoint"].var.env
+        target = settings.signal_otlp(signal)
+        match = _SIGNAL_PATH.search(urlsplit(own).path)
+        if target.protocol == "grpc" and urlsplit(own).path not in ("", "/"):
+            found.append(f"{variable}={mask_url(own)} has a path, which gRPC ignores")
+        elif target.protocol == "http/protobuf" and match is not None and match.group(1) != signal:
+            found.append(f"{variable}={mask_url(own)} points at the {match.group(1)} path, not /v1/{signal}")
+        elif target.protocol == "http/protobuf" and match is None:
+            found.append(
+                f"{variable}={mask_url(own)} is used as is: nothing is appended, and OTLP/HTTP receivers "
+                f"usually listen on /v1/{signal}"
+            )
+    for signal in SIGNALS:
+        target = settings.signal_otlp(signal)
+        if "otlp" in settings.exporters(signal) and target.client_certificate and target.insecure:
+            found.append(
+                f"{signal}: a client certificate is set but {mask_url(target.endpoint)} is not TLS "
+                "(http://, or OTEL_EXPORTER_OTLP_INSECURE): it is not sent"
+            )
+    if not settings.service_name and "service.name" not in settings.resource_attributes:
+        found.append(
+            "OTEL_SERVICE_NAME is not set (nor service.name in OTEL_RESOURCE_ATTRIBUTES): telemetry is "
+            "exported as unknown_service"
+        )
+    return found
 
 
 def effective(settings: Settings) -> list[tuple[str, str, str]]:

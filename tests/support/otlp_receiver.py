@@ -13,6 +13,7 @@ import contextlib
 import gzip
 import json
 import socket
+import ssl
 import threading
 import time
 import zlib
@@ -68,6 +69,15 @@ _HEX_ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span
 
 # The SDK's exporters cap requests at 64 MiB; accept at least that much over gRPC.
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    """TLS of both servers (PEM files); with ``client_ca_file`` a client certificate it signed is required."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -542,7 +552,9 @@ class OTLPReceiver:
         fail_with: int | None = None,
         grpc_fail_code: grpc.StatusCode | None = None,
         retry_after_s: float | None = None,
+        tls: ServerTLS | None = None,
     ) -> None:
+        self.tls = tls
         self.fail_with: int | None = fail_with
         self.grpc_fail_code: grpc.StatusCode = grpc_fail_code or grpc.StatusCode.UNAVAILABLE
         self.retry_after_s: float | None = retry_after_s
@@ -576,7 +588,11 @@ class OTLPReceiver:
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceServicer(self), grpc_server)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_MetricsServicer(self), grpc_server)
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsServicer(self), grpc_server)
-        port = grpc_server.add_insecure_port("127.0.0.1:0")
+        if self.tls is None:
+            port = grpc_server.add_insecure_port("127.0.0.1:0")
+        else:
+            http_server.socket = self._tls_context().wrap_socket(http_server.socket, server_side=True)
+            port = grpc_server.add_secure_port("127.0.0.1:0", self._grpc_credentials())
         if port == 0:
             http_server.server_close()
             raise RuntimeError("OTLPReceiver: could not bind a gRPC port on 127.0.0.1")
@@ -613,6 +629,29 @@ class OTLPReceiver:
     ) -> None:
         self.stop()
 
+    def _tls_context(self) -> ssl.SSLContext:
+        assert self.tls is not None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
+        if self.tls.client_ca_file is not None:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(self.tls.client_ca_file)
+        return context
+
+    def _grpc_credentials(self) -> grpc.ServerCredentials:
+        assert self.tls is not None
+
+        def read(path: str) -> bytes:
+            with open(path, "rb") as handle:
+                return handle.read()
+
+        client_ca = self.tls.client_ca_file
+        return grpc.ssl_server_credentials(
+            [(read(self.tls.key_file), read(self.tls.cert_file))],
+            root_certificates=read(client_ca) if client_ca else None,
+            require_client_auth=client_ca is not None,
+        )
+
     # ---- addresses
 
     @property
@@ -630,12 +669,12 @@ class OTLPReceiver:
     @property
     def http_endpoint(self) -> str:
         """Base URL for OTLP/HTTP, e.g. for ``OTEL_EXPORTER_OTLP_ENDPOINT``."""
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.http_port}"
 
     @property
     def grpc_endpoint(self) -> str:
-        """Endpoint for OTLP/gRPC (plaintext), e.g. ``OTLPSpanExporter(endpoint=..., insecure=True)``."""
-        return f"http://127.0.0.1:{self.grpc_port}"
+        """Endpoint for OTLP/gRPC (TLS with ``tls``): ``OTLPSpanExporter(endpoint=..., insecure=True)``."""
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.grpc_port}"
 
     def http_url(self, signal: Signal) -> str:
         """Full per-signal URL, as OTLP/HTTP exporters want for their ``endpoint`` argument."""
