@@ -257,7 +257,7 @@ class InstrumentOptions(TypedDict, total=False):
     propagators: str | list[str] | tuple[str, ...]
     """``OTEL_PROPAGATORS``: headers that carry the trace context and baggage to other services. Accepted:
     comma list of tracecontext, baggage, b3, b3multi, jaeger (b3 and jaeger where their packages are
-    installed); or none.
+    installed), spelt so; or none.
     """
 
     bsp_schedule_delay: float | str

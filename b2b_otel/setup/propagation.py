@@ -5,6 +5,10 @@ entry-point group: ``tracecontext`` and ``baggage`` come with ``opentelemetry-ap
 ``b3multi`` with ``opentelemetry-propagator-b3``; ``jaeger`` with ``opentelemetry-propagator-jaeger``.
 ``none`` propagates nothing. Every name is loaded while the settings are validated, so that
 installing them afterwards cannot fail half-way.
+
+Names are matched exactly, as ``opentelemetry.propagate`` matches them: that module reads
+``OTEL_PROPAGATORS`` itself when it is first imported (by the httpx instrumentation, for one) and
+raises on a name it cannot find, so nothing here imports it before the names are known to be good.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from importlib.metadata import EntryPoint, entry_points
 
-from opentelemetry import propagate
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
 
@@ -78,4 +81,6 @@ def build(names: Sequence[str]) -> TextMapPropagator:
 
 def install(names: Sequence[str]) -> None:
     """Make ``names`` the global propagator (already validated by ``resolve()``)."""
+    from opentelemetry import propagate
+
     propagate.set_global_textmap(build(names))

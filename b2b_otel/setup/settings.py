@@ -125,6 +125,14 @@ def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
+def _parse_propagators(value: Any) -> Any:
+    # Exact names, no empty items: opentelemetry.propagate reads the variable itself, just so, and
+    # raises on what it cannot find ("B3", "tracecontext,").
+    if isinstance(value, str) and any(not item.strip() for item in value.split(",")):
+        raise ValueError("empty item in the list")
+    return _parse_list(value)
+
+
 def _parse_exporters(value: Any) -> Any:
     items = _parse_names(value)
     if isinstance(items, tuple):
@@ -174,6 +182,7 @@ _MILLIS = Bounds(0.0, MAX_DURATION_S, low_open=True, unit="ms")
 _SECONDS = Bounds(0.0, MAX_DURATION_S, unit="s")
 _COUNT = Bounds(1, MAX_COUNT)
 _RATIO = Bounds(0.0, 1.0)
+_BUFFER_BYTES = Bounds(64 * 1024, 2**50)  # 64 KiB .. 1 PiB
 
 Bool = Annotated[bool, BeforeValidator(_parse_bool)]
 Seconds = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_SECONDS.check), _SECONDS]
@@ -194,7 +203,7 @@ _MS_ACCEPTS = "milliseconds as a positive number, or a duration such as 10s, 500
 _COUNT_ACCEPTS = f"a positive integer up to {MAX_COUNT}"
 _PROPAGATORS_ACCEPTS = (
     "comma list of tracecontext, baggage, b3, b3multi, jaeger (b3 and jaeger where their "
-    "packages are installed); or none"
+    "packages are installed), spelt so; or none"
 )
 _FILE_ACCEPTS = "a readable file"
 _PEM_ACCEPTS = "a readable PEM file"
@@ -396,7 +405,8 @@ class Settings(BaseModel):
 
     # --- context propagation
     propagators: Annotated[
-        NameList,
+        tuple[str, ...],
+        BeforeValidator(_parse_propagators),
         Var(
             "OTEL_PROPAGATORS",
             "headers that carry the trace context and baggage to other services",
@@ -535,7 +545,8 @@ class Settings(BaseModel):
     export_buffer_max_size: Annotated[
         int,
         BeforeValidator(parse_size),
-        Field(ge=64 * 1024),
+        AfterValidator(_BUFFER_BYTES.check),
+        _BUFFER_BYTES,
         Var(
             "B2B_OTEL_EXPORT_BUFFER_MAX_SIZE",
             "bytes the export buffer keeps per signal and process (64 MiB); the oldest batches are "
@@ -798,8 +809,9 @@ def _names(fields: set[str], rows: dict[str, Row], source: dict[str, str]) -> se
 def _shown_raw(row: Row, value: Any) -> str:
     if row.var.secret:
         return MASK
-    if isinstance(value, str) and row.field in URL_FIELDS:
-        return repr(show_value(row, value))
+    if row.field in URL_FIELDS:
+        # A URL of the wrong type is shown by its type only: it may hold credentials too.
+        return repr(show_value(row, value)) if isinstance(value, str) else f"<{type(value).__name__}>"
     return repr(value if isinstance(value, str) else show_value(row, value))
 
 
