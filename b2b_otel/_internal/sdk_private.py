@@ -6,7 +6,8 @@ change. Every function degrades to the public (slower or less complete) path whe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource, ResourceDetector
@@ -135,3 +136,52 @@ def _grpc_send(exporter: Any, method: str, data: bytes) -> SendOutcome:
         )
         return False, retryable, f"gRPC {code.name}" if code is not None else type(error).__name__
     return True, False, None
+
+
+class _ErrorObserver:
+    """Stands in for an OTLP exporter's ``_metrics``: runs each export operation, keeps its error."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.last: str | None = None
+
+    @contextlib.contextmanager
+    def export_operation(self, num_items: int) -> Iterator[Any]:
+        with self.inner.export_operation(num_items) as result:
+            try:
+                yield result
+            finally:
+                self.last = _describe_failure(result)
+
+
+def _describe_failure(result: Any) -> str | None:
+    error = getattr(result, "error", None)
+    attributes = getattr(result, "error_attrs", None) or {}
+    status = next((v for k, v in attributes.items() if k.endswith("status_code")), None)
+    if error is None:
+        return None if status is None else f"HTTP {status}" if isinstance(status, int) else f"gRPC {status}"
+    name = type(error).__qualname__
+    return name if status is None else f"{name} ({status})"
+
+
+def export_error_observer(exporter: Any) -> Callable[[], str | None] | None:
+    """A function telling the error class of ``exporter``'s last failed export, or None when unknown.
+
+    The OTLP exporters catch their errors and return FAILURE; what failed (``ConnectionError``, an HTTP
+    status, a gRPC code) is only kept in the ``ExportResult`` of their internal ``_metrics``, whose
+    ``export_operation`` every export runs in. Observing that object is how ``health()`` can say the
+    error class. None for an exporter without it (console, a future SDK): the caller then names the
+    exporter's class.
+    """
+    metrics = getattr(exporter, "_metrics", None)
+    if isinstance(metrics, _ErrorObserver):
+        observer = metrics
+    elif metrics is not None and callable(getattr(metrics, "export_operation", None)):
+        observer = _ErrorObserver(metrics)
+        try:
+            exporter._metrics = observer
+        except Exception:
+            return None
+    else:
+        return None
+    return lambda: observer.last

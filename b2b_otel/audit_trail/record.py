@@ -49,6 +49,7 @@ class AuditRecorder:
         self.scrubber = scrubber
         # Emits the b2b.audit.record log records; set by the composition root once installed.
         self.logger_provider: LoggerProvider | None = None
+        self.last_error: str | None = None  # of the last append; None when it reached the disk
 
     def record(self, entry: AuditEntry) -> dict[str, Any]:
         """Append ``entry`` (on disk before this returns) and emit its ``b2b.audit.record`` log record.
@@ -65,7 +66,7 @@ class AuditRecorder:
         target = scrub.value(sc.B2B_AUDIT_TARGET, entry.target)
         outcome = scrub.value(sc.EVENT_OUTCOME, entry.outcome)
         trace_hex, span_hex = hex_ids(entry.trace_id, entry.span_id)
-        written = self.log.append(
+        written = self._append(
             action=action,
             actor_id=actor_id,
             target=target,
@@ -76,6 +77,22 @@ class AuditRecorder:
         )
         self._emit(written, entry)
         return written
+
+    def _append(self, **fields: Any) -> dict[str, Any]:
+        """``AuditLog.append``, remembering whether the last write reached the disk (``health()``)."""
+        try:
+            written = self.log.append(**fields)
+        except BaseException as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"[:200]
+            raise
+        self.last_error = None
+        return written
+
+    def status(self) -> dict[str, Any]:
+        """The audit file as ``health()`` reports it: its path and whether the last write failed."""
+        error = self.last_error
+        state = "last_write_failed" if error else "writable"
+        return {"path": str(self.log.path), "state": state, "error": error}
 
     def _emit(self, written: Mapping[str, Any], entry: AuditEntry) -> None:
         if self.logger_provider is None:
@@ -144,13 +161,22 @@ def entry_of_span(
 
 # --- b2b_otel.audit() --------------------------------------------------------------------------------
 
+NOT_INSTRUMENTED = "b2b_otel.instrument() was not called yet"
+NOT_CONFIGURED = "no audit file is configured (B2B_OTEL_LOG_DIR=none)"
+SHUT_DOWN = "b2b_otel.shutdown() was called"
+
 _bound: AuditRecorder | None = None
+_why_unbound = NOT_INSTRUMENTED
 
 
-def bind(recorder: AuditRecorder | None) -> None:
-    """Make ``recorder`` the one ``b2b_otel.audit()`` writes to (None: no audit file configured)."""
-    global _bound
+def bind(recorder: AuditRecorder | None, why_not: str = NOT_CONFIGURED) -> None:
+    """Make ``recorder`` the one ``b2b_otel.audit()`` writes to; None with the reason there is none.
+
+    With no recorder bound, ``audit()`` raises ``AuditError`` saying ``why_not``.
+    """
+    global _bound, _why_unbound
     _bound = recorder
+    _why_unbound = why_not
 
 
 def bound() -> AuditRecorder | None:
@@ -187,7 +213,8 @@ def audit(
         selflog.warn_once_a_minute("audit-span", "b2b_otel: audit span failed: %r", exc)
     recorder = _bound
     if recorder is None:
-        return
+        # A compliance record that silently vanishes is worse than an error (SPEC section 1).
+        raise AuditError(f"audit record {action!r} not written: {_why_unbound}")
     context = span.get_span_context() if span is not None else None
     entry = AuditEntry(
         action,

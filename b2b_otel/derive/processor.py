@@ -381,9 +381,22 @@ class DerivationProcessor(SpanProcessor):
                 flushed = False
         return flushed
 
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`shutdown` ran: nothing more is judged."""
+        return self._stopped
+
+    def pending(self) -> int:
+        """Items queued and not yet judged (what a shutdown cut short counts as dropped)."""
+        return len(self._queue)
+
     def shutdown(self) -> None:
         # Judge what is queued, give the sinks a short last chance, then stop: a dead
-        # Alertmanager must not stretch the application's shutdown.
+        # Alertmanager must not stretch the application's shutdown. The composition root has
+        # already judged and exported in order (Telemetry._shutdown_all); this is the last step.
+        # A second call (the provider's own shutdown after ours) does nothing.
+        if self._stopped:
+            return
         self._wait_idle(3.0)
         self._stopped = True
         self._wake.set()

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from .. import semconv as sc
 from .._internal import selflog
 from .._internal.formats import iso
-from .._internal.sdk_private import exporter_preferences
+from .._internal.sdk_private import export_error_observer, exporter_preferences
 
 
 @dataclass
@@ -65,6 +65,13 @@ class SignalHealth:
             except Exception:
                 pass
 
+    def queued(self) -> int:
+        """What the signal's batch queue holds now (0 when unknown)."""
+        try:
+            return int(self.queue_size()) if self.queue_size is not None else 0
+        except Exception:
+            return 0
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             size: int | None = None
@@ -98,16 +105,22 @@ DropCounter = Callable[[str, str, int], None]
 class _Observed:
     """Shared bookkeeping of the three exporter wrappers."""
 
-    def __init__(self, name: str, health: SignalHealth, on_drop: DropCounter | None) -> None:
+    def __init__(
+        self, name: str, health: SignalHealth, on_drop: DropCounter | None, inner: Any = None
+    ) -> None:
         self._name = name
         self._health = health
         self._on_drop = on_drop
+        # The OTLP exporters return FAILURE without raising; what failed is read from them (see
+        # sdk_private.export_error_observer), else the failure is named by the exporter's class.
+        self._last_error = export_error_observer(inner) if inner is not None else None
+        self._inner_class = type(inner).__name__ if inner is not None else "exporter"
 
     def _record(self, ok: bool, count: int, error: str | None = None) -> None:
         if ok:
             self._health.success(count)
             return
-        reason = error or "export returned FAILURE"
+        reason = error or self._failure_reason()
         self._health.failure(reason, count, self._on_drop)
         selflog.warn_once_a_minute(
             f"export-{self._health.signal}-{self._name}",
@@ -118,6 +131,17 @@ class _Observed:
             reason,
         )
 
+    def _failure_reason(self) -> str:
+        """The error class of the failed export: ``ConnectionError``, ``HTTP 503``, ``gRPC UNAVAILABLE``..."""
+        if self._last_error is not None:
+            try:
+                described = self._last_error()
+            except Exception:
+                described = None
+            if described:
+                return described
+        return f"{self._inner_class} returned FAILURE"
+
 
 class ObservedSpanExporter(SpanExporter, _Observed):
     """Wraps a span exporter: records health, never raises."""
@@ -125,7 +149,7 @@ class ObservedSpanExporter(SpanExporter, _Observed):
     def __init__(
         self, inner: SpanExporter, name: str, health: SignalHealth, on_drop: DropCounter | None
     ) -> None:
-        _Observed.__init__(self, name, health, on_drop)
+        _Observed.__init__(self, name, health, on_drop, inner)
         self.inner = inner
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -156,7 +180,7 @@ class ObservedLogExporter(LogRecordExporter, _Observed):
     def __init__(
         self, inner: LogRecordExporter, name: str, health: SignalHealth, on_drop: DropCounter | None
     ) -> None:
-        _Observed.__init__(self, name, health, on_drop)
+        _Observed.__init__(self, name, health, on_drop, inner)
         self.inner = inner
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
@@ -188,7 +212,7 @@ class ObservedMetricExporter(MetricExporter, _Observed):
     def __init__(
         self, inner: MetricExporter, name: str, health: SignalHealth, on_drop: DropCounter | None
     ) -> None:
-        _Observed.__init__(self, name, health, on_drop)
+        _Observed.__init__(self, name, health, on_drop, inner)
         temporality, aggregation = exporter_preferences(inner)
         MetricExporter.__init__(self, preferred_temporality=temporality, preferred_aggregation=aggregation)
         self.inner = inner

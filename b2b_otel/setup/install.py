@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import _logs, metrics, trace
@@ -35,7 +36,7 @@ from ..export.fanout import FanOutLogExporter, FanOutSpanExporter
 from ..export.health import ObservedMetricExporter
 from ..export.scrubbing import ScrubbingLogExporter, ScrubbingSpanExporter, scrubbed_metrics
 from ..rules.loader import load_rules
-from ..scrub import Scrubber
+from ..scrub import Finding, Scrubber
 from ..sinks.alertmanager import AlertmanagerSink
 from ..sinks.files import LocalFiles
 from . import exporters as exp
@@ -44,7 +45,8 @@ from .batching import QueueWatch, WatchedBatchLogRecordProcessor, WatchedBatchSp
 from .options import InstrumentOptions
 from .resource import build_resource
 from .sampling import RecordAllSampler, build_sampler
-from .settings import Settings, resolve
+from .settings import Settings, resolve, table
+from .signals import SignalFlush
 from .telemetry import Telemetry
 
 _current: Telemetry | None = None
@@ -63,11 +65,11 @@ def instrument(**overrides: Unpack[InstrumentOptions]) -> Telemetry:
     with _install_lock:
         if _current is not None:
             return _current
-        settings = resolve(overrides)
-        if settings.sdk_disabled:
-            _current = Telemetry(settings, None)
+        disabled = _disabled_settings(overrides)
+        if disabled is not None:
+            _current = _disabled_handle(disabled)
             return _current
-        libraries.opt_in_stable_semconv()
+        settings = resolve(overrides)
         try:
             telemetry = _build(settings)
         except ConfigError:
@@ -76,10 +78,72 @@ def instrument(**overrides: Unpack[InstrumentOptions]) -> Telemetry:
             raise ConfigError(
                 [Problem("instrument()", "-", f"could not build the exporters: {exc!r}")]
             ) from exc
-        _install(telemetry)
+        # Only now, with everything built: a failed instrument() leaves the environment as it was.
+        semconv_before = libraries.opt_in_stable_semconv()
+        try:
+            _install(telemetry)
+        except BaseException:
+            libraries.restore_semconv_opt_in(semconv_before)
+            raise
         _current = telemetry
         _register_atexit()
+        _install_signal_handlers(telemetry)
         return telemetry
+
+
+# OTEL_SDK_DISABLED turns telemetry off, not the audit trail: then only these are read and validated.
+_AUDIT_FIELDS = ("log_dir", "audit_key")
+
+
+def _only(fields: tuple[str, ...], overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The keyword overrides and environment variables of ``fields`` alone."""
+    names = {row.var.env for row in table() if row.field in fields}
+    return (
+        {k: v for k, v in overrides.items() if k in fields},
+        {k: v for k, v in os.environ.items() if k in names},
+    )
+
+
+def _disabled_settings(overrides: Mapping[str, Any]) -> Settings | None:
+    """Settings of a disabled b2b_otel (the audit trail's variables validated), or None when enabled.
+
+    An invalid ``OTEL_SDK_DISABLED`` is left to the full resolution, which reports it with the rest.
+    """
+    try:
+        switch = resolve(*_only(("sdk_disabled",), overrides))
+    except ConfigError:
+        return None
+    if not switch.sdk_disabled:
+        return None
+    audit_only = resolve(*_only(_AUDIT_FIELDS, overrides))  # ConfigError names only these variables
+    return audit_only.model_copy(update={"sdk_disabled": True})
+
+
+def _disabled_handle(settings: Settings) -> Telemetry:
+    """A no-op handle whose ``audit()`` still writes the audit trail."""
+    telemetry = Telemetry(settings, None)
+    telemetry.audit = _build_audit(settings, Scrubber(settings.redact_allow_keys, enabled=settings.redact))
+    audit_record.bind(telemetry.audit)
+    return telemetry
+
+
+def _build_audit(settings: Settings, scrubber: Scrubber) -> AuditRecorder | None:
+    path = settings.log_path
+    if path is None:
+        return None
+    key = settings.audit_key.encode("utf-8") if settings.audit_key else None
+    return AuditRecorder(AuditLog(path / DEFAULT_LOG_NAME, key=key), scrubber)
+
+
+def _install_signal_handlers(telemetry: Telemetry) -> None:
+    """Flush on SIGTERM/SIGINT before the application's own handling (see setup/signals.py)."""
+
+    def flush(final: bool) -> object:
+        return telemetry.shutdown() if final else telemetry.force_flush()
+
+    handlers = SignalFlush(flush, telemetry.settings.shutdown_timeout)
+    handlers.install()
+    telemetry._on_shutdown.append(handlers.uninstall)
 
 
 def _build(settings: Settings) -> Telemetry:
@@ -115,8 +179,7 @@ def _build_derivation(telemetry: Telemetry) -> DerivationProcessor:
     if path is not None:
         telemetry.files = LocalFiles(path, settings.log_format)
         sinks.append(telemetry.files)
-        key = settings.audit_key.encode("utf-8") if settings.audit_key else None
-        telemetry.audit = AuditRecorder(AuditLog(path / DEFAULT_LOG_NAME, key=key), scrubber)
+        telemetry.audit = _build_audit(settings, scrubber)
     if settings.alertmanager_url:
         service = telemetry.resource.attributes.get(SERVICE_NAME) if telemetry.resource else None
         telemetry.alertmanager = AlertmanagerSink(
@@ -140,16 +203,30 @@ def _build_derivation(telemetry: Telemetry) -> DerivationProcessor:
     return telemetry.derivation
 
 
+def _findings_of(telemetry: Telemetry) -> Callable[[Finding, int, int], None]:
+    """Where the scrubbing exporters report findings: the rules, or (once they stopped) the drop count."""
+    derivation = telemetry.derivation
+    assert derivation is not None
+
+    def finding(found: Finding, trace_id: int, span_id: int) -> None:
+        if derivation.stopped:  # found by an export after the rules stopped: counted, never silent
+            telemetry._count_drop(sc.SignalValues.RULES, sc.ReasonValues.SHUTDOWN, 1)
+            return
+        derivation.finding(found, trace_id, span_id)
+
+    return finding
+
+
 def _scrubbed_spans(telemetry: Telemetry, exporter: SpanExporter) -> SpanExporter:
     if telemetry.scrubber is None or not telemetry.settings.redact or telemetry.derivation is None:
         return exporter
-    return ScrubbingSpanExporter(exporter, telemetry.scrubber, telemetry.derivation.finding)
+    return ScrubbingSpanExporter(exporter, telemetry.scrubber, _findings_of(telemetry))
 
 
 def _scrubbed_logs(telemetry: Telemetry, exporter: LogRecordExporter) -> LogRecordExporter:
     if telemetry.scrubber is None or not telemetry.settings.redact or telemetry.derivation is None:
         return exporter
-    return ScrubbingLogExporter(exporter, telemetry.scrubber, telemetry.derivation.finding)
+    return ScrubbingLogExporter(exporter, telemetry.scrubber, _findings_of(telemetry))
 
 
 def _build_traces(telemetry: Telemetry, built: list[Any]) -> None:
@@ -304,7 +381,7 @@ def shutdown(timeout_s: float | None = None) -> bool:
         telemetry = _current
         _current = None
         if telemetry is not None and audit_record.bound() is telemetry.audit:
-            audit_record.bind(None)
+            audit_record.bind(None, audit_record.SHUT_DOWN)
     if telemetry is None or telemetry.disabled:
         return True
     return telemetry.shutdown(telemetry.settings.shutdown_timeout if timeout_s is None else timeout_s)

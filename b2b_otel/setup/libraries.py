@@ -6,6 +6,7 @@ and restore the originals on ``uninstrument()``, so installing is harmless to re
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -18,10 +19,68 @@ SEMCONV_OPT_IN_VAR = "OTEL_SEMCONV_STABILITY_OPT_IN"
 SEMCONV_OPT_IN_VALUE = "database,http"
 
 
-def opt_in_stable_semconv() -> None:
-    """Select the stable db/http conventions unless the user chose something already."""
-    if not os.environ.get(SEMCONV_OPT_IN_VAR, "").strip():
+def opt_in_stable_semconv() -> str | None:
+    """Select the stable db/http conventions unless the user chose something already.
+
+    Returns the variable's value before, for :func:`restore_semconv_opt_in` when instrument() fails.
+    """
+    before = os.environ.get(SEMCONV_OPT_IN_VAR)
+    if not (before or "").strip():
         os.environ[SEMCONV_OPT_IN_VAR] = SEMCONV_OPT_IN_VALUE
+    return before
+
+
+def restore_semconv_opt_in(before: str | None) -> None:
+    """Put ``OTEL_SEMCONV_STABILITY_OPT_IN`` back as it was before :func:`opt_in_stable_semconv`."""
+    if before is None:
+        os.environ.pop(SEMCONV_OPT_IN_VAR, None)
+    else:
+        os.environ[SEMCONV_OPT_IN_VAR] = before
+
+
+class _LastResort(logging.Handler):
+    """Python's ``logging.lastResort`` kept working while the logging bridge sits on the root logger.
+
+    Python writes a record to stderr (``logging.lastResort``) when no handler is found for it; the
+    bridge's handler on the root logger counts as one, so the application's own warnings would vanish
+    from stderr (even with ``OTEL_LOGS_EXPORTER=none``). This handler gives a record to
+    ``logging.lastResort`` exactly when no handler but the bridge's and this one would have seen it.
+    """
+
+    def __init__(self, bridge: logging.Handler | None) -> None:
+        super().__init__(logging.NOTSET)
+        self._bridge = bridge
+
+    def emit(self, record: logging.LogRecord) -> None:
+        last = logging.lastResort
+        if last is None or record.levelno < last.level:
+            return
+        logger: logging.Logger | None = logging.getLogger(record.name)
+        while logger is not None:
+            if any(h is not self and h is not self._bridge for h in logger.handlers):
+                return  # the application has a handler: it was never lastResort's record
+            logger = logger.parent if logger.propagate else None
+        last.handle(record)
+
+
+_last_resort: _LastResort | None = None
+
+
+def _add_last_resort() -> None:
+    global _last_resort
+    if _last_resort is None:
+        from opentelemetry.instrumentation.logging import LoggingInstrumentor
+
+        bridge = getattr(LoggingInstrumentor, "_logging_handler", None)
+        _last_resort = _LastResort(bridge if isinstance(bridge, logging.Handler) else None)
+        logging.getLogger().addHandler(_last_resort)
+
+
+def _remove_last_resort() -> None:
+    global _last_resort
+    if _last_resort is not None:
+        logging.getLogger().removeHandler(_last_resort)
+        _last_resort = None
 
 
 def _psycopg() -> Any:
@@ -65,6 +124,8 @@ def install(names: tuple[str, ...], tracer_provider: Any, meter_provider: Any) -
             )
             continue
         installed.append(name)
+        if name == "logging":
+            _add_last_resort()
     return installed
 
 
@@ -75,6 +136,8 @@ def uninstall(names: list[str]) -> None:
             instrumentor = FACTORIES[name]()
             if instrumentor.is_instrumented_by_opentelemetry:
                 instrumentor.uninstrument()
+            if name == "logging":
+                _remove_last_resort()
         except Exception as exc:
             selflog.warn_once_a_minute(
                 f"uninstrument-{name}", "b2b_otel: could not uninstrument %s: %r", name, exc

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +20,6 @@ from .. import semconv as sc
 from .._internal import selflog
 from .._version import __version__
 from ..api.metrics import instruments, set_gauge_listener
-from ..audit_trail.chain import DEFAULT_LOG_NAME
 from ..export.health import SignalHealth
 from . import libraries
 from .settings import SIGNALS, Settings
@@ -58,6 +59,8 @@ class Telemetry:
         self.derivation: DerivationProcessor | None = None
         self._shutdown_done = False
         self._lock = threading.Lock()
+        # Run first by shutdown(), e.g. putting back the signal handlers instrument() replaced.
+        self._on_shutdown: list[Callable[[], None]] = []
 
     @property
     def disabled(self) -> bool:
@@ -73,50 +76,178 @@ class Telemetry:
 
     # --- lifecycle
 
-    def force_flush(self, timeout_s: float = 5.0) -> bool:
-        """Export everything buffered; returns False when ``timeout_s`` ran out first. Never raises."""
-        return _bounded(self._flush_all, timeout_s, "force_flush")
+    def force_flush(self, timeout_s: float | None = None) -> bool:
+        """Judge and export everything buffered; False when ``timeout_s`` ran out first. Never raises.
 
-    def shutdown(self, timeout_s: float = 5.0) -> bool:
-        """Flush and stop every exporter within ``timeout_s``, even when the backend is dead. Never raises."""
+        ``timeout_s`` defaults to ``B2B_OTEL_SHUTDOWN_TIMEOUT``; a value that is not a finite number of
+        seconds >= 0 is replaced by that default (and said once in b2b_otel's own log).
+        """
+        timeout = self._timeout(timeout_s, "force_flush")
+        if self.disabled:
+            return True
+        return self._ordered(self._flush_steps(), timeout, "force_flush", count_unfinished=False)
+
+    def shutdown(self, timeout_s: float | None = None) -> bool:
+        """Flush and stop every exporter within ``timeout_s``, even when the backend is dead. Never raises.
+
+        ``timeout_s`` as for :meth:`force_flush`. What is still queued when the bound runs out is
+        counted in ``b2b.telemetry.dropped{reason=shutdown}`` and in ``health()``.
+        """
+        timeout = self._timeout(timeout_s, "shutdown")
         with self._lock:
             if self._shutdown_done:
                 return True
             self._shutdown_done = True
+        for hook in self._on_shutdown:
+            try:
+                hook()
+            except Exception as exc:
+                selflog.warn_once_a_minute("shutdown-hook", "b2b_otel: error during shutdown: %r", exc)
+        if self.disabled:
+            return True
         libraries.uninstall(self.instrumented)
         self.instrumented = []
         set_gauge_listener(None)
-        return _bounded(self._shutdown_all, timeout_s, "shutdown")
+        return self._ordered(self._shutdown_steps(), timeout, "shutdown", count_unfinished=True)
 
-    def _flush_all(self) -> None:
-        for processor in self._span_processors:
-            processor.force_flush()
-        for reader in self._metric_readers:
-            reader.force_flush()
-        for log_processor in self._log_processors:
-            log_processor.force_flush()
+    def _timeout(self, value: object, what: str) -> float:
+        """``value`` as a bound in seconds: None, and anything not finite and >= 0, mean the default."""
+        default = float(self.settings.shutdown_timeout)
+        if value is None:
+            return default
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            seconds = float(value)
+            if math.isfinite(seconds) and seconds >= 0:
+                return seconds
+        selflog.warn_once_a_minute(
+            f"{what}-timeout-argument",
+            "b2b_otel: %s(timeout_s=%s) is not a finite number of seconds >= 0; "
+            "using B2B_OTEL_SHUTDOWN_TIMEOUT (%gs)",
+            what,
+            repr(value)[:40],
+            default,
+        )
+        return default
 
-    def _shutdown_all(self) -> None:
-        # Traces first: the judging processor's last firings add to b2b.alerts and emit log records,
-        # which the metric and log shutdowns after it still export.
-        steps: list[Callable[[], Any]] = []
+    def _flush_steps(self) -> list[tuple[str, Callable[[float], object]]]:
+        derivation = self.derivation
+        spans, logs = self._span_processors, self._log_processors
+        steps: list[tuple[str, Callable[[float], object]]] = []
+        if derivation is not None:
+            steps.append(("judge", lambda t: derivation.force_flush(_millis(t))))
+        steps.append(("export spans", lambda t: _each(spans, "force_flush", t, skip=derivation)))
+        # Log records are scrubbed on export too: their findings are judged with the spans' findings.
+        steps.append(("export logs", lambda t: _each(logs, "force_flush", t)))
+        if derivation is not None:
+            steps.append(("judge findings", lambda t: derivation.force_flush(_millis(t))))
+            steps.append(("export markers", lambda t: _each(spans, "force_flush", t, skip=derivation)))
+        steps.append(("export metrics", lambda t: _each(self._metric_readers, "force_flush", t)))
+        steps.append(("export derived logs", lambda t: _each(logs, "force_flush", t)))
+        return steps
+
+    def _shutdown_steps(self) -> list[tuple[str, Callable[[float], object]]]:
+        """Judge, export spans (findings made), judge findings, export markers, stop judging, metrics, logs.
+
+        Each step hands on what it produced to the next: the last export's findings still become
+        ``security.sensitive_data`` records, their markers and log records are still exported, and the
+        ``b2b.alerts`` and ``b2b.telemetry.dropped`` counts of all that reach the metric export.
+        """
+        derivation = self.derivation
+        steps = self._flush_steps()[:5]  # judge .. export markers, as a flush does
+        steps.append(("stop spans", lambda t: _each(self._span_processors, "shutdown", t, skip=derivation)))
+        if derivation is not None:
+            steps.append(("stop derivation", lambda t: derivation.shutdown()))
+        steps.append(("stop metrics", lambda t: self._stop_metrics(t)))
+        steps.append(("stop logs", lambda t: self._stop_logs(t)))
+        # Providers b2b_otel created also hold the application's processors, if it added any.
+        steps.append(("trace provider", lambda t: self._stop_trace_provider()))
+        return steps
+
+    def _stop_trace_provider(self) -> None:
         if self._owns[sc.SignalValues.TRACES] and self.tracer_provider is not None:
-            steps.append(self.tracer_provider.shutdown)
-        else:
-            steps += [p.shutdown for p in self._span_processors]
+            self.tracer_provider.shutdown()
+
+    def _stop_metrics(self, timeout_s: float) -> None:
         if self._owns[sc.SignalValues.METRICS] and self.meter_provider is not None:
-            steps.append(self.meter_provider.shutdown)
+            self.meter_provider.shutdown(timeout_millis=_millis(timeout_s))
         else:
-            steps += [r.shutdown for r in self._metric_readers]
+            _each(self._metric_readers, "shutdown", timeout_s)
+
+    def _stop_logs(self, timeout_s: float) -> None:
         if self._owns[sc.SignalValues.LOGS] and self.logger_provider is not None:
-            steps.append(self.logger_provider.shutdown)
+            self.logger_provider.shutdown()
         else:
-            steps += [p.shutdown for p in self._log_processors]
-        for step in steps:
-            try:
-                step()
-            except Exception as exc:
-                selflog.warn_once_a_minute("shutdown-step", "b2b_otel: error during shutdown: %r", exc)
+            _each(self._log_processors, "shutdown", timeout_s)
+
+    def _ordered(
+        self,
+        steps: list[tuple[str, Callable[[float], object]]],
+        timeout_s: float,
+        what: str,
+        count_unfinished: bool,
+    ) -> bool:
+        """Run ``steps`` in order in one worker thread; wait at most ``timeout_s`` for all of them.
+
+        Each step is given the time left. When the bound runs out, what is still queued is counted
+        as dropped (reason ``shutdown``) and the caller goes on; the worker may still finish later.
+        """
+        deadline = time.monotonic() + timeout_s
+        progress: list[str] = []
+        failures: list[tuple[str, BaseException]] = []
+
+        def run() -> None:
+            for name, step in steps:
+                progress.append(name)
+                try:
+                    step(max(0.0, deadline - time.monotonic()))
+                except Exception as exc:
+                    failures.append((name, exc))
+            progress.append("")
+
+        thread = threading.Thread(target=run, name=f"b2b-otel-{what}", daemon=True)
+        thread.start()
+        thread.join(max(0.0, timeout_s))
+        if thread.is_alive():
+            step_name = progress[-1] if progress else "start"
+            if count_unfinished:
+                dropped = self._count_unfinished()
+                selflog.warn_once_a_minute(
+                    f"{what}-timeout",
+                    "b2b_otel: %s did not finish within %gs (at: %s); %d queued item(s) counted as dropped",
+                    what,
+                    timeout_s,
+                    step_name,
+                    dropped,
+                )
+            else:
+                selflog.warn_once_a_minute(
+                    f"{what}-timeout",
+                    "b2b_otel: %s did not finish within %gs (at: %s)",
+                    what,
+                    timeout_s,
+                    step_name,
+                )
+            return False
+        for name, exc in failures:
+            selflog.warn_once_a_minute(
+                f"{what}-error-{name}", "b2b_otel: %s (%s) failed: %r", what, name, exc
+            )
+        return not failures
+
+    def _count_unfinished(self) -> int:
+        """Count what is still queued as dropped for reason ``shutdown``; returns the total."""
+        total = 0
+        for health in self.health_by_signal.values():
+            size = health.queued()
+            if size:
+                health.drop(sc.ReasonValues.SHUTDOWN, size, self._count_drop)
+                total += size
+        if self.derivation is not None:
+            pending = self.derivation.pending()
+            if pending:
+                self._count_drop(sc.SignalValues.RULES, sc.ReasonValues.SHUTDOWN, pending)
+                total += pending
+        return total
 
     # --- health
 
@@ -124,14 +255,27 @@ class Telemetry:
         """A cheap snapshot for the application's health endpoint."""
         log_path = self.settings.log_path
         log_dir: dict[str, Any] = {"path": None if log_path is None else str(log_path), "writable": None}
-        audit: dict[str, Any] = {"path": None, "writable": None}
         if log_path is not None:
             log_dir["writable"] = _writable_dir(log_path)
-            audit_file = log_path / DEFAULT_LOG_NAME
-            audit["path"] = str(audit_file)
-            audit["writable"] = (
-                os.access(audit_file, os.W_OK) if audit_file.exists() else bool(log_dir["writable"])
-            )
+        return self._health_snapshot(log_dir, self._audit_health())
+
+    def _audit_health(self) -> dict[str, Any]:
+        """State ``not_configured``, ``writable``, ``not_writable`` or ``last_write_failed``."""
+        if self.audit is None:
+            return {"path": None, "state": "not_configured", "writable": False, "error": None}
+        status = self.audit.status()
+        if status["state"] == "writable":
+            audit_file = Path(status["path"])
+            if audit_file.exists():
+                ok = audit_file.is_file() and os.access(audit_file, os.W_OK)
+            else:
+                ok = _writable_dir(audit_file.parent)
+            if not ok:
+                status["state"] = "not_writable"
+        status["writable"] = status["state"] == "writable"
+        return status
+
+    def _health_snapshot(self, log_dir: dict[str, Any], audit: dict[str, Any]) -> dict[str, Any]:
         return {
             "distro": {"name": sc.DISTRO_NAME, "version": __version__},
             "enabled": not self.disabled,
@@ -156,28 +300,20 @@ def _writable_dir(path: Path) -> bool:
     )
 
 
-def _bounded(work: Callable[[], None], timeout_s: float, what: str) -> bool:
-    """Run ``work`` in a daemon thread and wait at most ``timeout_s`` for it."""
-    errors: list[BaseException] = []
+def _millis(seconds: float) -> int:
+    return max(0, int(seconds * 1000))
 
-    def run() -> None:
-        try:
-            work()
-        except BaseException as exc:
-            errors.append(exc)
 
-    thread = threading.Thread(target=run, name=f"b2b-otel-{what}", daemon=True)
-    thread.start()
-    thread.join(max(0.0, timeout_s))
-    if thread.is_alive():
-        selflog.warn_once_a_minute(
-            f"{what}-timeout",
-            "b2b_otel: %s did not finish within %.1fs; unsent telemetry is dropped",
-            what,
-            timeout_s,
-        )
-        return False
-    if errors:
-        selflog.warn_once_a_minute(f"{what}-error", "b2b_otel: %s failed: %r", what, errors[0])
-        return False
-    return True
+def _each(items: Sequence[Any], method: str, timeout_s: float, skip: object = None) -> None:
+    """Call ``method`` on every item but ``skip`` within ``timeout_s`` in all; the SDK's own signatures."""
+    deadline = time.monotonic() + timeout_s
+    for item in items:
+        if item is skip:
+            continue
+        left = max(0.0, deadline - time.monotonic())
+        if method == "force_flush":
+            item.force_flush(_millis(left))
+        elif isinstance(item, MetricReader):
+            item.shutdown(timeout_millis=_millis(left))
+        else:
+            item.shutdown()
