@@ -23,8 +23,9 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs
 
-import b2b_otel
 from opentelemetry import trace
+
+import b2b_otel
 
 if __name__ == "__main__" and sys.argv[1:2] == ["own-handler"]:
 
