@@ -12,6 +12,8 @@ from typing import Any
 
 from opentelemetry.sdk.resources import Resource, ResourceDetector
 
+from .. import semconv as sc
+
 
 def finished_attributes(attributes: Any) -> Mapping[str, Any]:
     """A finished span's attributes as a plain dict: many lookups follow, and the SDK's mapping is slow.
@@ -76,9 +78,9 @@ def always_sampled_tracer(provider: Any, name: str, version: str) -> Any:
 SendOutcome = tuple[bool, bool, str | None]
 _HTTP_RETRYABLE = frozenset({429, 502, 503, 504})
 _GRPC_METHODS = {
-    "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-    "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+    sc.SignalValues.TRACES: "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    sc.SignalValues.LOGS: "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    sc.SignalValues.METRICS: "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
 }
 
 

@@ -1035,7 +1035,7 @@ def config_warnings(settings: Settings, environ: Mapping[str, str] | None = None
                 f"{signal}: a client certificate is set but {mask_url(target.endpoint)} is not TLS "
                 "(http://, or OTEL_EXPORTER_OTLP_INSECURE): it is not sent"
             )
-    if not settings.service_name and "service.name" not in settings.resource_attributes:
+    if not settings.service_name and sc.SERVICE_NAME not in settings.resource_attributes:
         found.append(
             "OTEL_SERVICE_NAME is not set (nor service.name in OTEL_RESOURCE_ATTRIBUTES): telemetry is "
             "exported as unknown_service"
