@@ -33,7 +33,6 @@ from . import propagation
 TRACES, METRICS, LOGS = sc.SignalValues.TRACES, sc.SignalValues.METRICS, sc.SignalValues.LOGS
 SIGNALS = (TRACES, METRICS, LOGS)
 EXPORTER_NAMES = ("otlp", "console", "none")
-PROTOCOLS = ("grpc", "http/protobuf")
 SAMPLERS = (
     "always_on",
     "always_off",
