@@ -214,6 +214,11 @@ B2B_RULE_ID: Final = "b2b.rule.id"
 """Id of the rule that fired. The default ids are listed in rules.yaml; a custom rules file may add its
 own. [string, b2b, stable]
 """
+B2B_FLOOD_RULE_ID: Final = "b2b.flood.rule.id"
+"""Id of the window rule that had to evict groups to stay within its maximum, on the
+`security.rules.group_flood` event (a flood of distinct group values, e.g. spoofed client addresses).
+[string, b2b, development]
+"""
 B2B_ALERT_SEVERITY: Final = "b2b.alert.severity"
 """Severity of the firing. Each member also fixes the OTel log severity number of the derived record (FATAL
 21, WARN 13, INFO 9) and `b2b.alert.respond_within_s`. [enum, b2b, stable]
@@ -256,7 +261,8 @@ OCSF_CLASS_UID: Final = "ocsf.class_uid"
 """OCSF event class of a security event. [enum, ocsf, stable]"""
 OCSF_ACTIVITY_ID: Final = "ocsf.activity_id"
 """OCSF activity within the class: Authentication 1 = Logon; User Access Management 1 = Assign Privileges;
-Web Resource Access Activity 2 = Access Deny; Data Security Finding 1 = Create. [int, ocsf, stable]
+Web Resource Access Activity 2 = Access Deny; Data Security Finding 1 = Create; Detection Finding 1 =
+Create. [int, ocsf, stable]
 """
 
 # --- registry.b2b.metric
@@ -380,14 +386,25 @@ class B2bSecurityActionValues:
     """Sensitive data found (and scrubbed) in telemetry by the scrubber; not an application helper.
     Proposed so that `b2b.security.events` can count it. [b2b]
     """
+    GROUP_EVICTION: Final = "group_eviction"
+    """A window rule evicted one of its groups to stay within `B2B_OTEL_RULES_MAX_GROUPS`; not an
+    application helper: the engines judge it (rule `security.rules.group_flood`). [b2b]
+    """
 
 
-B2bSecurityAction: TypeAlias = Literal["login", "privilege_change", "access_denied", "sensitive_data"]
+B2bSecurityAction: TypeAlias = Literal[
+    "login",
+    "privilege_change",
+    "access_denied",
+    "sensitive_data",
+    "group_eviction",
+]
 B2B_SECURITY_ACTION_VALUES: Final[tuple[str, ...]] = (
     "login",
     "privilege_change",
     "access_denied",
     "sensitive_data",
+    "group_eviction",
 )
 
 
@@ -556,10 +573,12 @@ class OcsfClassUidValues:
     """Web Resource Access Activity (Application Activity category). [ocsf]"""
     DATA_SECURITY_FINDING: Final = 2006
     """Data Security Finding (Findings category). [ocsf]"""
+    DETECTION_FINDING: Final = 2004
+    """Detection Finding (Findings category). [ocsf]"""
 
 
-OcsfClassUid: TypeAlias = Literal[3002, 3005, 6004, 2006]
-OCSF_CLASS_UID_VALUES: Final[tuple[int, ...]] = (3002, 3005, 6004, 2006)
+OcsfClassUid: TypeAlias = Literal[3002, 3005, 6004, 2006, 2004]
+OCSF_CLASS_UID_VALUES: Final[tuple[int, ...]] = (3002, 3005, 6004, 2006, 2004)
 
 
 class OutcomeValues:
@@ -607,6 +626,12 @@ class ReasonValues:
     """Still queued when shutdown's timeout ran out. [b2b]"""
     WINDOW_EVICTED: Final = "window_evicted"
     """A rule's window of one group was evicted because the rule tracked its maximum of groups. [b2b]"""
+    INVALID_ARGUMENT: Final = "invalid_argument"
+    """The application passed a helper an argument of the wrong type or value; the attribute or point was
+    coerced (unknown enum values become `_OTHER`) or left out. [b2b]
+    """
+    RULE_FAILED: Final = "rule_failed"
+    """Judging a queued span raised (a bug); its firings and records may be missing. [b2b]"""
     BUFFER_FULL: Final = "buffer_full"
     """The export disk buffer reached its size cap; its oldest batches were dropped first. [b2b]"""
     BUFFER_CORRUPT: Final = "buffer_corrupt"
@@ -621,6 +646,8 @@ Reason: TypeAlias = Literal[
     "write_failed",
     "shutdown",
     "window_evicted",
+    "invalid_argument",
+    "rule_failed",
     "buffer_full",
     "buffer_corrupt",
 ]
@@ -630,6 +657,8 @@ REASON_VALUES: Final[tuple[str, ...]] = (
     "write_failed",
     "shutdown",
     "window_evicted",
+    "invalid_argument",
+    "rule_failed",
     "buffer_full",
     "buffer_corrupt",
 )
@@ -1341,6 +1370,10 @@ RULE_WORKFLOW_DATA_QUALITY_LOW: Final = "workflow.data_quality.low"
 """A workflow or step reported a data quality score under target. [gauge, info, management]"""
 RULE_EXTERNAL_LLM_QUOTA: Final = "external.llm.quota"
 """An LLM provider's rate-limit quota is nearly used up. [gauge, info, operations]"""
+RULE_SECURITY_RULES_GROUP_FLOOD: Final = "security.rules.group_flood"
+"""A flood of distinct group values (e.g. spoofed client addresses) made a window rule evict many groups:
+bounded memory must not hide the attack that caused it. [count, warning, security]
+"""
 RULE_IDS: Final[tuple[str, ...]] = (
     RULE_AGENT_EXECUTION_CRITICAL,
     RULE_AGENT_EXECUTION_SLOW,
@@ -1361,6 +1394,7 @@ RULE_IDS: Final[tuple[str, ...]] = (
     RULE_SECURITY_ACCESS_UNUSUAL,
     RULE_WORKFLOW_DATA_QUALITY_LOW,
     RULE_EXTERNAL_LLM_QUOTA,
+    RULE_SECURITY_RULES_GROUP_FLOOD,
 )
 
 RULES: Final[Mapping[str, RuleInfo]] = MappingProxyType(
@@ -1516,6 +1550,14 @@ RULES: Final[Mapping[str, RuleInfo]] = MappingProxyType(
             "operations",
             EVENT_B2B_SLA_BREACH,
             None,
+        ),
+        RULE_SECURITY_RULES_GROUP_FLOOD: RuleInfo(
+            RULE_SECURITY_RULES_GROUP_FLOOD,
+            "count",
+            "warning",
+            "security",
+            EVENT_B2B_SECURITY_EVENT,
+            SecurityClassification("intrusion_detection", "info", "unknown", 2004, 1),
         ),
     }
 )

@@ -35,6 +35,7 @@ SEED_THRESHOLDS: dict[str, tuple[float | None, str | None, float | None]] = {
     semconv.RULE_SECURITY_ACCESS_UNUSUAL: (3.0, "gte", 600.0),
     semconv.RULE_WORKFLOW_DATA_QUALITY_LOW: (0.85, "lt", None),
     semconv.RULE_EXTERNAL_LLM_QUOTA: (0.8, "gt", None),
+    semconv.RULE_SECURITY_RULES_GROUP_FLOOD: (100.0, "gte", 300.0),  # not the seed's: issue 9
 }
 
 GOOD_RULE = """\

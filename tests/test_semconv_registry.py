@@ -442,6 +442,12 @@ KINDS_NOT_YET_AS_IN_SPEC: dict[str, tuple[str, str, str]] = {
 }
 
 
+# Default rules SPEC's table does not list (yet), listed after its rows: rule id -> why.
+RULES_BEYOND_SPEC = {
+    "security.rules.group_flood": "issue 9: a flood that forces window evictions is an event of its own",
+}
+
+
 @needs_spec
 def test_default_rules_match_the_spec_table(registry: Any) -> None:
     rows = re.findall(
@@ -455,7 +461,8 @@ def test_default_rules_match_the_spec_table(registry: Any) -> None:
             assert kind == spec_kind, f"SPEC changed {rule_id} again: update KINDS_NOT_YET_AS_IN_SPEC"
             kind = today
         expected.append((rule_id, kind, severity, tier))
-    assert [(r.id, r.kind, r.severity, r.tier) for r in registry.rules] == expected
+    beyond = [(r.id, r.kind, r.severity, r.tier) for r in registry.rules if r.id in RULES_BEYOND_SPEC]
+    assert [(r.id, r.kind, r.severity, r.tier) for r in registry.rules] == expected + beyond
 
 
 @needs_spec

@@ -36,9 +36,28 @@ from ..scrub import Finding, Scrubber
 from . import records
 from .sink import AgentExecution, Sink
 
-MAX_QUEUE = 16_384
+MAX_QUEUE = 16_384  # the smallest queue; the composition root sizes it from OTEL_BSP_MAX_QUEUE_SIZE
+QUEUE_PER_EXPORT_QUEUE = 8  # the rules queue holds this many span export queues' worth
 WAKE_AT = 512  # queued items that wake the worker early
 JUDGE_INTERVAL_S = 0.1  # otherwise the worker drains this often
+# Back-pressure: from HIGH_WATER of the queue on, a thread queueing an item waits for the worker to
+# bring it down to LOW_WATER, at most BACKPRESSURE_MAX_S, and not at all once the worker made no
+# progress for STALL_S (a stuck sink must not make every span.end() wait).
+HIGH_WATER = 0.75
+LOW_WATER = 0.5
+BACKPRESSURE_MAX_S = 2.0
+STALL_S = 1.0
+
+
+def queue_capacity(span_export_queue: int) -> int:
+    """The rules queue for a span export queue of ``span_export_queue`` (``OTEL_BSP_MAX_QUEUE_SIZE``).
+
+    Bigger than what the exporters buffer, so that a burst they carry is judged without making the
+    application wait; bounded, because each queued span is held until judged.
+    """
+    return max(MAX_QUEUE, QUEUE_PER_EXPORT_QUEUE * span_export_queue)
+
+
 _STATUS = {StatusCode.ERROR: "error", StatusCode.OK: "ok", StatusCode.UNSET: "unset"}
 _KIND = {
     SpanKind.INTERNAL: "internal",
@@ -115,6 +134,7 @@ class DerivationProcessor(SpanProcessor):
         max_groups: int = 10_000,
         gauge_interval_s: float = 60.0,
         on_drop: DropCounter | None = None,
+        max_queue: int = MAX_QUEUE,
     ) -> None:
         self.rules = rules
         self.scrubber = scrubber
@@ -133,8 +153,18 @@ class DerivationProcessor(SpanProcessor):
             _Found: self._judge_finding,
             _Sampled: self._judge_gauge,
         }
+        self.capacity = max(1, int(max_queue))
+        self._high = max(1, int(self.capacity * HIGH_WATER))
+        self._low = int(self.capacity * LOW_WATER)
+        # What could not be judged, by reason (health); what back-pressure cost the application.
+        self.unjudged: dict[str, int] = {}
+        self.backpressure_waits = 0
+        self.backpressure_s = 0.0
         self._queue: deque[ReadableSpan | _Found | _Sampled] = deque()
         self._wake = threading.Event()
+        self._room = threading.Condition(threading.Lock())
+        self._pressure = False  # a thread waits for room; the worker says when there is
+        self._stalled = False  # the worker made no progress while a thread waited
         self._busy = False
         self._stopped = False
         self._pid = os.getpid()
@@ -171,17 +201,82 @@ class DerivationProcessor(SpanProcessor):
             return
         if os.getpid() != self._pid:
             self._reinit_after_fork()
-        if len(self._queue) >= MAX_QUEUE:
-            if self.on_drop is not None:
-                self.on_drop(sc.ReasonValues.QUEUE_FULL, 1)
-            return
-        self._queue.append(item)
+        queue = self._queue
+        if len(queue) >= self._high:
+            self._wait_for_room()
+            if len(queue) >= self.capacity:
+                self._unjudged(sc.ReasonValues.QUEUE_FULL)
+                return
+        queue.append(item)
         if self._thread is None:
             self._start()
         # Wake the worker only for a full batch: waking it per span would cost the application a
         # thread switch per span. Otherwise it drains on its own tick (JUDGE_INTERVAL_S).
-        if len(self._queue) == WAKE_AT:
+        if len(queue) >= WAKE_AT and not self._busy and not self._wake.is_set():
             self._wake.set()
+
+    def _wait_for_room(self) -> None:
+        """Back-pressure: the queue is nearly full, so the calling thread waits for the worker.
+
+        Waiting gives the worker the CPU (and the GIL) that the queueing threads were using; it is
+        bounded (BACKPRESSURE_MAX_S), and skipped while the worker is stalled (no progress in
+        STALL_S) or when the caller is the worker itself.
+        """
+        if self._stalled or self._thread is None or threading.current_thread() is self._thread:
+            return
+        started = time.monotonic()
+        deadline = started + BACKPRESSURE_MAX_S
+        with self._room:
+            while len(self._queue) >= self._high and not self._stopped and not self._stalled:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                seen = self.processed
+                self._pressure = True
+                self._wake.set()
+                self._room.wait(min(STALL_S, deadline - now))
+                if self.processed == seen and len(self._queue) >= self._high:
+                    self._stalled = True
+                    selflog.warn_once_a_minute(
+                        "derive-stalled",
+                        "b2b_otel: the rules worker made no progress for %.1fs; spans over the"
+                        " queue's capacity are dropped and counted until it does",
+                        STALL_S,
+                    )
+            self.backpressure_waits += 1
+            self.backpressure_s += time.monotonic() - started
+
+    def _relieve(self) -> None:
+        """The worker brought the queue down to LOW_WATER: let the waiting threads go on."""
+        with self._room:
+            self._pressure = False
+            self._stalled = False
+            self._room.notify_all()
+
+    def _unjudged(self, reason: str, count: int = 1) -> None:
+        self.unjudged[reason] = self.unjudged.get(reason, 0) + count
+        if self.on_drop is not None:
+            self.on_drop(reason, count)
+
+    def health(self) -> dict[str, Any]:
+        """The rules' part of ``Telemetry.health()``: how full the queue is, what went unjudged and why.
+
+        ``unjudged`` counts items by reason (``queue_full``: over the queue's capacity;
+        ``rule_failed``: a rule or output raised); ``backpressure`` says how often and how long
+        application threads waited for the worker; ``evicted_groups`` counts window groups dropped
+        to stay within ``B2B_OTEL_RULES_MAX_GROUPS``.
+        """
+        return {
+            "processed": self.processed,
+            "queue": {"size": len(self._queue), "capacity": self.capacity},
+            "unjudged": dict(self.unjudged),
+            "backpressure": {
+                "waits": self.backpressure_waits,
+                "waited_s": round(self.backpressure_s, 3),
+                "stalled": self._stalled,
+            },
+            "evicted_groups": self.engine.evicted,
+        }
 
     def start(self) -> None:
         """Start the worker now (it also samples gauges on its schedule, with no spans arriving)."""
@@ -198,6 +293,9 @@ class DerivationProcessor(SpanProcessor):
         self._pid = os.getpid()
         self._queue = deque()
         self._wake = threading.Event()
+        self._room = threading.Condition(threading.Lock())
+        self._pressure = False
+        self._stalled = False
         self._busy = False
         self._thread = None
         self._start_lock = threading.Lock()
@@ -226,8 +324,11 @@ class DerivationProcessor(SpanProcessor):
             try:
                 judges.get(type(item), self._judge_span)(item)
             except Exception as exc:
+                self._unjudged(sc.ReasonValues.RULE_FAILED)
                 selflog.warn_once_a_minute("derive", "b2b_otel: rule evaluation failed: %r", exc)
             self.processed += 1
+            if self._pressure and len(self._queue) <= self._low:
+                self._relieve()
 
     def _judge_span(self, span: ReadableSpan) -> None:
         facts = facts_of(span)
@@ -265,7 +366,7 @@ class DerivationProcessor(SpanProcessor):
         self._next_gauge = now + self.gauge_interval_s
         for name, stats in pool_stats().items():
             if stats["max"] > 0:
-                utilisation = stats["used"] / stats["max"]
+                utilisation = stats[sc.StateValues.USED] / stats["max"]
                 for firing in self.engine.judge_gauge(
                     "pool_utilisation", utilisation, {sc.DB_CLIENT_CONNECTION_POOL_NAME: name}
                 ):

@@ -2,12 +2,17 @@
 
 Single-threaded by design: only the processor's worker thread calls it, so it needs no locks.
 Window rules (ratio, count) keep per-group counters in fixed time buckets, so memory per group is
-constant whatever the traffic, and the number of groups per rule is capped: the least recently
-seen group is evicted (and counted) first, so a flood of spoofed client addresses cannot grow it.
+constant whatever the traffic, and the number of groups per rule is capped (``max_groups``). Bounded
+memory must not be a blind spot, so when a rule is full the least suspicious group goes first
+(:class:`_Groups`), what an evicted group had counted is remembered approximately (:class:`_Ghosts`),
+and every eviction is itself judged, as a fact with ``b2b.security.action=group_eviction``, by the
+rule ``security.rules.group_flood``: a flood of spoofed client addresses neither grows memory nor
+hides the real attacker, and is an event of its own.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -20,6 +25,13 @@ from .schema import Condition, Rule, RuleSet
 # A window is split into this many buckets; the sliding window moves one bucket at a time.
 BUCKETS_PER_WINDOW = 60
 DEFAULT_MAX_GROUPS = 10_000
+# The memory of evicted groups: GHOST_ROWS rows of counters, GHOST_SLOTS_PER_GROUP x max_groups wide
+# (a power of two, at most GHOST_MAX_WIDTH), so that collisions stay rare for floods far larger
+# than max_groups; one byte a counter.
+GHOST_ROWS = 4  # _Ghosts._slots spells the four rows out
+GHOST_SLOTS_PER_GROUP = 64
+GHOST_MAX_WIDTH = 1 << 21
+_ZEROS = (0,) * BUCKETS_PER_WINDOW
 
 
 @dataclass(frozen=True)
@@ -102,10 +114,20 @@ class _Window:
     hits: list[int]
     epoch: int = -1  # absolute bucket number of the newest bucket
     suppressed_until: float = -math.inf
+    score: int = 0  # hits in the window when last seen: how suspicious the group is
+    prior: int = 0  # hits restored from the memory of evicted groups when it was created
 
     @classmethod
     def new(cls) -> _Window:
         return cls([0] * BUCKETS_PER_WINDOW, [0] * BUCKETS_PER_WINDOW)
+
+    def reset(self) -> None:
+        """Empty, as new (an evicted group's window is reused for the next group)."""
+        self.totals[:] = _ZEROS
+        self.hits[:] = _ZEROS
+        self.epoch = -1
+        self.suppressed_until = -math.inf
+        self.score = self.prior = 0
 
     def add(self, bucket: int, hit: bool) -> None:
         self._advance(bucket)
@@ -131,10 +153,137 @@ class _Window:
         return sum(self.totals), sum(self.hits)
 
 
+class _Groups:
+    """One window rule's groups; when the rule is full, the least suspicious group is evicted.
+
+    Suspicion is what the group counted in its window when last seen (matching spans for a count
+    rule, failures for a ratio rule). Evicted first: the least recently seen group if its window has
+    run out (nothing is left in it); otherwise a group with the lowest count, the least recently seen
+    among equals. Groups sit in insertion-ordered buckets by count, with a heap of the counts present
+    (stale entries skipped when met): O(log n) per update, whatever the number of groups.
+    """
+
+    def __init__(self) -> None:
+        self.windows: dict[tuple[Any, ...], _Window] = {}
+        self._recent: OrderedDict[tuple[Any, ...], None] = OrderedDict()
+        self._by_score: dict[int, OrderedDict[tuple[Any, ...], None]] = {}
+        self._scores: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def get(self, key: tuple[Any, ...]) -> _Window | None:
+        return self.windows.get(key)
+
+    def add(self, key: tuple[Any, ...], window: _Window) -> None:
+        """A new group; :meth:`seen` must follow before the next eviction, and places it."""
+        self.windows[key] = window
+        self._recent[key] = None
+        window.score = -1
+
+    def seen(self, key: tuple[Any, ...], window: _Window, score: int) -> None:
+        """The group was updated and now counts ``score``."""
+        if window.score < 0:
+            window.score = score
+            self._place(key, score)
+            return
+        self._recent.move_to_end(key)
+        if score == window.score:
+            self._by_score[score].move_to_end(key)
+            return
+        self._unplace(key, window.score)
+        window.score = score
+        self._place(key, score)
+
+    def evict(self, bucket: int) -> tuple[tuple[Any, ...], _Window]:
+        """Remove and return the least suspicious group; ``bucket`` is the rule's current bucket."""
+        oldest = next(iter(self._recent))
+        if self.windows[oldest].epoch > bucket - BUCKETS_PER_WINDOW:
+            while not self._by_score.get(self._scores[0]):
+                heapq.heappop(self._scores)
+            oldest = next(iter(self._by_score[self._scores[0]]))
+        window = self.windows.pop(oldest)
+        del self._recent[oldest]
+        self._unplace(oldest, window.score)
+        return oldest, window
+
+    def _place(self, key: tuple[Any, ...], score: int) -> None:
+        members = self._by_score.get(score)
+        if members is None:
+            members = self._by_score[score] = OrderedDict()
+            heapq.heappush(self._scores, score)
+            if len(self._scores) > 2 * len(self._by_score) + 64:  # drop the stale entries
+                self._scores = list(self._by_score)
+                heapq.heapify(self._scores)
+        members[key] = None
+
+    def _unplace(self, key: tuple[Any, ...], score: int) -> None:
+        members = self._by_score[score]
+        del members[key]
+        if not members:
+            del self._by_score[score]
+
+
+class _Ghosts:
+    """What evicted groups had counted, remembered approximately in fixed memory (a count-min sketch).
+
+    A group evicted and seen again starts from the count it had (never less; more only when all
+    rows collide), so an attacker whose failures are spread through a flood of spoofed addresses is
+    still counted. Two generations, each covering half a window, so that old counts run out with the
+    window. The hash is Python's, randomised per process: an attacker cannot aim collisions.
+    """
+
+    def __init__(self, max_groups: int) -> None:
+        width = 1 << max(10, (max(1, max_groups) * GHOST_SLOTS_PER_GROUP - 1).bit_length())
+        self.width = min(width, GHOST_MAX_WIDTH)
+        self._generations = [bytearray(GHOST_ROWS * self.width), bytearray(GHOST_ROWS * self.width)]
+        self._generation = 0  # the half-window number of the current generation
+
+    def _slots(self, key: tuple[Any, ...]) -> tuple[int, ...]:
+        h = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
+        step = (h >> 32) | 1
+        mask = self.width - 1
+        width = self.width
+        return (
+            h & mask,
+            width + ((h + step) & mask),
+            2 * width + ((h + 2 * step) & mask),
+            3 * width + ((h + 3 * step) & mask),
+        )
+
+    def _turn(self, bucket: int) -> None:
+        generation = bucket // (BUCKETS_PER_WINDOW // 2)
+        if generation == self._generation:
+            return
+        if generation - self._generation >= 2:
+            self._generations = [bytearray(GHOST_ROWS * self.width), bytearray(GHOST_ROWS * self.width)]
+        else:
+            self._generations = [self._generations[1], bytearray(GHOST_ROWS * self.width)]
+        self._generation = generation
+
+    def add(self, key: tuple[Any, ...], count: int, bucket: int) -> None:
+        if count <= 0:
+            return
+        self._turn(bucket)
+        current = self._generations[1]
+        slots = self._slots(key)
+        # Conservative update: raise only the smallest counters, which keeps over-counting low.
+        target = min(255, min(current[slot] for slot in slots) + count)
+        for slot in slots:
+            if current[slot] < target:
+                current[slot] = target
+
+    def estimate(self, key: tuple[Any, ...], bucket: int) -> int:
+        self._turn(bucket)
+        old, current = self._generations
+        return min(old[slot] + current[slot] for slot in self._slots(key))
+
+
 @dataclass
 class _RuleState:
     rule: Rule
-    groups: OrderedDict[tuple[Any, ...], _Window] = field(default_factory=OrderedDict)
+    groups: _Groups = field(default_factory=_Groups)
+    ghosts: _Ghosts | None = None  # created at the rule's first eviction
     gauge_breaching: dict[tuple[Any, ...], bool] = field(default_factory=dict)
 
 
@@ -158,6 +307,10 @@ class Engine:
         self.clock = clock
         self.max_groups = max_groups
         self.on_evict = on_evict
+        self.evicted = 0
+        # Evictions not yet judged as facts (rule ids), and whether they are being judged now.
+        self._evictions: list[str] = []
+        self._judging_evictions = False
         enabled = rules.enabled()
         self._states = {rule.id: _RuleState(rule) for rule in enabled}
         gauge = semconv.RuleKindValues.GAUGE
@@ -166,6 +319,13 @@ class Engine:
             r for r in enabled if r.kind == gauge and r.source and not r.source.span_attribute
         ]
         self._index(span_rules)
+        # The rules that judge evictions (security.rules.group_flood), found once.
+        eviction_shape = {
+            semconv.B2B_SECURITY_ACTION: semconv.B2bSecurityActionValues.GROUP_EVICTION,
+            semconv.B2B_FLOOD_RULE_ID: "",
+        }
+        self._eviction_rules = self._candidates(eviction_shape)
+        self._eviction_plans: dict[str, list[tuple[Rule, tuple[Any, ...], dict[str, Any]]]] = {}
 
     def _index(self, span_rules: list[Rule]) -> None:
         """Index rules by an attribute each requires, so a span is only matched against candidates."""
@@ -223,6 +383,8 @@ class Engine:
             firing = getattr(self, f"_judge_{rule.kind}")(rule, facts)
             if firing is not None:
                 firings.append(firing)
+        if self._evictions and not self._judging_evictions:
+            firings += self._judge_evictions(facts)
         return firings
 
     def _group(self, rule: Rule, attributes: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -262,35 +424,109 @@ class Engine:
             return self._firing(rule, float(value), facts, self._group(rule, facts.attributes)[1])
         return None
 
-    def _window(self, rule: Rule, key: tuple[Any, ...]) -> _Window:
-        groups = self._states[rule.id].groups
-        window = groups.get(key)
-        if window is None:
-            window = _Window.new()
-            groups[key] = window
-            if len(groups) > self.max_groups:
-                groups.popitem(last=False)
-                if self.on_evict is not None:
-                    self.on_evict(rule.id, 1)
-        else:
-            groups.move_to_end(key)
+    def _window(self, state: _RuleState, key: tuple[Any, ...], bucket: int) -> _Window:
+        """The group's window, created when new (evicting the least suspicious group if full)."""
+        window = state.groups.get(key)
+        if window is not None:
+            return window
+        window = self._evict(state, bucket) if len(state.groups) >= self.max_groups else _Window.new()
+        rule = state.rule
+        if state.ghosts is not None and rule.threshold is not None:
+            # Seen before it was evicted: start from what it had counted. Never enough to fire on
+            # this span alone (at most threshold - 2), so a rare collision cannot raise an alert.
+            prior = min(state.ghosts.estimate(key, bucket), max(0, math.ceil(rule.threshold) - 2))
+            if prior > 0:
+                window.epoch = bucket
+                window.totals[bucket % BUCKETS_PER_WINDOW] = prior
+                window.hits[bucket % BUCKETS_PER_WINDOW] = prior
+                window.prior = prior
+        state.groups.add(key, window)
         return window
+
+    def _evict(self, state: _RuleState, bucket: int) -> _Window:
+        """Evict the least suspicious group; its window, emptied, for the next group."""
+        key, window = state.groups.evict(bucket)
+        self.evicted += 1
+        if state.rule.kind == semconv.RuleKindValues.COUNT:
+            # What it counted (when last seen, or nothing once its window ran out) minus what it
+            # had been given back from memory, which is remembered already.
+            expired = window.epoch <= bucket - BUCKETS_PER_WINDOW
+            remembered = 0 if expired else window.score - window.prior
+            if remembered > 0:
+                if state.ghosts is None:
+                    state.ghosts = _Ghosts(self.max_groups)
+                state.ghosts.add(key, remembered, bucket)
+        if self.on_evict is not None:
+            self.on_evict(state.rule.id, 1)
+        self._evictions.append(state.rule.id)
+        window.reset()
+        return window
+
+    def _judge_evictions(self, facts: SpanFacts) -> list[Firing]:
+        """Each eviction this span caused, judged as a fact of its own (``security.rules.group_flood``).
+
+        The fact depends only on the evicting rule, so which rules match it, and their groups, are
+        worked out once per evicting rule; count rules then only count (a flood evicts per span).
+        """
+        evictions, self._evictions = self._evictions, []
+        firings: list[Firing] = []
+        if not self._eviction_rules:
+            return firings
+        self._judging_evictions = True
+        try:
+            for rule_id in evictions:
+                for rule, key, group in self._eviction_plan(rule_id):
+                    if rule.kind != semconv.RuleKindValues.COUNT:
+                        firing = getattr(self, f"_judge_{rule.kind}")(rule, _eviction_facts(rule_id, facts))
+                        if firing is not None:
+                            firings.append(firing)
+                        continue
+                    assert rule.threshold is not None and rule.window is not None
+                    window, now, total, _ = self._count_in(rule, key, True)
+                    if now < window.suppressed_until or not compare(total, rule.comparison, rule.threshold):
+                        continue
+                    window.suppressed_until = now + rule.window
+                    firings.append(self._firing(rule, float(total), _eviction_facts(rule_id, facts), group))
+        finally:
+            self._judging_evictions = False
+            self._evictions.clear()  # evictions of the flood rule's own groups are not judged again
+        return firings
+
+    def _eviction_plan(self, rule_id: str) -> list[tuple[Rule, tuple[Any, ...], dict[str, Any]]]:
+        plan = self._eviction_plans.get(rule_id)
+        if plan is None:
+            facts = _eviction_facts(rule_id, None)
+            plan = self._eviction_plans[rule_id] = [
+                (rule, *self._group(rule, facts.attributes))
+                for rule in self._eviction_rules
+                if matches(rule.match, facts)
+            ]
+        return plan
+
+    def _count_in(self, rule: Rule, key: tuple[Any, ...], hit: bool) -> tuple[_Window, float, int, int]:
+        """Count a span in the window of group ``key``; the window, the time and its sums."""
+        assert rule.window is not None
+        state = self._states[rule.id]
+        now = self.clock()
+        bucket = int(now // (rule.window / BUCKETS_PER_WINDOW))
+        window = self._window(state, key, bucket)
+        window.add(bucket, hit)
+        total, hits = window.sums()
+        state.groups.seen(key, window, hits)
+        return window, now, total, hits
 
     def _judge_windowed(
         self, rule: Rule, facts: SpanFacts, hit: bool
-    ) -> tuple[_Window, float, dict[str, Any]]:
-        assert rule.window is not None
+    ) -> tuple[_Window, float, dict[str, Any], int, int]:
+        """Count the span in its group's window; the window, the time, the group and its sums."""
         key, group = self._group(rule, facts.attributes)
-        window = self._window(rule, key)
-        now = self.clock()
-        window.add(int(now // (rule.window / BUCKETS_PER_WINDOW)), hit)
-        return window, now, group
+        window, now, total, hits = self._count_in(rule, key, hit)
+        return window, now, group, total, hits
 
     def _judge_ratio(self, rule: Rule, facts: SpanFacts) -> Firing | None:
         assert rule.failure is not None and rule.threshold is not None and rule.min_samples is not None
         failed = matches(rule.failure, facts)
-        window, now, group = self._judge_windowed(rule, facts, failed)
-        total, failures = window.sums()
+        window, now, group, total, failures = self._judge_windowed(rule, facts, failed)
         if total < rule.min_samples or now < window.suppressed_until:
             return None
         share = failures / total if rule.observed == "failure_rate" else (total - failures) / total
@@ -302,8 +538,8 @@ class Engine:
 
     def _judge_count(self, rule: Rule, facts: SpanFacts) -> Firing | None:
         assert rule.threshold is not None and rule.window is not None
-        window, now, group = self._judge_windowed(rule, facts, True)
-        count = float(window.sums()[0])
+        window, now, group, total, _ = self._judge_windowed(rule, facts, True)
+        count = float(total)
         if now < window.suppressed_until or not compare(count, rule.comparison, rule.threshold):
             return None
         window.suppressed_until = now + rule.window
@@ -339,6 +575,22 @@ class Engine:
                     )
                 )
         return firings
+
+
+def _eviction_facts(rule_id: str, cause: SpanFacts | None) -> SpanFacts:
+    """The fact of one eviction by ``rule_id``, on the span that caused it."""
+    return SpanFacts(
+        name=semconv.B2bSecurityActionValues.GROUP_EVICTION,
+        kind="internal",
+        status="unset",
+        duration_s=0.0,
+        attributes={
+            semconv.B2B_SECURITY_ACTION: semconv.B2bSecurityActionValues.GROUP_EVICTION,
+            semconv.B2B_FLOOD_RULE_ID: rule_id,
+        },
+        trace_id=cause.trace_id if cause is not None else 0,
+        span_id=cause.span_id if cause is not None else 0,
+    )
 
 
 def _hashable(value: Any) -> Any:

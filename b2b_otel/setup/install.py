@@ -29,7 +29,7 @@ from ..audit_trail import record as audit_record
 from ..audit_trail.chain import DEFAULT_LOG_NAME
 from ..audit_trail.record import AuditRecorder
 from ..audit_trail.writer import AuditLog
-from ..derive.processor import DerivationProcessor
+from ..derive.processor import DerivationProcessor, queue_capacity
 from ..derive.sink import Sink
 from ..export import disk_buffer
 from ..export.fanout import FanOutLogExporter, FanOutSpanExporter
@@ -197,6 +197,7 @@ def _build_derivation(telemetry: Telemetry) -> DerivationProcessor:
         sinks,
         audit=telemetry.audit,
         max_groups=settings.rules_max_groups,
+        max_queue=queue_capacity(settings.bsp_max_queue_size),
         gauge_interval_s=max(1.0, settings.metric_export_interval),
         on_drop=lambda reason, count: telemetry._count_drop(sc.SignalValues.RULES, reason, count),
     )

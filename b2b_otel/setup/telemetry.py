@@ -288,6 +288,8 @@ class Telemetry:
                 "source": self.settings.rules_file or "built-in",
                 "firings": 0 if self.derivation is None else self.derivation.firings,
                 "tracked_groups": 0 if self.derivation is None else self.derivation.engine.tracked_groups(),
+                # processed, queue size/capacity, unjudged by reason, back-pressure, evicted groups
+                **({} if self.derivation is None else self.derivation.health()),
             },
             "log_dir": log_dir,
             "audit_file": audit,

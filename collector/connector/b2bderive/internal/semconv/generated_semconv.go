@@ -282,6 +282,11 @@ const B2BAuditPrevHashKey = "b2b.audit.prev_hash"
 // listed in rules.yaml; a custom rules file may add its own. [string, b2b, stable]
 const B2BRuleIDKey = "b2b.rule.id"
 
+// B2BFloodRuleIDKey is the attribute key b2b.flood.rule.id: Id of the window rule that had to evict
+// groups to stay within its maximum, on the `security.rules.group_flood` event (a flood of distinct
+// group values, e.g. spoofed client addresses). [string, b2b, development]
+const B2BFloodRuleIDKey = "b2b.flood.rule.id"
+
 // B2BAlertSeverityKey is the attribute key b2b.alert.severity: Severity of the firing. Each member
 // also fixes the OTel log severity number of the derived record (FATAL 21, WARN 13, INFO 9) and
 // `b2b.alert.respond_within_s`. [enum, b2b, stable]
@@ -340,7 +345,8 @@ const OCSFClassUIDKey = "ocsf.class_uid"
 
 // OCSFActivityIDKey is the attribute key ocsf.activity_id: OCSF activity within the class:
 // Authentication 1 = Logon; User Access Management 1 = Assign Privileges; Web Resource Access
-// Activity 2 = Access Deny; Data Security Finding 1 = Create. [int, ocsf, stable]
+// Activity 2 = Access Deny; Data Security Finding 1 = Create; Detection Finding 1 = Create. [int,
+// ocsf, stable]
 const OCSFActivityIDKey = "ocsf.activity_id"
 
 // OutcomeKey is the attribute key outcome: Outcome of an agent execution or a workflow step. [enum,
@@ -463,9 +469,14 @@ const B2BSecurityActionAccessDenied = "access_denied"
 // `b2b.security.events` can count it. [b2b]
 const B2BSecurityActionSensitiveData = "sensitive_data"
 
+// B2BSecurityActionGroupEviction is the value group_eviction of b2b.security.action: A window rule
+// evicted one of its groups to stay within `B2B_OTEL_RULES_MAX_GROUPS`; not an application helper:
+// the engines judge it (rule `security.rules.group_flood`). [b2b]
+const B2BSecurityActionGroupEviction = "group_eviction"
+
 // B2BSecurityActionValues returns the values of b2b.security.action, in registry order.
 func B2BSecurityActionValues() []string {
-	return []string{B2BSecurityActionLogin, B2BSecurityActionPrivilegeChange, B2BSecurityActionAccessDenied, B2BSecurityActionSensitiveData}
+	return []string{B2BSecurityActionLogin, B2BSecurityActionPrivilegeChange, B2BSecurityActionAccessDenied, B2BSecurityActionSensitiveData, B2BSecurityActionGroupEviction}
 }
 
 // B2BAuditActionPrivilegeChange is the value privilege_change of b2b.audit.action: Roles were
@@ -632,9 +643,13 @@ const OCSFClassUIDWebResourceAccessActivity = 6004
 // (Findings category). [ocsf]
 const OCSFClassUIDDataSecurityFinding = 2006
 
+// OCSFClassUIDDetectionFinding is the value 2004 of ocsf.class_uid: Detection Finding (Findings
+// category). [ocsf]
+const OCSFClassUIDDetectionFinding = 2004
+
 // OCSFClassUIDValues returns the values of ocsf.class_uid, in registry order.
 func OCSFClassUIDValues() []int64 {
-	return []int64{OCSFClassUIDAuthentication, OCSFClassUIDUserAccessManagement, OCSFClassUIDWebResourceAccessActivity, OCSFClassUIDDataSecurityFinding}
+	return []int64{OCSFClassUIDAuthentication, OCSFClassUIDUserAccessManagement, OCSFClassUIDWebResourceAccessActivity, OCSFClassUIDDataSecurityFinding, OCSFClassUIDDetectionFinding}
 }
 
 // OutcomeSuccess is the value success of outcome: The execution or step finished without error.
@@ -690,6 +705,15 @@ const ReasonShutdown = "shutdown"
 // evicted because the rule tracked its maximum of groups. [b2b]
 const ReasonWindowEvicted = "window_evicted"
 
+// ReasonInvalidArgument is the value invalid_argument of reason: The application passed a helper an
+// argument of the wrong type or value; the attribute or point was coerced (unknown enum values
+// become `_OTHER`) or left out. [b2b]
+const ReasonInvalidArgument = "invalid_argument"
+
+// ReasonRuleFailed is the value rule_failed of reason: Judging a queued span raised (a bug); its
+// firings and records may be missing. [b2b]
+const ReasonRuleFailed = "rule_failed"
+
 // ReasonBufferFull is the value buffer_full of reason: The export disk buffer reached its size cap;
 // its oldest batches were dropped first. [b2b]
 const ReasonBufferFull = "buffer_full"
@@ -700,7 +724,7 @@ const ReasonBufferCorrupt = "buffer_corrupt"
 
 // ReasonValues returns the values of reason, in registry order.
 func ReasonValues() []string {
-	return []string{ReasonQueueFull, ReasonExportFailed, ReasonWriteFailed, ReasonShutdown, ReasonWindowEvicted, ReasonBufferFull, ReasonBufferCorrupt}
+	return []string{ReasonQueueFull, ReasonExportFailed, ReasonWriteFailed, ReasonShutdown, ReasonWindowEvicted, ReasonInvalidArgument, ReasonRuleFailed, ReasonBufferFull, ReasonBufferCorrupt}
 }
 
 // --- Facts fixed by an enum value
@@ -979,9 +1003,14 @@ const RuleWorkflowDataQualityLow = "workflow.data_quality.low"
 // is nearly used up. [gauge, info, operations]
 const RuleExternalLlmQuota = "external.llm.quota"
 
+// RuleSecurityRulesGroupFlood is the default rule security.rules.group_flood: A flood of distinct
+// group values (e.g. spoofed client addresses) made a window rule evict many groups: bounded memory
+// must not hide the attack that caused it. [count, warning, security]
+const RuleSecurityRulesGroupFlood = "security.rules.group_flood"
+
 // RuleIDs returns the id of every default rule, in registry order.
 func RuleIDs() []string {
-	return []string{RuleAgentExecutionCritical, RuleAgentExecutionSlow, RuleAgentSuccessRateLow, RuleAgentQueueDepth, RuleDBQuerySlow, RuleDBPoolExhaustion, RuleMemoryFailureRateHigh, RuleMemoryCacheHitLow, RuleWorkflowFailureRateHigh, RuleWorkflowCompletionSlow, RuleExternalAPISlow, RuleExternalAPIUnavailable, RuleSecurityLoginBruteforce, RuleSecurityPrivilegeEscalation, RuleSecurityAccessViolation, RuleSecuritySensitiveData, RuleSecurityAccessUnusual, RuleWorkflowDataQualityLow, RuleExternalLlmQuota}
+	return []string{RuleAgentExecutionCritical, RuleAgentExecutionSlow, RuleAgentSuccessRateLow, RuleAgentQueueDepth, RuleDBQuerySlow, RuleDBPoolExhaustion, RuleMemoryFailureRateHigh, RuleMemoryCacheHitLow, RuleWorkflowFailureRateHigh, RuleWorkflowCompletionSlow, RuleExternalAPISlow, RuleExternalAPIUnavailable, RuleSecurityLoginBruteforce, RuleSecurityPrivilegeEscalation, RuleSecurityAccessViolation, RuleSecuritySensitiveData, RuleSecurityAccessUnusual, RuleWorkflowDataQualityLow, RuleExternalLlmQuota, RuleSecurityRulesGroupFlood}
 }
 
 // SecurityClass is the ECS and OCSF classification written on the record of a security rule.
@@ -1007,6 +1036,8 @@ func RuleSecurity(ruleID string) (SecurityClass, bool) {
 		return SecurityClass{EventCategory: EventCategoryIntrusionDetection, EventType: EventTypeInfo, EventOutcome: EventOutcomeUnknown, OCSFClassUID: OCSFClassUIDDataSecurityFinding, OCSFActivityID: 1}, true
 	case RuleSecurityAccessUnusual:
 		return SecurityClass{EventCategory: EventCategoryAPI, EventType: EventTypeDenied, EventOutcome: EventOutcomeFailure, OCSFClassUID: OCSFClassUIDWebResourceAccessActivity, OCSFActivityID: 2}, true
+	case RuleSecurityRulesGroupFlood:
+		return SecurityClass{EventCategory: EventCategoryIntrusionDetection, EventType: EventTypeInfo, EventOutcome: EventOutcomeUnknown, OCSFClassUID: OCSFClassUIDDetectionFinding, OCSFActivityID: 1}, true
 	}
 	return SecurityClass{}, false
 }
