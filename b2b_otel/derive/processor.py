@@ -482,6 +482,10 @@ class DerivationProcessor(SpanProcessor):
                 flushed = False
         return flushed
 
+    def judge_queued(self, timeout_s: float) -> bool:
+        """Wait until everything queued is judged (its records handed to the sinks, not their flush)."""
+        return self._wait_idle(timeout_s)
+
     @property
     def stopped(self) -> bool:
         """True once :meth:`shutdown` ran: nothing more is judged."""

@@ -134,14 +134,16 @@ class Telemetry:
         spans, logs = self._span_processors, self._log_processors
         steps: list[tuple[str, Callable[[float], object]]] = []
         if derivation is not None:
-            steps.append(("judge", lambda t: derivation.force_flush(_millis(t))))
+            steps.append(("judge", lambda t: derivation.judge_queued(t)))
         steps.append(("export spans", lambda t: _each(spans, "force_flush", t, skip=derivation)))
         # Log records are scrubbed on export too: their findings are judged with the spans' findings.
         steps.append(("export logs", lambda t: _each(logs, "force_flush", t)))
         if derivation is not None:
-            steps.append(("judge findings", lambda t: derivation.force_flush(_millis(t))))
+            steps.append(("judge findings", lambda t: derivation.judge_queued(t)))
             steps.append(("export markers", lambda t: _each(spans, "force_flush", t, skip=derivation)))
         steps.append(("export metrics", lambda t: _each(self._metric_readers, "force_flush", t)))
+        if derivation is not None:  # the sinks (files, Alertmanager): after the exports, not before them
+            steps.append(("flush sinks", lambda t: derivation.force_flush(_millis(t))))
         steps.append(("export derived logs", lambda t: _each(logs, "force_flush", t)))
         return steps
 
@@ -153,7 +155,8 @@ class Telemetry:
         ``b2b.alerts`` and ``b2b.telemetry.dropped`` counts of all that reach the metric export.
         """
         derivation = self.derivation
-        steps = self._flush_steps()[:5]  # judge .. export markers, as a flush does
+        # Judge .. export markers, as a flush does; the sinks are closed (bounded) by the processor.
+        steps = self._flush_steps()[:5]
         steps.append(("stop spans", lambda t: _each(self._span_processors, "shutdown", t, skip=derivation)))
         if derivation is not None:
             steps.append(("stop derivation", lambda t: derivation.shutdown()))
