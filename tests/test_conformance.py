@@ -56,7 +56,8 @@ def spans_of(request: dict[str, Any]) -> list[tuple[float, SpanFacts]]:
 
 def run_vector(vector: dict[str, Any]) -> list[records.DerivedRecord]:
     now = [0.0]
-    engine = Engine(load_rules(None, {}), clock=lambda: now[0])
+    # A vector may bound the groups of each window rule (the connector's max_groups) to reach evictions.
+    engine = Engine(load_rules(None, {}), clock=lambda: now[0], max_groups=vector.get("max_groups", 10_000))
     derived = []
     for end_s, facts in spans_of(vector["input"]):
         now[0] = end_s

@@ -25,6 +25,7 @@ const vectorsDir = "../../../conformance/vectors"
 type vector struct {
 	Name        string          `json:"name"`
 	Description string          `json:"description"`
+	MaxGroups   int             `json:"max_groups"` // optional: bound each window rule's groups
 	Input       json.RawMessage `json:"input"`
 	Expected    []struct {
 		RuleID         string         `json:"rule_id"`
@@ -56,7 +57,11 @@ func TestConformanceVectors(t *testing.T) {
 			if err := dec.Decode(&v); err != nil {
 				t.Fatal(err)
 			}
-			got := runVector(t, v.Input)
+			maxGroups := engine.DefaultMaxGroups
+			if v.MaxGroups > 0 {
+				maxGroups = v.MaxGroups
+			}
+			got := runVector(t, v.Input, maxGroups)
 			if len(got) != len(v.Expected) {
 				t.Fatalf("%s\n%d records %v, want %d", v.Description, len(got), idsOf(got), len(v.Expected))
 			}
@@ -97,13 +102,13 @@ func TestConformanceVectors(t *testing.T) {
 }
 
 // runVector feeds the spans in order, the clock at each span's end, with the built-in rules.
-func runVector(t *testing.T, input []byte) []plog.LogRecord {
+func runVector(t *testing.T, input []byte, maxGroups int) []plog.LogRecord {
 	t.Helper()
 	td, err := (&ptrace.JSONUnmarshaler{}).UnmarshalTraces(input)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, defaultRules(t, nil), engine.DefaultMaxGroups)
+	h := newHarness(t, defaultRules(t, nil), maxGroups)
 	for i := 0; i < td.ResourceSpans().Len(); i++ {
 		rs := td.ResourceSpans().At(i)
 		for j := 0; j < rs.ScopeSpans().Len(); j++ {

@@ -223,22 +223,22 @@ rules:
 	}
 }
 
-func TestWindowGroupsAreBoundedLeastRecentlySeenFirst(t *testing.T) {
+func TestWindowGroupsAreBoundedLeastSuspiciousFirst(t *testing.T) {
 	h := newHarness(t, defaultRules(t, nil), 3)
-	// Four failures from .1, then a flood of other addresses evicts its window...
+	// Four failures from .1, then a flood of other addresses with one failure each...
 	h.feed(repeat(4, func(i int) testSpan { return login(t0+float64(i), "10.0.0.1", false) })...)
-	h.feed(repeat(3, func(i int) testSpan { return login(t0+10, fmt.Sprintf("10.0.1.%d", i), false) })...)
-	// ...so its fifth failure starts a new window and does not fire.
+	h.feed(repeat(30, func(i int) testSpan { return login(t0+10, fmt.Sprintf("10.0.1.%d", i), false) })...)
+	// ...evicts them, never .1, so its fifth failure fires.
 	h.feed(login(t0+11, "10.0.0.1", false))
-	if n := h.sink.LogRecordCount(); n != 0 {
-		t.Errorf("%d records, want none after eviction", n)
+	if got := idsOf(h.records()); len(got) != 1 || got[0] != semconv.RuleSecurityLoginBruteforce {
+		t.Errorf("records %v, want the brute force of 10.0.0.1", got)
 	}
-	if got := h.conn.engine.Evicted(); got < 1 {
-		t.Errorf("evicted %d, want counted", got)
+	if got := h.conn.engine.Evicted(); got != 30-2 {
+		t.Errorf("evicted %d, want 28", got)
 	}
-	// Only security.login.bruteforce matched these spans, and its groups stay within max_groups.
-	if got := h.conn.engine.TrackedGroups(); got != 3 {
-		t.Errorf("tracked %d groups, want 3", got)
+	// security.login.bruteforce keeps max_groups groups; security.rules.group_flood one per evicting rule.
+	if got := h.conn.engine.TrackedGroups(); got != 3+1 {
+		t.Errorf("tracked %d groups, want 4", got)
 	}
 }
 

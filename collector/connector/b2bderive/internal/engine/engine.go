@@ -1,13 +1,14 @@
 // Package engine judges spans against a rules.Set: the Go twin of b2b_otel/rules/engine.py, held
 // to the same conformance vectors. Per-span rules (latency, event, span-attribute gauge) are
 // stateless; window rules (ratio, count) keep per-group counters in 60 fixed buckets per window, the
-// number of groups per rule bounded by evicting the least recently seen group first (so a flood of
-// spoofed client addresses cannot grow it). Only the window update takes the lock: an Engine may be
-// called from several goroutines at once.
+// number of groups per rule bounded. As in the Python engine, bounded memory is not a blind spot: the
+// least suspicious group is evicted first (groups.go), a count rule remembers its evicted groups'
+// counts in a count-min sketch, and every eviction is judged as a fact b2b.security.action=
+// group_eviction (rule security.rules.group_flood). Only the window update takes the lock: an Engine
+// may be called from several goroutines at once.
 package engine // import "github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/engine"
 
 import (
-	"container/list"
 	"encoding/json"
 	"math"
 	"strconv"
@@ -99,10 +100,13 @@ type window struct {
 	epoch           int64 // absolute bucket number of the newest bucket; -1 before the first span
 	suppressedUntil float64
 	key             string
+	score           int64 // hits when last seen (how suspicious); -1 until placed
+	prior           int64 // hits given back from the memory of evicted groups at creation
+	recent, ranked  *entry
 }
 
 func newWindow(key string) *window {
-	return &window{epoch: -1, suppressedUntil: math.Inf(-1), key: key}
+	return &window{epoch: -1, suppressedUntil: math.Inf(-1), key: key, score: -1}
 }
 
 func (w *window) add(bucket int64, hit bool) {
@@ -138,7 +142,7 @@ func (w *window) sums() (total, hits int64) {
 	return total, hits
 }
 
-// ruleState is a rule and, for window rules, its groups in least-recently-seen order.
+// ruleState is a rule and, for window rules, its groups and the memory of its evicted groups.
 type ruleState struct {
 	rule *rules.Rule
 	// Like the Python engine's index: a rule whose first equals condition expects a string is only a
@@ -146,8 +150,14 @@ type ruleState struct {
 	indexAttr  string
 	indexValue string
 	indexed    bool
-	groups     map[string]*list.Element
-	lru        *list.List
+	groups     *groups
+	ghosts     *ghosts // created at the rule's first eviction
+}
+
+// evictionPlan is a rule that judges the evictions of one rule, with its group (fixed per evicting rule).
+type evictionPlan struct {
+	st  *ruleState
+	key string
 }
 
 // Engine judges spans against the enabled span rules of a rules.Set.
@@ -155,6 +165,9 @@ type Engine struct {
 	rules     []*ruleState
 	maxGroups int
 	clock     func() int64 // nanoseconds since the epoch
+	// The facts of an eviction by each rule (read-only maps) and the rules judging them.
+	evictionFacts map[string]*SpanFacts
+	evictionPlans map[string][]evictionPlan
 
 	mu      sync.Mutex // guards the windows of every rule and evicted
 	evicted uint64
@@ -169,7 +182,7 @@ func New(set *rules.Set, maxGroups int, clock func() int64) *Engine {
 			// Metric and computed gauges read sampled metrics, which a traces connector never sees.
 			continue
 		}
-		st := &ruleState{rule: r, groups: map[string]*list.Element{}, lru: list.New()}
+		st := &ruleState{rule: r, groups: newGroups()}
 		for _, c := range r.Match {
 			if c.Form == rules.FormEquals {
 				if s, ok := c.Equals.(string); ok {
@@ -180,7 +193,31 @@ func New(set *rules.Set, maxGroups int, clock func() int64) *Engine {
 		}
 		e.rules = append(e.rules, st)
 	}
+	e.planEvictions()
 	return e
+}
+
+// planEvictions works out, per window rule, the fact of one of its evictions and which rules match it.
+func (e *Engine) planEvictions() {
+	e.evictionFacts = map[string]*SpanFacts{}
+	e.evictionPlans = map[string][]evictionPlan{}
+	for _, evicting := range e.rules {
+		r := evicting.rule
+		if r.Kind != semconv.RuleKindRatio && r.Kind != semconv.RuleKindCount {
+			continue
+		}
+		attrs := pcommon.NewMap()
+		attrs.PutStr(semconv.B2BSecurityActionKey, semconv.B2BSecurityActionGroupEviction)
+		attrs.PutStr(semconv.B2BFloodRuleIDKey, r.ID)
+		f := &SpanFacts{Name: semconv.B2BSecurityActionGroupEviction, Kind: rules.SpanKindInternal,
+			Status: rules.StatusUnset, Attrs: attrs}
+		e.evictionFacts[r.ID] = f
+		for _, st := range e.rules {
+			if st.rule.Kind == semconv.RuleKindCount && matches(st.rule.Match, f) {
+				e.evictionPlans[r.ID] = append(e.evictionPlans[r.ID], evictionPlan{st, groupKey(st.rule, attrs)})
+			}
+		}
+	}
 }
 
 // SpanRules is how many rules the engine judges spans with (the enabled rules that read spans).
@@ -190,6 +227,7 @@ func (e *Engine) SpanRules() int { return len(e.rules) }
 // event and gauge rules (a span the Python layer already judged).
 func (e *Engine) Judge(f *SpanFacts, perSpan bool) []Firing {
 	var out []Firing
+	var evictions []string
 	now := e.clock()
 	for _, st := range e.rules {
 		r := st.rule
@@ -220,9 +258,9 @@ func (e *Engine) Judge(f *SpanFacts, perSpan bool) []Firing {
 				}
 			}
 		case semconv.RuleKindRatio:
-			observed, fired = e.judgeRatio(st, f, now)
+			observed, fired = e.judgeRatio(st, f, now, &evictions)
 		case semconv.RuleKindCount:
-			observed, fired = e.judgeCount(st, f, now)
+			observed, fired = e.judgeCount(st, f, now, &evictions)
 		}
 		if fired {
 			out = append(out, Firing{
@@ -231,14 +269,38 @@ func (e *Engine) Judge(f *SpanFacts, perSpan bool) []Firing {
 			})
 		}
 	}
+	return append(out, e.judgeEvictions(evictions, f, now)...)
+}
+
+// judgeEvictions counts each eviction the span caused as a fact of its own, in the count rules that
+// match it (security.rules.group_flood); evictions of those rules' own groups are not judged again.
+func (e *Engine) judgeEvictions(evictions []string, cause *SpanFacts, now int64) []Firing {
+	var out []Firing
+	for _, ruleID := range evictions {
+		template := e.evictionFacts[ruleID]
+		for _, plan := range e.evictionPlans[ruleID] {
+			r := plan.st.rule
+			facts := *template
+			facts.TraceID, facts.SpanID = cause.TraceID, cause.SpanID
+			var ignored []string
+			observed, fired := e.countKey(plan.st, plan.key, now, true, &ignored,
+				func(total, _ int64) (float64, bool) {
+					return float64(total), compare(float64(total), r.Comparison, r.Threshold)
+				})
+			if fired {
+				out = append(out, Firing{Rule: r, Observed: observed, Threshold: r.Threshold,
+					Group: groupOf(r, facts.Attrs), AtNanos: now, Facts: &facts})
+			}
+		}
+	}
 	return out
 }
 
 // judgeRatio: the share of failing (or, observing success_rate, of good) spans in the window, once
 // it holds min_samples spans.
-func (e *Engine) judgeRatio(st *ruleState, f *SpanFacts, now int64) (float64, bool) {
+func (e *Engine) judgeRatio(st *ruleState, f *SpanFacts, now int64, evictions *[]string) (float64, bool) {
 	r := st.rule
-	return e.judgeWindowed(st, f, now, matches(r.Failure, f), func(total, failures int64) (float64, bool) {
+	return e.countKey(st, groupKey(r, f.Attrs), now, matches(r.Failure, f), evictions, func(total, failures int64) (float64, bool) {
 		if total < int64(r.MinSamples) {
 			return 0, false
 		}
@@ -251,34 +313,35 @@ func (e *Engine) judgeRatio(st *ruleState, f *SpanFacts, now int64) (float64, bo
 }
 
 // judgeCount: the number of matching spans in the window.
-func (e *Engine) judgeCount(st *ruleState, f *SpanFacts, now int64) (float64, bool) {
+func (e *Engine) judgeCount(st *ruleState, f *SpanFacts, now int64, evictions *[]string) (float64, bool) {
 	r := st.rule
-	return e.judgeWindowed(st, f, now, true, func(total, _ int64) (float64, bool) {
+	return e.countKey(st, groupKey(r, f.Attrs), now, true, evictions, func(total, _ int64) (float64, bool) {
 		count := float64(total)
 		return count, compare(count, r.Comparison, r.Threshold)
 	})
 }
 
-// judgeWindowed is what the window rules share (engine.py _judge_windowed and the suppression of
-// its callers): the span is counted (a hit or not) in its group's window, found or created, which
-// may evict the least recently seen group; observe reads the window's sums and says whether the rule
-// fires. A rule fires at most once per window and group.
-func (e *Engine) judgeWindowed(st *ruleState, f *SpanFacts, nowNanos int64, hit bool,
+// countKey is what the window rules share (engine.py _count_in and the suppression of its callers):
+// the span is counted (a hit or not) in the window of group key, found or created, which may evict
+// the least suspicious group (its rule id is appended to evictions); observe reads the window's sums
+// and says whether the rule fires. A rule fires at most once per window and group.
+func (e *Engine) countKey(st *ruleState, key string, nowNanos int64, hit bool, evictions *[]string,
 	observe func(total, hits int64) (float64, bool),
 ) (float64, bool) {
 	r := st.rule
-	key := groupKey(r, f.Attrs)
 	now := float64(nowNanos) / 1e9
 	bucket := pyFloorDiv(now, r.Window/bucketsPerWindow)
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	w := e.window(st, key)
+	w := e.window(st, key, bucket, evictions)
 	w.add(bucket, hit)
+	total, hits := w.sums()
+	st.groups.seen(w, hits)
 	if now < w.suppressedUntil {
 		return 0, false
 	}
-	observed, fires := observe(w.sums())
+	observed, fires := observe(total, hits)
 	if !fires {
 		return 0, false
 	}
@@ -286,20 +349,51 @@ func (e *Engine) judgeWindowed(st *ruleState, f *SpanFacts, nowNanos int64, hit 
 	return observed, true
 }
 
-// window finds or creates a group's window; the caller holds e.mu.
-func (e *Engine) window(st *ruleState, key string) *window {
-	if el, ok := st.groups[key]; ok {
-		st.lru.MoveToBack(el)
-		return el.Value.(*window)
+// window finds or creates a group's window; the caller holds e.mu. A new group of a full rule takes
+// the place (and the emptied window) of the least suspicious one; one seen before its eviction starts
+// from what it had counted, at most threshold - 2 (a collision alone never fires).
+func (e *Engine) window(st *ruleState, key string, bucket int64, evictions *[]string) *window {
+	if w, ok := st.groups.windows[key]; ok {
+		return w
 	}
-	w := newWindow(key)
-	st.groups[key] = st.lru.PushBack(w)
-	if len(st.groups) > e.maxGroups {
-		oldest := st.lru.Front()
-		st.lru.Remove(oldest)
-		delete(st.groups, oldest.Value.(*window).key)
-		e.evicted++
+	var w *window
+	if len(st.groups.windows) >= e.maxGroups {
+		w = e.evict(st, bucket, evictions)
+		*w = window{epoch: -1, suppressedUntil: math.Inf(-1), score: -1}
+		w.key = key
+	} else {
+		w = newWindow(key)
 	}
+	if st.ghosts != nil {
+		limit := max(0, int64(math.Ceil(st.rule.Threshold))-2)
+		if prior := min(st.ghosts.estimate(key, bucket), limit); prior > 0 {
+			w.epoch = bucket
+			w.totals[bucket%bucketsPerWindow], w.hits[bucket%bucketsPerWindow] = prior, prior
+			w.prior = prior
+		}
+	}
+	st.groups.add(w)
+	return w
+}
+
+// evict removes the least suspicious group of a full rule and returns its window for reuse; a count
+// rule remembers what the group had counted (nothing once its window ran out) beyond its prior.
+func (e *Engine) evict(st *ruleState, bucket int64, evictions *[]string) *window {
+	w := st.groups.evict(bucket)
+	e.evicted++
+	if st.rule.Kind == semconv.RuleKindCount {
+		remembered := int64(0)
+		if w.epoch > bucket-bucketsPerWindow {
+			remembered = w.score - w.prior
+		}
+		if remembered > 0 {
+			if st.ghosts == nil {
+				st.ghosts = newGhosts(e.maxGroups)
+			}
+			st.ghosts.add(w.key, remembered, bucket)
+		}
+	}
+	*evictions = append(*evictions, st.rule.ID)
 	return w
 }
 
@@ -316,7 +410,7 @@ func (e *Engine) TrackedGroups() int {
 	defer e.mu.Unlock()
 	n := 0
 	for _, st := range e.rules {
-		n += len(st.groups)
+		n += len(st.groups.windows)
 	}
 	return n
 }
