@@ -348,7 +348,7 @@ class InstrumentOptions(TypedDict, total=False):
 
     rules_max_groups: int | str
     """``B2B_OTEL_RULES_MAX_GROUPS``: groups (e.g. client addresses) a window rule tracks; the least
-    recently seen go first. Accepted: a positive integer up to 2147483647.
+    suspicious go first. Accepted: a positive integer up to 2147483647.
     """
 
     trace_link: str

@@ -512,7 +512,7 @@ class Settings(BaseModel):
         PositiveInt,
         Var(
             "B2B_OTEL_RULES_MAX_GROUPS",
-            "groups (e.g. client addresses) a window rule tracks; the least recently seen go first",
+            "groups (e.g. client addresses) a window rule tracks; the least suspicious go first",
             _COUNT_ACCEPTS,
         ),
     ] = 10_000
