@@ -645,3 +645,237 @@ def test_scrubbing_an_attribute_map_reports_through_the_callback() -> None:
     clean = Scrubber().attributes({"a": "ssn 123-45-6789", "b": 3}, found.append)
     assert clean == {"a": "ssn [REDACTED:us_ssn]", "b": 3}
     assert found == [Finding("a", "us_ssn")]
+
+
+# --------------------------------------------------------------------------- forms the key patterns must read
+
+# (text, the secret in it): each a form of a secret that names itself, written as applications write it.
+SECRET_FORMS = [
+    ("db password is hunter2-Pa55word!", "hunter2-Pa55word!"),
+    ("the password was Zr8kQw2mXv9p.", "Zr8kQw2mXv9p"),
+    ("the api key: Kd93jfLqP0xZ2wYt", "Kd93jfLqP0xZ2wYt"),
+    ("private key is Kd93jfLqP0xZ2wYt", "Kd93jfLqP0xZ2wYt"),
+    ("db_password=Zr8kQw2mXv9p", "Zr8kQw2mXv9p"),
+    ("aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCY"),
+    ("session_token=Zr8kQw2mXv9p", "Zr8kQw2mXv9p"),
+    ("Cookie-less: JSESSIONID=A1B2C3D4E5F6G7H8", "A1B2C3D4E5F6G7H8"),
+    ("PHPSESSID=9f8e7d6c5b4a3210", "9f8e7d6c5b4a3210"),
+    ("userPassword: Zr8kQw2mXv9p", "Zr8kQw2mXv9p"),
+    ("apiKey=Kd93jfLqP0xZ2wYt", "Kd93jfLqP0xZ2wYt"),
+    ('{"clientSecret": "Kd93jfLqP0xZ2wYt"}', "Kd93jfLqP0xZ2wYt"),
+    ("Authorization: Token Kd93jfLqP0xZ2wYt", "Kd93jfLqP0xZ2wYt"),
+    ("Authorization: Basic Ym9iOmh1bnRlcjI=", "Ym9iOmh1bnRlcjI="),
+    ("sent Basic Ym9iOmh1bnRlcjI= upstream", "Ym9iOmh1bnRlcjI="),
+    ('Authorization: Digest username="bob", response="6629fae49393a054"', "6629fae49393a054"),
+    ("proxy-authorization: Negotiate YIIFpAYGKwYBBQUC", "YIIFpAYGKwYBBQUC"),
+    ('{"payload": "{\\"password\\": \\"Zr8kQw2mXv9p\\"}"}', "Zr8kQw2mXv9p"),
+    ('{"payload": "{\\"password\\": \\"correct horse battery\\"}"}', "correct horse battery"),
+    ("see https://bob:s3cretPa55@db.example.com/x for details", "s3cretPa55"),
+    ("connecting to postgresql://app:Zr8kQw2mXv9p@10.0.0.5:5432/db", "Zr8kQw2mXv9p"),
+    ("INSERT INTO users (name, password) VALUES ('bob', 'Zr8kQw2mXv9p')", "Zr8kQw2mXv9p"),
+    ("INSERT INTO users (name, api_key) VALUES ('bob', 'Kd93'), ('eve', 'O''Zr8kQw2mXv9p')", "Zr8kQw2mXv9p"),
+    ("UPDATE accounts SET session_token = 'Zr8kQw2mXv9p' WHERE id = 7", "Zr8kQw2mXv9p"),
+    ("password=abc\\Zr8kQw2mXv9p", "Zr8kQw2mXv9p"),
+    ("note: password=Zr8kQw2mXv9p", "Zr8kQw2mXv9p"),
+]
+
+
+@pytest.mark.parametrize(("text", "secret"), SECRET_FORMS)
+def test_secret_written_in_any_common_form_is_redacted(text: str, secret: str) -> None:
+    findings: list[Finding] = []
+    out = Scrubber().text(text, "app.note", findings.append)
+    assert "[REDACTED:" in out, out
+    # Six characters: "word" of the secret "hunter2-Pa55word!" is also in the key "password".
+    leaked = sorted(f for f in fragments(secret, 6) if f in out)
+    assert not leaked, f"{leaked} survived in {out!r}"
+    assert findings
+
+
+def test_json_inside_a_json_string_stays_valid_json() -> None:
+    import json
+
+    text = json.dumps({"payload": json.dumps({"password": "Zr8kQw2mXv9p", "user": "bob"})})
+    inner = json.loads(json.loads(Scrubber().text(text))["payload"])
+    assert inner == {"password": "[REDACTED:secret_key]", "user": "bob"}
+
+
+def test_authorization_scheme_is_kept_and_credentials_redacted() -> None:
+    out = Scrubber().text("Authorization: Token Kd93jfLqP0xZ2wYt")
+    assert out == "Authorization: Token [REDACTED:secret_key]"
+
+
+def test_url_userinfo_in_free_text_keeps_the_user_and_host() -> None:
+    out = Scrubber().text("see https://bob:s3cretPa55@db.example.com/x")
+    assert out == "see https://bob:[REDACTED:secret_key]@db.example.com/x"
+
+
+NOT_SECRET_FORMS = [
+    "gen_ai.usage.input_tokens=1200 gen_ai.usage.output_tokens=340",
+    "max_tokens=512",
+    "maxTokens: 512",
+    "token_count=42, token_limit=4096",
+    "the password is required",
+    "password_policy=strict",
+    "secret_name=db-creds",
+    "session.id=abc123",
+    "the basic plan costs 10",
+    "Basic usage: 42 calls",
+    "SELECT name FROM users WHERE status = 'active'",
+    "see https://db.example.com:5432/x",
+    "primary key: id",
+]
+
+
+@pytest.mark.parametrize("text", NOT_SECRET_FORMS)
+def test_names_and_counts_around_secret_words_are_kept(text: str) -> None:
+    findings: list[Finding] = []
+    assert Scrubber().text(text, "app.note", findings.append) == text
+    assert findings == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "db_password",
+        "aws_secret_access_key",
+        "session_token",
+        "JSESSIONID",
+        "userPassword",
+        "apiKey",
+        "csrftoken",
+    ],
+)
+def test_secret_word_inside_a_longer_attribute_key_redacts_its_value(harness: Harness, key: str) -> None:
+    harness.tracer.start_span("op", attributes={key: "Zr8kQw2mXv9p"}).end()
+    assert attrs(harness.span().attributes)[key] == "[REDACTED:secret_key]"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "gen_ai.usage.input_tokens",
+        "gen_ai.request.max_tokens",
+        "llm.token_count",
+        "app.maxTokens",
+        "session.id",
+    ],
+)
+def test_token_count_and_id_keys_are_not_secret_keys(harness: Harness, key: str) -> None:
+    harness.tracer.start_span("op", attributes={key: "512"}).end()
+    assert attrs(harness.span().attributes)[key] == "512"
+    assert harness.findings == []
+
+
+def test_nested_attribute_values_are_walked(harness: Harness) -> None:
+    value = {"user": "bob", "db_password": "Zr8kQw2mXv9p", "deep": {"items": ["ssn 123-45-6789"]}}
+    harness.tracer.start_span("op", attributes={"app.ctx": value}).end()  # type: ignore[dict-item]
+    assert attrs(harness.span().attributes)["app.ctx"] == {
+        "user": "bob",
+        "db_password": "[REDACTED:secret_key]",
+        "deep": {"items": ("ssn [REDACTED:us_ssn]",)},
+    }
+    assert {f for f, _, _ in harness.findings} == {
+        Finding("app.ctx.db_password", "secret_key"),
+        Finding("app.ctx.deep.items", "us_ssn"),
+    }
+
+
+def test_nested_log_attribute_values_are_walked(harness: Harness) -> None:
+    harness.logger.emit(body="x", attributes={"ctx": {"token": "Zr8kQw2mXv9p", "n": 3}})
+    assert attrs(harness.log().log_record.attributes)["ctx"] == {"token": "[REDACTED:secret_key]", "n": 3}
+
+
+def test_too_deep_a_value_is_replaced_not_exported_unchecked() -> None:
+    value: Any = "ssn 123-45-6789"
+    for _ in range(40):
+        value = {"n": value}
+    out = repr(Scrubber().value("app.ctx", value))
+    assert "123-45-6789" not in out and "scrub_failed" in out
+
+
+# --------------------------------------------------------------------------- the card rule
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card 4111.1111.1111.1111",
+        "4111.1111.1111.1111",
+        "visa 4111 1111-11111111",  # irregular grouping, but a card word before it
+        "cc: 5555555555554444",
+        "pan=6011 0009 9013 9424",
+        "amex 3782-822463-10005",
+        "paid 2223 0031 2200 3222",  # Mastercard 2-series
+        "3530 1113 3330 0000",  # JCB
+        "3056 9309 0259 04",  # Diners
+    ],
+)
+def test_card_in_a_card_context_or_with_an_issuer_prefix_is_redacted(text: str) -> None:
+    out = Scrubber().text(text)
+    assert "[REDACTED:credit_card]" in out, out
+    assert not any(c.isdigit() for c in out.split("[REDACTED")[0][-4:]), out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order 1234567890123452 shipped",  # Luhn-valid, no issuer prefix, no card word
+        "ts 1718841600006",  # an epoch in milliseconds that passes Luhn
+        "event 1718841600123456785",  # nanoseconds, 19 digits, passes Luhn
+        "tracking 9400 1000 0000 0000 0008",
+        "4111 1111-1111 1111",  # an issuer prefix, but grouped like no card
+        "batch 8888 8888 8888 8888",
+    ],
+)
+def test_luhn_valid_number_without_card_context_or_issuer_prefix_is_kept(text: str) -> None:
+    digits = "".join(c for c in text if c.isdigit())
+    assert any(
+        luhn_valid(digits[i:j])
+        for i in range(len(digits))
+        for j in range(i + 13, min(len(digits), i + 19) + 1)
+    )
+    findings: list[Finding] = []
+    assert Scrubber().text(text, "app.note", findings.append) == text
+    assert findings == []
+
+
+def test_card_like_attribute_key_is_card_context(harness: Harness) -> None:
+    harness.tracer.start_span("op", attributes={"payment.card_number": "1234567890123452"}).end()
+    assert attrs(harness.span().attributes)["payment.card_number"] == "[REDACTED:credit_card]"
+
+
+# --------------------------------------------------------------------------- linear time, new shapes
+
+NEW_ADVERSARIAL: dict[str, Callable[[int], str]] = {
+    "identifier_colons": lambda n: "a:" * (n // 2),
+    "secret_key_colons": lambda n: "password:" * (n // 9),
+    "long_identifier_then_equals": lambda n: "a" * n + "=",
+    "dotted_identifier": lambda n: "a." * (n // 2) + "=",
+    "camel_case_run": lambda n: "aB" * (n // 2) + "=x",
+    "escaped_quotes": lambda n: 'password=\\"' + '\\"' * (n // 2),
+    "backslashes": lambda n: "password: " + "\\" * n,
+    "json_open_string": lambda n: '{"password": "' + "\\a" * (n // 2),
+    "url_schemes": lambda n: "a://b:" * (n // 6),
+    "url_long_password": lambda n: "https://bob:" + "x" * n,
+    "sql_quotes": lambda n: "insert into t (password) values (" + "'" * n,
+    "sql_literals": lambda n: "select password from t where a in (" + "'x'," * (n // 4),
+    "prose_repeated": lambda n: "the password is " * (n // 16),
+    "basic_repeated": lambda n: "Basic " * (n // 6),
+    "basic_long": lambda n: "Basic " + "A" * n + "==",
+    "dotted_digits": lambda n: "1." * (n // 2),
+    "digit_groups_mixed": lambda n: "4111 1111.1111-" * (n // 15),
+    "card_context_repeated": lambda n: "card 1 " * (n // 7),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(NEW_ADVERSARIAL))
+def test_adversarial_input_for_the_new_forms_scrubs_in_linear_time(shape: str) -> None:
+    scrubber = Scrubber()
+    small, large = NEW_ADVERSARIAL[shape](10_000), NEW_ADVERSARIAL[shape](100_000)
+    assert len(large) >= 90_000
+    scrubber.text(small, "f")
+    small_s = _best_time(lambda: scrubber.text(small, "f"))
+    large_s = _best_time(lambda: scrubber.text(large, "f"), repeat=3)
+    assert large_s < 50 * small_s + 0.02, (
+        f"{shape}: 10 KB {small_s * 1e3:.2f} ms, 100 KB {large_s * 1e3:.2f} ms"
+    )
