@@ -352,6 +352,9 @@ def _install(telemetry: Telemetry) -> None:
         metrics.set_meter_provider(telemetry.meter_provider)
     if telemetry._owns[sc.SignalValues.LOGS]:
         _logs.set_logger_provider(telemetry.logger_provider)
+    from .propagation import install as install_propagators  # OTEL_PROPAGATORS, loaded by resolve()
+
+    install_propagators(settings.propagators)
 
     telemetry._installed = True
     audit_record.bind(telemetry.audit)
