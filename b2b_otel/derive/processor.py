@@ -128,9 +128,6 @@ class DerivationProcessor(SpanProcessor):
         scrubber: Scrubber,
         sinks: Sequence[Sink] = (),
         audit: AuditRecorder | None = None,
-        logger_provider: LoggerProvider | None = None,
-        tracer_provider: TracerProvider | None = None,
-        clock: Callable[[], float] = time.time,
         max_groups: int = 10_000,
         gauge_interval_s: float = 60.0,
         on_drop: DropCounter | None = None,
@@ -140,12 +137,12 @@ class DerivationProcessor(SpanProcessor):
         self.scrubber = scrubber
         self.sinks: tuple[Sink, ...] = tuple(sinks)
         self.audit = audit
-        self.logger_provider = logger_provider
-        self.tracer_provider = tracer_provider
-        self.clock = clock
+        self.logger_provider: LoggerProvider | None = None
+        self.tracer_provider: TracerProvider | None = None
+        self.clock: Callable[[], float] = time.time
         self.gauge_interval_s = gauge_interval_s
         self.on_drop = on_drop
-        self.engine = Engine(rules, clock, max_groups=max_groups, on_evict=self._evicted)
+        self.engine = Engine(rules, self.clock, max_groups=max_groups, on_evict=self._evicted)
         self.firings = 0
         self.processed = 0
         # Spans are queued as they are (the hot path allocates nothing more); other items by type.
