@@ -556,8 +556,19 @@ def test_the_roi_arithmetic_follows_the_ramp() -> None:
     assert result.roi_pct == pytest.approx(100 * (2_250_000 - 1_440_000) / 1_440_000)
 
 
-def test_run_in_process_builds_cases_and_drops_its_schema(pg_url: str) -> None:
-    summary = run(2, set(), pg_url)
+def test_run_in_process_builds_cases_and_drops_its_schema(pg_url: str, tmp_path: Path) -> None:
+    # The example writes audit records, and audit() raises unless b2b_otel is installed with an
+    # audit file (SPEC section 1): instrument it quietly, as its own __main__ does.
+    import b2b_otel
+
+    b2b_otel.instrument(
+        traces_exporter="none", metrics_exporter="none", logs_exporter="none", log_dir=str(tmp_path)
+    )
+    try:
+        summary = run(2, set(), pg_url)
+    finally:
+        b2b_otel.shutdown()
+    assert (tmp_path / "audit.log").read_text().count("case.") >= 2
     assert [case.status for case in summary.cases] == ["published", "published"]
     assert all(case.npv is not None and case.npv > 0 for case in summary.cases)
     assert summary.logins_failed == 1 and summary.access_denied == 1
