@@ -702,7 +702,7 @@ SPAN_EXECUTE_STEP_KIND: Final = "internal"
 
 # One operation on a memory tier.
 SPAN_MEMORY_NAME_PATTERN: Final = "{operation} {tier}"
-SPAN_MEMORY_KIND: Final = "internal"
+SPAN_MEMORY_KIND: Final = "client"
 SPAN_MEMORY_GEN_AI_OPERATION_NAME_VALUES: Final[tuple[str, ...]] = (
     "search_memory",
     "create_memory",

@@ -329,10 +329,48 @@ def test_failed_memory_write_is_an_error_span_with_error_type(capture: Capture) 
     assert span.attributes["error.type"] == "tests.test_api.QuoteError"  # type: ignore[index]
 
 
-def test_unknown_memory_tier_is_recorded_and_does_not_raise(capture: Capture) -> None:
+def test_unknown_memory_tier_and_operation_are_recorded_as_other(capture: Capture) -> None:
     with b2b_otel.memory("vector", "search_memory"):
         pass
-    assert capture.span("search_memory vector").attributes["b2b.memory.tier"] == "vector"  # type: ignore[index]
+    with b2b_otel.memory("episodic", "forget_memory"):
+        pass
+    tier = capture.span("search_memory _OTHER")
+    assert tier.attributes["b2b.memory.tier"] == "_OTHER"  # type: ignore[index]
+    assert tier.kind is SpanKind.INTERNAL  # an unknown tier claims no remote peer
+    operation = capture.span("_OTHER episodic")
+    assert operation.attributes["gen_ai.operation.name"] == "_OTHER"  # type: ignore[index]
+    assert operation.kind is SpanKind.CLIENT
+    series = {tuple(sorted(p.attributes.items())) for p in capture.points("b2b.memory.operation.duration")}
+    assert series == {
+        (("b2b.memory.tier", "_OTHER"), ("gen_ai.operation.name", "search_memory")),
+        (("b2b.memory.tier", "episodic"), ("gen_ai.operation.name", "_OTHER")),
+    }
+    (dropped,) = capture.points("b2b.telemetry.dropped")
+    assert dict(dropped.attributes) == {"signal": "traces", "reason": "invalid_argument"}
+    assert dropped.value == 2
+
+
+@pytest.mark.parametrize(
+    ("tier", "kind"),
+    [
+        ("episodic", SpanKind.CLIENT),
+        ("semantic", SpanKind.CLIENT),
+        ("knowledge_graph", SpanKind.CLIENT),
+        ("working", SpanKind.INTERNAL),
+    ],
+)
+def test_memory_span_kind_is_client_out_of_process_and_internal_for_working(
+    capture: Capture, tier: str, kind: SpanKind
+) -> None:
+    with b2b_otel.memory(tier, "search_memory"):
+        pass
+
+    @b2b_otel.memory(tier, "create_memory")
+    def write() -> None:
+        pass
+
+    write()
+    assert [s.kind for s in capture.spans()] == [kind, kind]
 
 
 # --- security and audit -------------------------------------------------------------------------------
@@ -389,7 +427,9 @@ def test_security_fact_nests_under_the_current_span(capture: Capture) -> None:
 
 
 def test_audit_span(capture: Capture) -> None:
-    b2b_otel.audit("business_case.approved", actor_id="u-7", target="case-42", amount=120000)
+    # Without instrument() there is no audit file, so audit() raises (SPEC section 1); the span is made first.
+    with pytest.raises(b2b_otel.AuditError):
+        b2b_otel.audit("business_case.approved", actor_id="u-7", target="case-42", amount=120000)
     span = capture.span("audit business_case.approved")
     assert dict(span.attributes or {}) == {
         "b2b.audit.action": "business_case.approved",

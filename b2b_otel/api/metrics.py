@@ -17,6 +17,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from .. import semconv as sc
 from .._internal import selflog
 from .._version import __version__
+from . import arguments
 
 
 class Instruments:
@@ -141,6 +142,8 @@ def tracer() -> trace.Tracer:
 # --- connection pools ------------------------------------------------------------------------------
 
 _pools: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+# Each pool is a metric series of its own; more than this many at once is a leak in the application.
+_MAX_POOLS = 64
 
 
 def register_pool(pool: Any, name: str | None = None) -> None:
@@ -148,8 +151,20 @@ def register_pool(pool: Any, name: str | None = None) -> None:
 
     The pool is held weakly: a closed and dropped pool simply stops reporting.
     """
+    signal = sc.SignalValues.METRICS
     try:
-        pool_name = name or getattr(pool, "name", None) or f"pool-{id(pool):x}"
+        if not callable(getattr(pool, "get_stats", None)):
+            arguments.report(signal, "register_pool pool", pool, "not a pool with get_stats(); not reported")
+            return
+        pool_name = arguments.optional_text(name, signal, "register_pool name")
+        if not pool_name:
+            own = getattr(pool, "name", None)
+            pool_name = own if type(own) is str and own else f"pool-{id(pool):x}"
+        if pool_name not in _pools and len(_pools) >= _MAX_POOLS:
+            arguments.report(
+                signal, "register_pool pool", pool, f"{_MAX_POOLS} pools already reported; not reported"
+            )
+            return
         _pools[pool_name] = pool
         instruments()  # make sure the observable instruments exist on the current provider
     except Exception as exc:
@@ -170,7 +185,7 @@ def pool_stats() -> dict[str, dict[str, int]]:
                 "max": int(getattr(pool, "max_size", size) or size),
             }
         except Exception as exc:  # a closed pool, or a pool of another library
-            selflog.warn_once_a_minute(f"pool-{name}", "b2b_otel: cannot read pool %s: %r", name, exc)
+            selflog.warn_once_a_minute("pool-read", "b2b_otel: cannot read pool %s: %r", name, exc)
     return result
 
 

@@ -22,6 +22,8 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from .. import semconv as sc
 from .._internal import selflog
+from . import arguments
+from .arguments import OTHER
 from .metrics import instruments, report_gauge, tracer
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -32,6 +34,16 @@ _WORKFLOW_KEY = otel_context.create_key("b2b_otel.workflow")
 
 _MEMORY_TIERS = frozenset(sc.B2B_MEMORY_TIER_VALUES)
 _MEMORY_OPERATIONS = frozenset(sc.SPAN_MEMORY_GEN_AI_OPERATION_NAME_VALUES)
+# SPEC section 3: the out-of-process tiers are CLIENT spans (the registry's kind); working memory
+# lives in the process. An unknown tier (recorded as _OTHER) claims no remote peer.
+_MEMORY_KINDS = {
+    sc.B2bMemoryTierValues.EPISODIC: SpanKind[sc.SPAN_MEMORY_KIND.upper()],
+    sc.B2bMemoryTierValues.SEMANTIC: SpanKind[sc.SPAN_MEMORY_KIND.upper()],
+    sc.B2bMemoryTierValues.KNOWLEDGE_GRAPH: SpanKind[sc.SPAN_MEMORY_KIND.upper()],
+    sc.B2bMemoryTierValues.WORKING: SpanKind.INTERNAL,
+}
+_TRACES = sc.SignalValues.TRACES
+_METRICS = sc.SignalValues.METRICS
 
 # The scopes opened by ``with`` on Operation objects, per task/thread, so one Operation instance
 # may be entered concurrently from several tasks.
@@ -63,7 +75,7 @@ class _Scope:
                 attributes.setdefault(sc.B2B_BUSINESS_CASE_ID, workflow[1])
         try:
             self.span: Span = tracer().start_span(
-                op.span_name, context=parent, kind=SpanKind.INTERNAL, attributes=attributes
+                op.span_name, context=parent, kind=op.kind, attributes=attributes
             )
         except Exception as exc:  # a broken tracer provider must not break the application's call
             selflog.warn_once_a_minute("start-span", "b2b_otel: could not start a span: %r", exc)
@@ -74,7 +86,7 @@ class _Scope:
         ctx = trace.set_span_in_context(self.span, otel_context.get_current())
         if isinstance(self.op, WorkflowOperation):
             ctx = otel_context.set_value(
-                _WORKFLOW_KEY, (self.op.name, self.op.attributes.get(sc.B2B_BUSINESS_CASE_ID)), ctx
+                _WORKFLOW_KEY, (self.op.label, self.op.attributes.get(sc.B2B_BUSINESS_CASE_ID)), ctx
             )
         return ctx
 
@@ -125,10 +137,18 @@ class Operation:
     """
 
     inherits_workflow = True
+    kind = SpanKind.INTERNAL
+    # The name the self-log gives a bad ``name`` argument of this helper (a fixed key).
+    what = "name"
 
     def __init__(self, name: str | None, attributes: dict[str, Any]) -> None:
         self.name = name
         self.attributes = {k: v for k, v in attributes.items() if v is not None}
+
+    @property
+    def label(self) -> str:
+        """The name in span names and metric points: ``_OTHER`` when the helper got none."""
+        return self.name if self.name is not None else OTHER
 
     # --- naming and metrics, per kind
 
@@ -146,6 +166,8 @@ class Operation:
     # --- context manager
 
     def __enter__(self) -> Span:
+        if self.name is None:  # used as a context manager without a name
+            arguments.report(_TRACES, self.what, None, f"recorded as {OTHER}")
         scope = _Scope(self)
         scope.attach()
         _SCOPES.set((*_SCOPES.get(), scope))
@@ -173,7 +195,7 @@ class Operation:
     # --- decorator
 
     def __call__(self, func: F) -> F:
-        op = self if self.name is not None else self.named(func.__name__)
+        op = self if self.name is not None else self.named(_function_name(func))
         if inspect.isasyncgenfunction(func):
             return cast(F, _wrap_async_generator(op, func))
         if inspect.isgeneratorfunction(func):
@@ -181,6 +203,20 @@ class Operation:
         if inspect.iscoroutinefunction(func):
             return cast(F, _wrap_coroutine(op, func))
         return cast(F, _wrap_function(op, func))
+
+
+def _function_name(func: Any) -> str:
+    """The name a bare decorator gives its span; a callable without ``__name__`` gives its type's."""
+    try:
+        name = getattr(func, "__name__", None)
+        return name if type(name) is str else type(func).__name__
+    except Exception:
+        return OTHER
+
+
+def _name(value: object, what: str) -> str | None:
+    """A helper's name argument: None (a decorator takes the function's name) or text."""
+    return None if value is None else arguments.text(value, _TRACES, what)
 
 
 def _wrap_function(op: Operation, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -325,6 +361,8 @@ def _with_error(point: dict[str, Any], scope: _Scope) -> dict[str, Any]:
 class AgentOperation(Operation):
     """``invoke_agent {name}``."""
 
+    what = "agent name"
+
     def __init__(
         self,
         name: str | None,
@@ -332,6 +370,10 @@ class AgentOperation(Operation):
         conversation_id: str | None = None,
         queue_depth: int | None = None,
     ) -> None:
+        name = _name(name, self.what)
+        agent_id = arguments.optional_text(agent_id, _TRACES, "agent_id")
+        conversation_id = arguments.optional_text(conversation_id, _TRACES, "conversation_id")
+        queue_depth = arguments.count(queue_depth, _TRACES, "queue_depth")
         super().__init__(
             name,
             {
@@ -346,14 +388,14 @@ class AgentOperation(Operation):
 
     @property
     def span_name(self) -> str:
-        return sc.invoke_agent_span_name(str(self.name))
+        return sc.invoke_agent_span_name(self.label)
 
     def named(self, name: str) -> Operation:
         return AgentOperation(name, *self._init)
 
     def record(self, scope: _Scope, seconds: float) -> None:
         inst = instruments()
-        agent_name = str(self.name)
+        agent_name = self.label
         point = {
             sc.GEN_AI_OPERATION_NAME: sc.GenAiOperationNameValues.INVOKE_AGENT,
             sc.GEN_AI_AGENT_NAME: agent_name,
@@ -369,7 +411,10 @@ class AgentOperation(Operation):
 class ToolOperation(Operation):
     """``execute_tool {name}``."""
 
+    what = "tool name"
+
     def __init__(self, name: str | None) -> None:
+        name = _name(name, self.what)
         super().__init__(
             name,
             {sc.GEN_AI_OPERATION_NAME: sc.GenAiOperationNameValues.EXECUTE_TOOL, sc.GEN_AI_TOOL_NAME: name},
@@ -377,7 +422,7 @@ class ToolOperation(Operation):
 
     @property
     def span_name(self) -> str:
-        return sc.execute_tool_span_name(str(self.name))
+        return sc.execute_tool_span_name(self.label)
 
     def named(self, name: str) -> Operation:
         return ToolOperation(name)
@@ -385,7 +430,7 @@ class ToolOperation(Operation):
     def record(self, scope: _Scope, seconds: float) -> None:
         point = {
             sc.GEN_AI_OPERATION_NAME: sc.GenAiOperationNameValues.EXECUTE_TOOL,
-            sc.GEN_AI_TOOL_NAME: self.name,
+            sc.GEN_AI_TOOL_NAME: self.label,
         }
         instruments().tool_duration.record(seconds, _with_error(point, scope))
 
@@ -394,8 +439,11 @@ class WorkflowOperation(Operation):
     """``invoke_workflow {name}``; its name and business case id reach everything inside."""
 
     inherits_workflow = False
+    what = "workflow name"
 
     def __init__(self, name: str | None, business_case_id: str | None = None) -> None:
+        name = _name(name, self.what)
+        business_case_id = arguments.optional_text(business_case_id, _TRACES, "business_case_id")
         super().__init__(
             name,
             {
@@ -408,7 +456,7 @@ class WorkflowOperation(Operation):
 
     @property
     def span_name(self) -> str:
-        return sc.invoke_workflow_span_name(str(self.name))
+        return sc.invoke_workflow_span_name(self.label)
 
     def named(self, name: str) -> Operation:
         return WorkflowOperation(name, self._case)
@@ -416,7 +464,7 @@ class WorkflowOperation(Operation):
     def record(self, scope: _Scope, seconds: float) -> None:
         point = {
             sc.GEN_AI_OPERATION_NAME: sc.GenAiOperationNameValues.INVOKE_WORKFLOW,
-            sc.GEN_AI_WORKFLOW_NAME: self.name,
+            sc.GEN_AI_WORKFLOW_NAME: self.label,
         }
         instruments().workflow_duration.record(seconds, _with_error(point, scope))
 
@@ -424,27 +472,32 @@ class WorkflowOperation(Operation):
 class StepOperation(Operation):
     """``execute_step {name}`` inside a workflow."""
 
-    def __init__(self, name: str, index: int) -> None:
+    what = "workflow_step name"
+
+    def __init__(self, name: str | None, index: int | None) -> None:
+        name = _name(name, self.what)
+        # Not an int: the attribute is left out (a string of digits is read as one), the step still runs.
+        index = arguments.count(index, _TRACES, "workflow_step index")
         super().__init__(
             name,
             {
                 sc.GEN_AI_OPERATION_NAME: sc.GenAiOperationNameValues.EXECUTE_STEP,
                 sc.B2B_WORKFLOW_STEP_NAME: name,
-                sc.B2B_WORKFLOW_STEP_INDEX: int(index),
+                sc.B2B_WORKFLOW_STEP_INDEX: index,
             },
         )
-        self._index = int(index)
+        self._index = index
 
     @property
     def span_name(self) -> str:
-        return sc.execute_step_span_name(str(self.name))
+        return sc.execute_step_span_name(self.label)
 
     def named(self, name: str) -> Operation:
         return StepOperation(name, self._index)
 
     def record(self, scope: _Scope, seconds: float) -> None:
         instruments().workflow_steps.add(
-            1, {sc.OUTCOME: _outcome(scope), sc.B2B_WORKFLOW_STEP_NAME: str(self.name)}
+            1, {sc.OUTCOME: _outcome(scope), sc.B2B_WORKFLOW_STEP_NAME: self.label}
         )
 
 
@@ -459,32 +512,23 @@ class MemoryOperation(Operation):
         record_count: int | None = None,
         cache_hit: bool | None = None,
     ) -> None:
-        if tier not in _MEMORY_TIERS:
-            selflog.warn_once_a_minute(
-                f"memory-tier-{tier}",
-                "b2b_otel: memory tier %r is not one of %s; recorded as given",
-                tier,
-                ", ".join(sorted(_MEMORY_TIERS)),
-            )
-        if operation not in _MEMORY_OPERATIONS:
-            selflog.warn_once_a_minute(
-                f"memory-op-{operation}",
-                "b2b_otel: memory operation %r is not one of %s; recorded as given",
-                operation,
-                ", ".join(sorted(_MEMORY_OPERATIONS)),
-            )
+        # Only the registry's values reach span names and metric points: anything else would be a
+        # series of its own (the value the application gave is in the self-log).
+        tier = arguments.member(tier, _MEMORY_TIERS, _TRACES, "memory tier")
+        operation = arguments.member(operation, _MEMORY_OPERATIONS, _TRACES, "memory operation")
         super().__init__(
-            f"{operation} {tier}",
+            sc.memory_span_name(operation, tier),
             {
                 sc.GEN_AI_OPERATION_NAME: operation,
                 sc.B2B_MEMORY_TIER: tier,
-                sc.GEN_AI_MEMORY_STORE_ID: store_id,
-                sc.GEN_AI_MEMORY_RECORD_COUNT: record_count,
-                sc.B2B_MEMORY_CACHE_HIT: cache_hit,
+                sc.GEN_AI_MEMORY_STORE_ID: arguments.text(store_id, _TRACES, "memory store_id"),
+                sc.GEN_AI_MEMORY_RECORD_COUNT: arguments.count(record_count, _TRACES, "memory record_count"),
+                sc.B2B_MEMORY_CACHE_HIT: arguments.flag(cache_hit, _TRACES, "memory cache_hit"),
             },
         )
         self.tier = tier
         self.operation = operation
+        self.kind = _MEMORY_KINDS.get(tier, SpanKind.INTERNAL)
 
     @property
     def span_name(self) -> str:
@@ -493,17 +537,13 @@ class MemoryOperation(Operation):
     def named(self, name: str) -> Operation:
         return self  # a memory operation is named by its tier and operation, not by the function
 
-    def __call__(self, func: F) -> F:
-        self.name = self.name or func.__name__
-        return super().__call__(func)
-
     def record(self, scope: _Scope, seconds: float) -> None:
         inst = instruments()
         point = {sc.B2B_MEMORY_TIER: self.tier, sc.GEN_AI_OPERATION_NAME: self.operation}
         inst.memory_duration.record(seconds, _with_error(point, scope))
         attributes = getattr(scope.span, "attributes", None) or {}
         hit = attributes.get(sc.B2B_MEMORY_CACHE_HIT, self.attributes.get(sc.B2B_MEMORY_CACHE_HIT))
-        if hit is not None:
+        if hit is True or hit is False:
             inst.cache_requests.add(1, {sc.HIT: "true" if hit else "false"})
 
 
@@ -615,8 +655,14 @@ def memory(
 def set_queue_depth(agent_name: str, depth: int) -> None:
     """Report how many executions wait for ``agent_name`` (the ``b2b.agent.queue.depth`` gauge)."""
     try:
-        instruments().queue_depth.set(int(depth), {sc.GEN_AI_AGENT_NAME: agent_name})
-        report_gauge(sc.METRIC_B2B_AGENT_QUEUE_DEPTH, float(depth), {sc.GEN_AI_AGENT_NAME: agent_name})
+        name = arguments.text(agent_name, _METRICS, "set_queue_depth agent_name")
+        value = arguments.count(depth, _METRICS, "set_queue_depth depth")
+        if value is None:
+            if depth is None:
+                arguments.report(_METRICS, "set_queue_depth depth", depth, "point left out")
+            return
+        instruments().queue_depth.set(value, {sc.GEN_AI_AGENT_NAME: name})
+        report_gauge(sc.METRIC_B2B_AGENT_QUEUE_DEPTH, float(value), {sc.GEN_AI_AGENT_NAME: name})
     except Exception as exc:
         selflog.warn_once_a_minute("queue-depth", "b2b_otel: cannot record queue depth: %r", exc)
 
