@@ -661,7 +661,7 @@ def span_exporter(
     config: BufferConfig | None,
 ) -> SpanExporter:
     """The observed span exporter: with a disk buffer for OTLP when ``config`` is given."""
-    core = None if config is None else _core(inner, "traces", name, health, on_drop, config)
+    core = None if config is None else _core(inner, sc.SignalValues.TRACES, name, health, on_drop, config)
     if core is None:
         return ObservedSpanExporter(inner, name, health, on_drop)
     return BufferedSpanExporter(inner, core)
@@ -675,7 +675,7 @@ def log_exporter(
     config: BufferConfig | None,
 ) -> LogRecordExporter:
     """The observed log record exporter: with a disk buffer for OTLP when ``config`` is given."""
-    core = None if config is None else _core(inner, "logs", name, health, on_drop, config)
+    core = None if config is None else _core(inner, sc.SignalValues.LOGS, name, health, on_drop, config)
     if core is None:
         return ObservedLogExporter(inner, name, health, on_drop)
     return BufferedLogExporter(inner, core)
