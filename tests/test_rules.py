@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import os
+import random
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from b2b_otel import semconv
 from b2b_otel._internal.errors import ConfigError
@@ -193,7 +198,7 @@ def test_wrong_kind_names_line_and_field(tmp_path: Path) -> None:
     path = write_rules(tmp_path, GOOD_RULE.replace("kind: latency", "kind: latncy"))
     (problem,) = problems_of(path)
     assert problem.startswith(f"{path}:4: rules[0].kind=latncy")
-    assert "'latency'" in problem and "'gauge'" in problem
+    assert problem.endswith("accepted: latency, ratio, count, event, gauge")
 
 
 def test_missing_field_names_the_rule_line_and_field(tmp_path: Path) -> None:
@@ -205,9 +210,10 @@ def test_missing_field_names_the_rule_line_and_field(tmp_path: Path) -> None:
 def test_missing_kind_specific_field_names_it(tmp_path: Path) -> None:
     ratio = GOOD_RULE.replace("kind: latency", "kind: ratio").replace("threshold: 2s", "threshold: 0.5")
     path = write_rules(tmp_path, ratio)
-    (problem,) = problems_of(path)
-    assert problem.startswith(f"{path}:3: rules[0].comparison=(missing)")
-    assert "required for a ratio rule" in problem
+    assert problems_of(path) == [
+        f"{path}:3: rules[0].{name}=(missing): required for a ratio rule"
+        for name in ("comparison", "window", "min_samples", "failure")
+    ]
 
 
 def test_bad_duration_names_line_and_says_what_is_accepted(tmp_path: Path) -> None:
@@ -259,7 +265,7 @@ def test_bad_condition_names_its_line(tmp_path: Path) -> None:
 def test_duplicate_yaml_key_is_refused(tmp_path: Path) -> None:
     path = write_rules(tmp_path, GOOD_RULE + "    threshold: 9s\n")
     (problem,) = problems_of(path)
-    assert problem.startswith(f"{path}:11: threshold")
+    assert problem == f"{path}:11: rules[0].threshold: duplicate key; give each key once"
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
@@ -337,3 +343,229 @@ def test_yaml_nested_too_deeply_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         load_rules(str(deep), {})
     assert "deep.yaml" in str(error.value)
+
+
+# --- every problem of a file in one run, in our own words (issue 9)
+
+MANY_MISTAKES = """\
+version: 1
+rules:
+  - id: a.kind
+    kind: latncy
+    severity: warning
+    tier: operations
+    description: Unknown kind.
+    match: [{span_name_prefix: "a "}]
+    threshold: 2s
+  - id: a.severity
+    kind: latency
+    severity: loud
+    tier: operations
+    description: Bad severity.
+    match: [{span_name_prefix: "a "}]
+    threshold: 2 sec
+  - id: a.threshold
+    kind: count
+    severity: info
+    tier: security
+    description: Missing threshold, and a window on a latency rule below.
+    match: [{attribute: event.outcome, equals: failure}]
+    comparison: gte
+    window: 5m
+    group_by: client.address
+  - id: a.window
+    kind: latency
+    severity: warning
+    tier: operations
+    description: A window on a latency rule.
+    match: [{span_kind: cilent}]
+    threshold: 1s
+    comparison: lt
+    window: 5m
+    severty: critical
+  - id: a.kind
+    kind: event
+    severity: info
+    tier: security
+    description: Duplicate id.
+    match: [{attribute: b2b.security.action, equals: x}]
+    enabled: "yes"
+"""
+
+# (line, field, what the message says): one entry per mistake above, in line order.
+MANY_MISTAKES_EXPECTED = [
+    (4, "rules[0].kind=latncy", "accepted: latency, ratio, count, event, gauge"),
+    (12, "rules[1].severity=loud", "accepted: critical, warning, info"),
+    (16, "rules[1].threshold=2 sec", "not a duration; accepted:"),
+    (17, "rules[2].threshold=(missing)", "required for a count rule"),
+    (25, "rules[2].group_by=client.address", "a list of attribute keys"),
+    (31, "rules[3].match[0].span_kind=cilent", "accepted: internal, server, client, producer, consumer"),
+    (33, "rules[3].comparison=lt", "accepted: gt, gte"),
+    (34, "rules[3].window=5m", "not used by a latency rule"),
+    (35, "rules[3].severty=critical", "unknown field; accepted: id, kind, severity"),
+    (36, "rules[4].id=a.kind", "duplicate rule id (first at rules[0])"),
+    (42, "rules[4].enabled=yes", "accepted: true, false"),
+]
+
+PYDANTIC_INTERNALS = re.compile(
+    r"Input should|literal_error|model_type|_type\b|\bmissing\]|pydantic|errors\.pydantic\.dev|"
+    r"<class |<dict>|<list>|Value error|For further information|validation error|type=",
+)
+
+
+def test_a_file_with_n_mistakes_reports_exactly_n_lines_naming_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "many.yaml"
+    path.write_text(MANY_MISTAKES, encoding="utf-8")
+    problems = problems_of(str(path))
+    assert len(problems) == len(MANY_MISTAKES_EXPECTED), "\n".join(problems)
+    for problem, (line, field, says) in zip(problems, MANY_MISTAKES_EXPECTED, strict=True):
+        assert problem.startswith(f"{path}:{line}: {field}: "), problem
+        assert says in problem, problem
+        assert not PYDANTIC_INTERNALS.search(problem), problem
+
+
+def test_rules_check_prints_every_problem_and_the_overrides_in_one_run(tmp_path: Path) -> None:
+    path = tmp_path / "many.yaml"
+    path.write_text(MANY_MISTAKES, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "b2b_otel.cli", "rules", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "B2B_OTEL_RULE_NO_SUCH_RULE_THRESHOLD": "1s",
+            "B2B_OTEL_RULE_A_SEVERITY_THRESHOLD": "soon",
+        },
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == f"invalid b2b-otel configuration ({len(MANY_MISTAKES_EXPECTED) + 2} problems):"
+    assert lines[-2].startswith("  B2B_OTEL_RULE_A_SEVERITY_THRESHOLD=soon: not a duration")
+    assert f"(rule a.severity, {path}:10)" in lines[-2]
+    assert lines[-1].startswith("  B2B_OTEL_RULE_NO_SUCH_RULE_THRESHOLD=1s: no rule has this id")
+
+
+def test_overrides_are_checked_together_with_the_file(tmp_path: Path) -> None:
+    path = write_rules(tmp_path, GOOD_RULE.replace("severity: warning", "severity: loud"))
+    problems = problems_of(path, {"B2B_OTEL_RULE_CUSTOM_SLOW_THRESHOLD": "-1"})
+    assert len(problems) == 2
+    assert problems[0].startswith(f"{path}:5: rules[0].severity=loud")
+    assert problems[1].startswith("B2B_OTEL_RULE_CUSTOM_SLOW_THRESHOLD=-1: not a duration")
+
+
+def test_ids_sharing_an_override_variable_name_the_second_rule(tmp_path: Path) -> None:
+    second = GOOD_RULE.replace("id: custom.slow", "id: custom_slow")
+    path = write_rules(tmp_path, GOOD_RULE + second)
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}:11: rules[1].id=custom_slow: shares the override variable")
+
+
+def _default_rules() -> list[dict[str, object]]:
+    text = (Path(__file__).parents[1] / "b2b_otel" / "rules" / "default_rules.yaml").read_text(
+        encoding="utf-8"
+    )
+    data = yaml.safe_load(text)
+    assert isinstance(data, dict)
+    return list(data["rules"])
+
+
+# Values a user might write by mistake, of every YAML type.
+_BAD_VALUES: list[object] = [
+    None,
+    "",
+    "x",
+    "2 sec",
+    "95%",
+    -1,
+    0,
+    0.5,
+    1.5,
+    7,
+    True,
+    False,
+    [],
+    ["a", 1],
+    {},
+    {"a": 1},
+    [{"attribute": "k"}],
+    [{"span_kind": "nope"}],
+    [{"status": "error", "attribute": "k"}],
+    "lt",
+    "5m",
+    float("nan"),
+    float("inf"),
+    "1e400",
+    [[1]],
+    {"metric": "m", "computed": "x"},
+]
+_FIELDS = [
+    "id",
+    "kind",
+    "severity",
+    "tier",
+    "description",
+    "match",
+    "group_by",
+    "threshold",
+    "comparison",
+    "window",
+    "min_samples",
+    "failure",
+    "observe",
+    "source",
+    "event",
+    "enabled",
+    "bogus",
+]
+
+
+def _mutations(seed: int, count: int) -> list[tuple[str, list[dict[str, object]]]]:
+    rng = random.Random(seed)
+    rules = _default_rules()
+    out = []
+    for _ in range(count):
+        mutated = copy.deepcopy(rules)
+        notes = []
+        for _ in range(rng.randint(1, 4)):
+            rule = rng.choice(mutated)
+            name = rng.choice(_FIELDS)
+            if rng.random() < 0.2 and name in rule:
+                del rule[name]
+                notes.append(f"-{name}")
+            else:
+                rule[name] = copy.deepcopy(rng.choice(_BAD_VALUES))
+                notes.append(f"{name}={rule[name]!r}")
+            if rng.random() < 0.1:
+                mutated.append(copy.deepcopy(rule))  # a duplicate id
+                notes.append("dup")
+        out.append(("; ".join(notes), mutated))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_no_message_for_a_mutated_default_file_shows_pydantic_internals(tmp_path: Path, seed: int) -> None:
+    path = tmp_path / "mutated.yaml"
+    for notes, rules in _mutations(seed, 60):
+        path.write_text(yaml.safe_dump({"version": 1, "rules": rules}, sort_keys=False), encoding="utf-8")
+        try:
+            load_rules(str(path), {"B2B_OTEL_RULE_AGENT_EXECUTION_SLOW_THRESHOLD": "soon"})
+        except ConfigError as exc:
+            problems = [str(problem) for problem in exc.problems]
+        else:
+            raise AssertionError(f"a bad override passed ({notes})")
+        lines = [int(p.split(":")[1]) for p in problems if p.startswith(str(path))]
+        assert lines == sorted(lines), notes
+        for problem in problems:
+            assert "\n" not in problem, (notes, problem)
+            assert not PYDANTIC_INTERNALS.search(problem), (notes, problem)
+            if problem.startswith(str(path)):
+                assert re.match(rf"{re.escape(str(path))}:\d+: (rules\[\d+\]|version|rules)", problem), (
+                    problem
+                )
+                assert (
+                    "accepted" in problem
+                    or "required" in problem
+                    or "duplicate" in problem
+                    or ("needs" in problem or "only" in problem or "takes" in problem)
+                ), (notes, problem)

@@ -1,21 +1,42 @@
-"""Reading a rules file: YAML -> validated ``RuleSet``, every error pointing at a file line and field.
+"""Reading a rules file: YAML -> validated ``RuleSet``, every problem pointing at a file line and field.
 
-The YAML is composed into a node tree first so that each pydantic error location
-(``rules -> 3 -> threshold``) can be mapped back to the line it came from.
+The YAML is composed into a node tree first so that each problem's location (``rules[3].threshold``)
+can be mapped back to the line it came from. Every problem of a file is found in one run: the rules
+are validated one by one, each rule's cross-field checks run on the YAML as written (also when another
+of its fields failed), then the duplicate ids and the threshold overrides. Messages are this module's
+own: a pydantic error is only ever used for its location and kind, never for its text.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from .. import semconv
 from .._internal.errors import ConfigError, Problem
-from .schema import NUMBER_ACCEPTED, Condition, Rule, RuleFieldError, RuleSet, RulesFile, Source
+from .schema import (
+    FIELD_ACCEPTED,
+    NUMBER_ACCEPTED,
+    OBJECT_ACCEPTED,
+    Condition,
+    Rule,
+    RuleFieldError,
+    RuleFieldErrors,
+    RuleSet,
+    RulesFile,
+    Source,
+    check_threshold,
+    condition_checks,
+    duplicate_ids,
+    rule_checks,
+    source_checks,
+)
 
 DEFAULT_RULES_RESOURCE = "default_rules.yaml"
 BUILTIN_SOURCE = f"<built-in {DEFAULT_RULES_RESOURCE}>"
@@ -46,7 +67,8 @@ def override_variable(rule_id: str) -> str:
 def load_rules(path: str | None, environ: Mapping[str, str]) -> RuleSet:
     """The rules in force: the file at ``path`` (the built-in rules when ``None``) plus threshold overrides.
 
-    Raises ``ConfigError`` listing every problem, each naming the file and line (or the variable).
+    Raises ``ConfigError`` listing every problem of the file and of the overrides, each naming the
+    file, line and field (or the variable), sorted by line.
 
     >>> rules = load_rules(None, {"B2B_OTEL_RULE_AGENT_EXECUTION_SLOW_THRESHOLD": "0.5s"})
     >>> rules.get("agent.execution.slow").threshold
@@ -64,37 +86,100 @@ def load_rules(path: str | None, environ: Mapping[str, str]) -> RuleSet:
             raise ConfigError(
                 [FileProblem(path, "", f"cannot read the rules file ({exc.__class__.__name__})")]
             ) from None
-    rules_file = parse_rules(text, source)
-    rules = _apply_overrides(rules_file.rules, environ)
+    checked = _check(text, source)
+    thresholds = _check_overrides(checked, environ)
+    checked.raise_problems()
+    rules_file = RulesFile.model_validate(checked.data)
+    rules = tuple(
+        rule.model_copy(update={"threshold": thresholds[rule.id]}) if rule.id in thresholds else rule
+        for rule in rules_file.rules
+    )
     return RuleSet(rules=rules, source=source)
 
 
 def parse_rules(text: str, source: str) -> RulesFile:
-    """Validate the YAML text of a rules file; ``source`` names it in error messages."""
+    """Validate the YAML text of a rules file; ``source`` names it in error messages.
+
+    Raises ``ConfigError`` listing every problem of the file (overrides are not read).
+    """
+    checked = _check(text, source)
+    checked.raise_problems()
+    return RulesFile.model_validate(checked.data)
+
+
+_NO_LINE = 1 << 62  # problems without a line (variables) go after those of the file
+
+
+@dataclass
+class _Checked:
+    """A rules file's raw data and node tree, with every problem found so far and its line."""
+
+    source: str
+    root: yaml.Node | None = None
+    data: Any = None
+    problems: list[tuple[int, Problem]] = field(default_factory=list)
+    paths: set[Loc] = field(default_factory=set)
+    fatal: bool = False  # the YAML itself is unusable: nothing more can be checked
+
+    def add(self, loc: Loc, shown: str, message: str) -> None:
+        """A problem at ``loc`` (one per field path: the first found wins)."""
+        if loc in self.paths:
+            return
+        self.paths.add(loc)
+        line = _line_of(self.root, loc)
+        where = f"{self.source}:{line}"
+        path = _field_path(loc)
+        self.problems.append((line, FileProblem(f"{where}: {path}" if path else where, shown, message)))
+
+    def add_variable(self, problem: Problem) -> None:
+        self.problems.append((_NO_LINE, problem))
+
+    def raise_problems(self) -> None:
+        if self.problems:
+            ordered = sorted(enumerate(self.problems), key=lambda item: (item[1][0], item[0]))
+            raise ConfigError([problem for _, (_, problem) in ordered])
+
+
+def _check(text: str, source: str) -> _Checked:
+    checked = _Checked(source)
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
-        problems = _expansion_problems(root, source)
-        if problems:
-            raise ConfigError(problems)
-        data = loader.construct_document(root) if root is not None else None
+        checked.root = root
+        if _too_large(root):
+            checked.fatal = True
+            checked.problems.append(
+                (
+                    _line_of(root, ()),
+                    FileProblem(
+                        f"{source}:{_line_of(root, ())}",
+                        "",
+                        f"the file expands to more than {MAX_NODES} YAML nodes (aliases followed); "
+                        "write the rules out instead of nesting anchors",
+                    ),
+                )
+            )
+            return checked
+        checked.data = loader.construct_document(root) if root is not None else None
     except RecursionError:
-        raise ConfigError([FileProblem(source, "", "not valid YAML: nested too deeply")]) from None
+        checked.fatal = True
+        checked.problems.append((0, FileProblem(source, "", "not valid YAML: nested too deeply")))
+        return checked
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
-        raise ConfigError([FileProblem(f"{source}:{line}", "", f"not valid YAML: {exc.problem}")]) from None
+        checked.fatal = True
+        checked.problems.append((line, FileProblem(f"{source}:{line}", "", f"not valid YAML: {exc.problem}")))
+        return checked
     except yaml.YAMLError as exc:
-        raise ConfigError([FileProblem(source, "", f"not valid YAML: {exc}")]) from None
+        checked.fatal = True
+        checked.problems.append((0, FileProblem(source, "", f"not valid YAML: {exc}")))
+        return checked
     finally:
         loader.dispose()
-    problems = _duplicate_keys(root, source)
-    if problems:
-        raise ConfigError(problems)
-    try:
-        return RulesFile.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError([_problem(error, root, source) for error in exc.errors()]) from None
+    _duplicate_keys(checked, root, ())
+    _check_file(checked)
+    return checked
 
 
 MAX_NODES = 100_000
@@ -102,7 +187,7 @@ MAX_NODES = 100_000
 what a "billion laughs" alias bomb expands to."""
 
 
-def _expansion_problems(root: yaml.Node | None, source: str) -> list[Problem]:
+def _too_large(root: yaml.Node | None) -> bool:
     """A rules file whose aliases expand beyond MAX_NODES is refused before anything walks it."""
     sizes: dict[int, int] = {}
 
@@ -119,106 +204,235 @@ def _expansion_problems(root: yaml.Node | None, source: str) -> list[Problem]:
         sizes[id(node)] = total = min(total, MAX_NODES + 1)
         return total
 
-    if root is None or size(root) <= MAX_NODES:
-        return []
-    return [
-        FileProblem(
-            f"{source}:{root.start_mark.line + 1}",
-            "",
-            f"the file expands to more than {MAX_NODES} YAML nodes (aliases followed); "
-            "write the rules out instead of nesting anchors",
-        )
-    ]
+    return root is not None and size(root) > MAX_NODES
 
 
-def _duplicate_keys(node: yaml.Node | None, source: str) -> list[Problem]:
+def _duplicate_keys(checked: _Checked, node: yaml.Node | None, loc: Loc) -> None:
     # YAML silently keeps the last of two equal keys; in a rules file that hides a mistake.
-    problems: list[Problem] = []
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                if key.value in seen:
-                    line = key.start_mark.line + 1
-                    problems.append(FileProblem(f"{source}:{line}: {key.value}", "", "duplicate key"))
-                seen.add(key.value)
-            problems.extend(_duplicate_keys(value, source))
+            if not isinstance(key, yaml.ScalarNode):
+                continue
+            if key.value in seen:
+                line = key.start_mark.line + 1
+                where = f"{checked.source}:{line}: {_field_path((*loc, key.value))}"
+                checked.problems.append((line, FileProblem(where, "", "duplicate key; give each key once")))
+            seen.add(key.value)
+            _duplicate_keys(checked, value, (*loc, key.value))
     elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            problems.extend(_duplicate_keys(item, source))
-    return problems
+        for index, item in enumerate(node.value):
+            _duplicate_keys(checked, item, (*loc, index))
 
 
-def _problem(error: Any, root: yaml.Node | None, source: str) -> Problem:
-    loc: Loc = tuple(error["loc"])
-    message = str(error["msg"])
-    shown_input = error.get("input")
-    cause = (error.get("ctx") or {}).get("error")
-    if isinstance(cause, RuleFieldError):
-        loc = loc + cause.path
-        message = cause.message
-        shown_input = _dig(shown_input, cause.path)
-    elif message.startswith("Value error, "):
-        message = message[len("Value error, ") :]
+def _check_file(checked: _Checked) -> None:
+    data = checked.data
+    if not isinstance(data, dict):
+        checked.add((), _shown(data), f"accepted: {OBJECT_ACCEPTED[RulesFile]}")
+        return
+    for name in data:
+        if name not in RulesFile.model_fields:
+            checked.add((name,), _shown(data[name]), _unknown_field(RulesFile))
+    version = data.get("version", _ABSENT)
+    if version is _ABSENT:
+        checked.add(("version",), _MISSING, _required(RulesFile, "version"))
+    elif type(version) is not int or version != 1:
+        checked.add(("version",), _shown(version), f"accepted: {FIELD_ACCEPTED[RulesFile]['version']}")
+    rules = data.get("rules", _ABSENT)
+    if rules is _ABSENT:
+        checked.add(("rules",), _MISSING, _required(RulesFile, "rules"))
+        return
+    if not isinstance(rules, list):
+        checked.add(("rules",), _shown(rules), f"accepted: {FIELD_ACCEPTED[RulesFile]['rules']}")
+        return
+    for index, rule in enumerate(rules):
+        _check_rule(checked, rule, ("rules", index))
+    for error in duplicate_ids([rule.get("id") if isinstance(rule, dict) else None for rule in rules]):
+        checked.add(error.path, _shown(_dig(data, error.path)), error.message)
+
+
+def _check_rule(checked: _Checked, raw: Any, loc: Loc) -> None:
+    """Every problem of one rule: its fields' own, then the checks across its fields."""
+    if not isinstance(raw, dict):
+        checked.add(loc, _shown(raw), f"a rule is {OBJECT_ACCEPTED[Rule]}")
+        return
+    try:
+        Rule.model_validate(raw)
+        errors: list[Any] = []
+    except ValidationError as exc:
+        errors = exc.errors()
+    failed: dict[Loc, set[str]] = {}  # object path (relative to the rule) -> its fields that failed
+    for error in errors:
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, RuleFieldErrors):
+            continue  # a model validator's checks: run below on the raw YAML, all of them
+        relative: Loc = tuple(error["loc"])
+        field_loc, model, name = _resolve(relative)
+        if name is not None:
+            failed.setdefault(_owner(field_loc, name), set()).add(name)
+        if field_loc and isinstance(field_loc[0], str):
+            failed.setdefault((), set()).add(field_loc[0])  # the rule's own field failed, at some depth
+        checked.add((*loc, *field_loc), _shown_at(raw, field_loc, error), _message(error, model, name, cause))
+    rule_failed = frozenset(failed.get((), set()))
+    _add_checks(checked, raw, loc, (), rule_checks(raw, rule_failed))
+    for key in ("match", "failure"):
+        conditions = raw.get(key)
+        if isinstance(conditions, list) and key not in _whole_failed(errors, key):
+            for index, condition in enumerate(conditions):
+                if isinstance(condition, dict):
+                    own = frozenset(failed.get((key, index), set()))
+                    _add_checks(checked, raw, loc, (key, index), condition_checks(condition, own))
+    source = raw.get("source")
+    if isinstance(source, dict):
+        _add_checks(
+            checked, raw, loc, ("source",), source_checks(source, frozenset(failed.get(("source",), set())))
+        )
+
+
+def _whole_failed(errors: list[Any], key: str) -> set[str]:
+    # ``match: foo`` (not a list at all): its items are not conditions to check.
+    return {key for error in errors if tuple(error["loc"]) == (key,)}
+
+
+def _owner(field_loc: Loc, name: str) -> Loc:
+    """The object path (relative to the rule) that holds field ``name`` at ``field_loc``."""
+    index = len(field_loc) - 1
+    while index >= 0 and field_loc[index] != name:
+        index -= 1
+    return field_loc[:index] if index >= 0 else ()
+
+
+def _add_checks(
+    checked: _Checked, raw: dict[str, Any], loc: Loc, at: Loc, errors: list[RuleFieldError]
+) -> None:
+    for error in errors:
+        path = (*at, *error.path)
+        value = _dig(raw, path)
+        checked.add((*loc, *path), _MISSING if value is _ABSENT else _shown(value), error.message)
+
+
+_NESTED: dict[tuple[type[BaseModel], str], type[BaseModel]] = {
+    (RulesFile, "rules"): Rule,
+    (Rule, "match"): Condition,
+    (Rule, "failure"): Condition,
+    (Rule, "source"): Source,
+}
+_LISTS = {(RulesFile, "rules"), (Rule, "match"), (Rule, "failure"), (Rule, "group_by")}
+
+
+def _resolve(loc: Loc, model: type[BaseModel] = Rule) -> tuple[Loc, type[BaseModel], str | None]:
+    """A pydantic location trimmed to a field of the file (``match[0].equals``, not ``...equals.int``),
+    the model that field belongs to and its name (``None`` when the location is an object itself)."""
+    out: list[str | int] = []
+    name: str | None = None
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        if not isinstance(part, str) or part not in model.model_fields:
+            if isinstance(part, str) and name is None and not out:
+                out.append(part)  # an unknown key at this level
+                return tuple(out), model, part
+            break
+        out.append(part)
+        name = part
+        if (model, part) in _LISTS:
+            if not (parts and isinstance(parts[0], int)):
+                break  # the list itself is wrong
+            out.append(parts.pop(0))
+            nested = _NESTED.get((model, part))
+            if nested is None:
+                break
+            model, name = nested, None
+        elif (model, part) in _NESTED:
+            model, name = _NESTED[(model, part)], None
+        else:
+            break
+        if parts and isinstance(parts[0], str) and parts[0] not in model.model_fields:
+            out.append(parts[0])
+            return tuple(out), model, parts[0]
+    return tuple(out), model, name
+
+
+def _message(error: Any, model: type[BaseModel], name: str | None, cause: Any) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
-        model = _model_at(loc[:-1])
-        accepted = ", ".join(model.model_fields) if model is not None else "see docs/rules.md"
-        message = f"unknown field; accepted: {accepted}"
-    elif kind == "missing":
-        message = "required field is missing"
-    line = _line_of(root, loc)
-    where = f"{source}:{line}" if line is not None else source
-    field = _field_path(loc)
-    shown = _MISSING if kind == "missing" else _shown(shown_input)
-    return FileProblem(f"{where}: {field}" if field else where, shown, message)
+        return _unknown_field(model)
+    if name is None or name not in model.model_fields:
+        return f"accepted: {OBJECT_ACCEPTED[model]}"
+    if kind == "missing":
+        return _required(model, name)
+    if kind == "value_error" and isinstance(cause, ValueError) and not isinstance(cause, RuleFieldErrors):
+        return cause.message if isinstance(cause, RuleFieldError) else str(cause)
+    return f"accepted: {FIELD_ACCEPTED[model][name]}"
 
 
+def _unknown_field(model: type[BaseModel]) -> str:
+    return f"unknown field; accepted: {', '.join(model.model_fields)}"
+
+
+def _required(model: type[BaseModel], name: str) -> str:
+    return f"required field is missing; accepted: {FIELD_ACCEPTED[model][name]}"
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "(missing)"
+
+
+_ABSENT: Any = _Absent()
 _MISSING = "(missing)"
 
 
 def _dig(value: Any, path: Loc) -> Any:
-    # The offending field's own value inside the object a model validator saw.
+    # The value at ``path`` in the YAML as written; _ABSENT when it is not there.
     for part in path:
-        if isinstance(value, BaseModel):
-            value = getattr(value, str(part), None)
-        elif isinstance(value, dict):
-            value = value.get(part)
-        elif isinstance(value, (list, tuple)) and isinstance(part, int) and part < len(value):
+        in_dict = isinstance(value, dict) and part in value
+        if in_dict or (isinstance(value, list) and isinstance(part, int) and part < len(value)):
             value = value[part]
         else:
-            return _MISSING
-    return _MISSING if value is None else value
+            return _ABSENT
+    return value
 
 
-def _model_at(loc: Loc) -> type[BaseModel] | None:
-    # The model whose fields live at ``loc``: root, rules[i], rules[i].match[j], rules[i].source...
-    if not loc:
-        return RulesFile
-    if len(loc) == 2 and loc[0] == "rules":
-        return Rule
-    if len(loc) == 3 and loc[2] == "source":
-        return Source
-    if len(loc) == 4 and loc[2] in ("match", "failure"):
-        return Condition
-    return None
+def _shown_at(raw: dict[str, Any], field_loc: Loc, error: Any) -> str:
+    if error["type"] == "missing":
+        return _MISSING
+    value = _dig(raw, field_loc)
+    return _MISSING if value is _ABSENT else _shown(value)
+
+
+def _shown(value: Any) -> str:
+    """A value as the file wrote it, short: YAML flow style, never a Python repr."""
+    if value is _ABSENT:
+        return _MISSING
+    if isinstance(value, str):
+        text = value or '""'
+    elif value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float) and not math.isfinite(value):
+        text = ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    elif isinstance(value, (int, float)):
+        text = str(value)
+    else:
+        try:
+            text = yaml.safe_dump(value, default_flow_style=True, width=1 << 20).strip()
+            text = text.removesuffix("\n...").strip()
+        except yaml.YAMLError:
+            text = "(a value)"
+    text = " ".join(text.split())
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _field_path(loc: Loc) -> str:
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, (dict, list, tuple)):
-        return f"<{type(value).__name__}>"
-    text = str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _line_of(root: yaml.Node | None, loc: Loc) -> int | None:
+def _line_of(root: yaml.Node | None, loc: Loc) -> int:
     """The 1-based line of the deepest node of ``loc`` present in the file (a mapping key's own line)."""
     if root is None:
         return 1
@@ -241,57 +455,65 @@ def _line_of(root: yaml.Node | None, loc: Loc) -> int | None:
     return line
 
 
-def _apply_overrides(rules: tuple[Rule, ...], environ: Mapping[str, str]) -> tuple[Rule, ...]:
-    by_variable: dict[str, Rule] = {}
-    problems: list[Problem] = []
-    for rule in rules:
-        variable = override_variable(rule.id)
-        if variable in by_variable:
+def _check_overrides(checked: _Checked, environ: Mapping[str, str]) -> dict[str, float]:
+    """Check every B2B_OTEL_RULE_<ID>_THRESHOLD of ``environ`` against the rules as written.
+
+    Returns the checked thresholds by rule id; the problems go to ``checked``. Skipped when the YAML
+    itself is unusable (there are no rule ids to check against).
+    """
+    if checked.fatal:
+        return {}
+    rules = checked.data.get("rules") if isinstance(checked.data, dict) else None
+    by_variable: dict[str, tuple[str, Any, int]] = {}  # variable -> rule id, raw kind, index
+    for index, rule in enumerate(rules if isinstance(rules, list) else []):
+        rule_id = rule.get("id") if isinstance(rule, dict) else None
+        if not isinstance(rule_id, str):
+            continue
+        variable = override_variable(rule_id)
+        other = by_variable.get(variable)
+        if other is not None and other[0] != rule_id:
             # Ids differing only in '.' versus '_' would share one override variable.
-            other = by_variable[variable].id
-            problems.append(
-                FileProblem(variable, "", f"rule ids {other!r} and {rule.id!r} share this variable")
+            checked.add(
+                ("rules", index, "id"),
+                rule_id,
+                f"shares the override variable {variable} with rules[{other[2]}] ({other[0]}); "
+                "accepted: ids that differ in more than '.' versus '_'",
             )
-        by_variable[variable] = rule
-    updated = {rule.id: rule for rule in rules}
+        by_variable.setdefault(variable, (rule_id, rule.get("kind"), index))
+    thresholds: dict[str, float] = {}
     for variable in sorted(environ):
         if not (variable.startswith(OVERRIDE_PREFIX) and variable.endswith(OVERRIDE_SUFFIX)):
             continue
         value = environ[variable]
         target = by_variable.get(variable)
         if target is None:
-            problems.append(
+            checked.add_variable(
                 Problem(
                     variable,
                     value,
-                    "no rule has this id; accepted: B2B_OTEL_RULE_<RULE_ID>_THRESHOLD for a "
-                    "rule id of the rules file, upper-cased with '.' as '_'",
+                    f"no rule has this id in {checked.source}; accepted: B2B_OTEL_RULE_<RULE_ID>_THRESHOLD "
+                    "for a rule id of the rules file, upper-cased with '.' as '_'",
                 )
             )
             continue
+        rule_id, kind, index = target
+        if not isinstance(kind, str) or kind not in get_args(semconv.RuleKind):
+            continue  # the rule's kind is wrong: that problem is reported at its line
         try:
-            updated[target.id] = _with_threshold(target, value)
+            thresholds[rule_id] = _override_threshold(kind, value)
         except ValueError as exc:
-            problems.append(Problem(variable, value, f"{exc} (rule {target.id})"))
-    if problems:
-        raise ConfigError(problems)
-    return tuple(updated[rule.id] for rule in rules)
+            line = _line_of(checked.root, ("rules", index))
+            checked.add_variable(Problem(variable, value, f"{exc} (rule {rule_id}, {checked.source}:{line})"))
+    return thresholds
 
 
-def _with_threshold(rule: Rule, value: str) -> Rule:
-    if rule.kind == semconv.RuleKindValues.EVENT:
-        raise ValueError("an event rule has no threshold")
-    threshold: str | float = value.strip()
-    if rule.kind != semconv.RuleKindValues.LATENCY:
-        try:
-            threshold = float(value)
-        except ValueError:
-            raise ValueError(f"not a number; accepted: {NUMBER_ACCEPTED}") from None
+def _override_threshold(kind: str, value: str) -> float:
+    if kind == semconv.RuleKindValues.EVENT:
+        raise ValueError("an event rule has no threshold; accepted: no override for it")
+    if kind == semconv.RuleKindValues.LATENCY:
+        return check_threshold(kind, value.strip())
     try:
-        return Rule.model_validate({**rule.model_dump(exclude_none=True), "threshold": threshold})
-    except ValidationError as exc:
-        messages = []
-        for error in exc.errors():
-            msg = str(error["msg"])
-            messages.append(msg[len("Value error, ") :] if msg.startswith("Value error, ") else msg)
-        raise ValueError("; ".join(messages)) from None
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"not a number; accepted: {NUMBER_ACCEPTED}") from None
+    return check_threshold(kind, number)
