@@ -8,9 +8,10 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from . import semconv as sc
 from ._internal.errors import ConfigError
 from ._version import __version__
-from .setup.settings import config_warnings, effective, mask_url, resolve
+from .setup.settings import SIGNALS, config_warnings, effective, mask_url, resolve
 
 if TYPE_CHECKING:
     from .rules.schema import RuleSet
@@ -43,7 +44,7 @@ def _config_check(_: argparse.Namespace) -> int:
     names = settings.enabled_instrumentations()
     print(f"instrumentations that will be installed: {', '.join(names) if names else 'none'}")
     print(f"propagators: {', '.join(settings.propagators)}")
-    for signal in ("traces", "metrics", "logs"):
+    for signal in SIGNALS:
         if "otlp" in settings.exporters(signal):
             target = settings.signal_otlp(signal)
             mtls = ", client certificate" if target.client_certificate and not target.insecure else ""
@@ -88,10 +89,11 @@ def _rules_show(args: argparse.Namespace) -> int:
     for rule in rules.rules:
         parts = [f"{rule.kind:<7}", f"{rule.severity:<8}", f"{rule.tier:<11}"]
         if rule.threshold is not None:
-            value = fmt_seconds(rule.threshold) if rule.kind == "latency" else f"{rule.threshold:g}"
+            latency = rule.kind == sc.RuleKindValues.LATENCY
+            value = fmt_seconds(rule.threshold) if latency else f"{rule.threshold:g}"
             comparison = rule.comparison or "gt"
             parts.append(f"{_COMPARISONS[comparison]} {value}")
-        if rule.kind == "ratio":
+        if rule.kind == sc.RuleKindValues.RATIO:
             parts.append(f"of {rule.observed}")
         if rule.window is not None:
             parts.append(f"over {fmt_seconds(rule.window)}")
@@ -100,7 +102,7 @@ def _rules_show(args: argparse.Namespace) -> int:
         if rule.group_by:
             parts.append(f"per {', '.join(rule.group_by)}")
         variable = override_variable(rule.id)
-        if rule.kind != "event" and os.environ.get(variable):
+        if rule.kind != sc.RuleKindValues.EVENT and os.environ.get(variable):
             parts.append(f"(overridden by {variable})")
         if not rule.enabled:
             parts.append("(disabled)")
@@ -192,7 +194,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``b2b-otel`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `b2b-otel rules show | head`: the reader left; say nothing more, as other CLI tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     return code
 
 

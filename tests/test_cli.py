@@ -33,3 +33,17 @@ def test_the_demo_is_a_command_of_the_example() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "python -m examples.b2bvalue demo" in result.stdout
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    # The reader's end of the pipe is closed before the command writes: `b2b-otel rules show | head -0`.
+    child = subprocess.Popen(
+        [sys.executable, "-m", "b2b_otel.cli", "rules", "show"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()
+    stderr = child.stderr.read().decode()
+    assert child.wait(timeout=60) == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr

@@ -80,14 +80,7 @@ ALLOWED: dict[tuple[str, str, str], str] = {
 
 # Literals that are the registry names, left in a module someone else is changing at the time of writing:
 # replace each with the constant the failure names and delete its entry (a stale entry fails the test).
-NOT_YET_REPLACED: dict[tuple[str, str, str], str] = {
-    ("b2b_otel/cli.py", "_config_check", "traces"): "semconv.SignalValues, or setup.settings.SIGNALS",
-    ("b2b_otel/cli.py", "_config_check", "metrics"): "semconv.SignalValues, or setup.settings.SIGNALS",
-    ("b2b_otel/cli.py", "_config_check", "logs"): "semconv.SignalValues, or setup.settings.SIGNALS",
-    ("b2b_otel/cli.py", "_rules_show", "latency"): "semconv.RuleKindValues",
-    ("b2b_otel/cli.py", "_rules_show", "ratio"): "semconv.RuleKindValues",
-    ("b2b_otel/cli.py", "_rules_show", "event"): "semconv.RuleKindValues",
-}
+NOT_YET_REPLACED: dict[tuple[str, str, str], str] = {}
 
 
 # --- the registry's names --------------------------------------------------------------------------
