@@ -326,6 +326,15 @@ class Engine:
         }
         self._eviction_rules = self._candidates(eviction_shape)
         self._eviction_plans: dict[str, list[tuple[Rule, tuple[Any, ...], dict[str, Any]]]] = {}
+        kinds = semconv.RuleKindValues
+        # How each kind of rule judges one span: a table, not a name built from the kind.
+        self._judges: dict[str, Callable[[Rule, SpanFacts], Firing | None]] = {
+            kinds.LATENCY: self._judge_latency,
+            kinds.EVENT: self._judge_event,
+            kinds.GAUGE: self._judge_gauge,
+            kinds.RATIO: self._judge_ratio,
+            kinds.COUNT: self._judge_count,
+        }
 
     def _index(self, span_rules: list[Rule]) -> None:
         """Index rules by an attribute each requires, so a span is only matched against candidates."""
@@ -380,7 +389,7 @@ class Engine:
         for rule in self._candidates(facts.attributes):
             if not matches(rule.match, facts):
                 continue
-            firing = getattr(self, f"_judge_{rule.kind}")(rule, facts)
+            firing = self._judges[rule.kind](rule, facts)
             if firing is not None:
                 firings.append(firing)
         if self._evictions and not self._judging_evictions:
@@ -477,7 +486,7 @@ class Engine:
             for rule_id in evictions:
                 for rule, key, group in self._eviction_plan(rule_id):
                     if rule.kind != semconv.RuleKindValues.COUNT:
-                        firing = getattr(self, f"_judge_{rule.kind}")(rule, _eviction_facts(rule_id, facts))
+                        firing = self._judges[rule.kind](rule, _eviction_facts(rule_id, facts))
                         if firing is not None:
                             firings.append(firing)
                         continue
