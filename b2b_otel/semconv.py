@@ -38,9 +38,9 @@ GEN_AI_MEMORY_STORE_ID: Final = "gen_ai.memory.store.id"
 (semantic-conventions-genai), not yet in the Python package. [string, otel-proposed, development]
 """
 GEN_AI_MEMORY_RECORD_COUNT: Final = "gen_ai.memory.record.count"
-"""Number of memory records read or written by the operation. SPEC's name: the upstream memory conventions
-have `gen_ai.memory.record.id` and `gen_ai.memory.records` but no count yet, so this is a candidate to
-propose upstream. [int, otel-proposed, development]
+"""Number of memory records read or written by the operation. b2b-otel's name: the upstream memory
+conventions have `gen_ai.memory.record.id` and `gen_ai.memory.records` but no count yet, so this is a
+candidate to propose upstream. [int, otel-proposed, development]
 """
 GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
 """The GenAI provider an LLM call or an agent uses, as the GenAI conventions name it; groups the
@@ -84,10 +84,10 @@ DB_OPERATION_NAME: Final = "db.operation.name"
 DB_CLIENT_CONNECTION_POOL_NAME: Final = "db.client.connection.pool.name"
 """Name of the registered connection pool. [string, otel, development]"""
 STATE: Final = "state"
-"""State of the pool connections counted by `db.client.connection.count`. SPEC's key; OpenTelemetry has
-deprecated it in favour of `db.client.connection.state` (same values), which is the proposed
-replacement. [enum, otel, development] Deprecated upstream: Replaced by `db.client.connection.state` in
-OpenTelemetry.
+"""State of the pool connections counted by `db.client.connection.count`. b2b-otel's key (dashboards use
+it); OpenTelemetry has deprecated it in favour of `db.client.connection.state` (same values), which is
+the proposed replacement. [enum, otel, development] Deprecated upstream: Replaced by
+`db.client.connection.state` in OpenTelemetry.
 """
 HTTP_REQUEST_METHOD: Final = "http.request.method"
 """HTTP request method. [string, otel, stable]"""
@@ -199,15 +199,13 @@ through `b2b_otel.audit(action, ...)`. [enum, b2b, stable]
 B2B_AUDIT_TARGET: Final = "b2b.audit.target"
 """What it was done to. [string, b2b, stable]"""
 B2B_AUDIT_SEQ: Final = "b2b.audit.seq"
-"""Sequence number of the record in `audit.log`. Proposed (not in SPEC yet) so the OTel log record can be
-matched with its audit.log line. [int, b2b, development]
+"""Sequence number of the record in `audit.log`. Proposed so the OTel log record can be matched with its
+audit.log line. [int, b2b, development]
 """
 B2B_AUDIT_HASH: Final = "b2b.audit.hash"
-"""Hash of the record in the audit chain (hex). Proposed, not in SPEC yet. [string, b2b, development]"""
+"""Hash of the record in the audit chain (hex). Proposed. [string, b2b, development]"""
 B2B_AUDIT_PREV_HASH: Final = "b2b.audit.prev_hash"
-"""Hash of the previous record in the audit chain (hex). Proposed, not in SPEC yet. [string, b2b,
-development]
-"""
+"""Hash of the previous record in the audit chain (hex). Proposed. [string, b2b, development]"""
 
 # --- registry.b2b.alert
 B2B_RULE_ID: Final = "b2b.rule.id"
@@ -930,8 +928,8 @@ METRIC_HTTP_CLIENT_REQUEST_DURATION_BUCKETS: Final[tuple[float, ...]] = (
 )
 
 # db.client.connection.count: updowncounter, {connection} [otel]
-# SPEC names the state key `state`, which OpenTelemetry has deprecated in favour of
-# `db.client.connection.state`; kept until SPEC changes.
+# b2b-otel names the state key `state`, which OpenTelemetry has deprecated in favour of
+# `db.client.connection.state`; kept for the dashboards and alert rules that use it.
 METRIC_DB_CLIENT_CONNECTION_COUNT: Final = "db.client.connection.count"
 METRIC_DB_CLIENT_CONNECTION_COUNT_UNIT: Final = "{connection}"
 

@@ -316,8 +316,8 @@ class InstrumentOptions(TypedDict, total=False):
     """
 
     rules_file: str | None
-    """``B2B_OTEL_RULES_FILE``: YAML rules file; unset = the built-in rules (the seed's thresholds).
-    Accepted: a readable file.
+    """``B2B_OTEL_RULES_FILE``: YAML rules file; unset = the built-in rules (the default thresholds listed
+    in docs/rules.md). Accepted: a readable file.
     """
 
     log_dir: str

@@ -469,7 +469,7 @@ class Settings(BaseModel):
         str | None,
         Var(
             "B2B_OTEL_RULES_FILE",
-            "YAML rules file; unset = the built-in rules (the seed's thresholds)",
+            "YAML rules file; unset = the built-in rules (the default thresholds listed in docs/rules.md)",
             "a readable file",
         ),
     ] = None

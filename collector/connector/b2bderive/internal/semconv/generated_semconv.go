@@ -40,7 +40,7 @@ const GenAIWorkflowNameKey = "gen_ai.workflow.name"
 const GenAIMemoryStoreIDKey = "gen_ai.memory.store.id"
 
 // GenAIMemoryRecordCountKey is the attribute key gen_ai.memory.record.count: Number of memory
-// records read or written by the operation. SPEC's name: the upstream memory conventions have
+// records read or written by the operation. b2b-otel's name: the upstream memory conventions have
 // `gen_ai.memory.record.id` and `gen_ai.memory.records` but no count yet, so this is a candidate to
 // propose upstream. [int, otel-proposed, development]
 const GenAIMemoryRecordCountKey = "gen_ai.memory.record.count"
@@ -107,9 +107,10 @@ const DBOperationNameKey = "db.operation.name"
 const DBClientConnectionPoolNameKey = "db.client.connection.pool.name"
 
 // StateKey is the attribute key state: State of the pool connections counted by
-// `db.client.connection.count`. SPEC's key; OpenTelemetry has deprecated it in favour of
-// `db.client.connection.state` (same values), which is the proposed replacement. [enum, otel,
-// development] Deprecated upstream: Replaced by `db.client.connection.state` in OpenTelemetry.
+// `db.client.connection.count`. b2b-otel's key (dashboards use it); OpenTelemetry has deprecated it
+// in favour of `db.client.connection.state` (same values), which is the proposed replacement.
+// [enum, otel, development] Deprecated upstream: Replaced by `db.client.connection.state` in
+// OpenTelemetry.
 const StateKey = "state"
 
 // HTTPRequestMethodKey is the attribute key http.request.method: HTTP request method. [string,
@@ -266,16 +267,15 @@ const B2BAuditActionKey = "b2b.audit.action"
 const B2BAuditTargetKey = "b2b.audit.target"
 
 // B2BAuditSeqKey is the attribute key b2b.audit.seq: Sequence number of the record in `audit.log`.
-// Proposed (not in SPEC yet) so the OTel log record can be matched with its audit.log line. [int,
-// b2b, development]
+// Proposed so the OTel log record can be matched with its audit.log line. [int, b2b, development]
 const B2BAuditSeqKey = "b2b.audit.seq"
 
 // B2BAuditHashKey is the attribute key b2b.audit.hash: Hash of the record in the audit chain (hex).
-// Proposed, not in SPEC yet. [string, b2b, development]
+// Proposed. [string, b2b, development]
 const B2BAuditHashKey = "b2b.audit.hash"
 
 // B2BAuditPrevHashKey is the attribute key b2b.audit.prev_hash: Hash of the previous record in the
-// audit chain (hex). Proposed, not in SPEC yet. [string, b2b, development]
+// audit chain (hex). Proposed. [string, b2b, development]
 const B2BAuditPrevHashKey = "b2b.audit.prev_hash"
 
 // B2BRuleIDKey is the attribute key b2b.rule.id: Id of the rule that fired. The default ids are
