@@ -128,6 +128,8 @@ def test_existing_application_providers_are_kept_and_extended() -> None:
     assert metrics.get_meter_provider() is app_meter_provider
     assert _logs.get_logger_provider() is app_logger_provider
     # b2b_otel's processors were added after the application's own processor, which stays first.
+    # traces_exporter is given explicitly, so b2b_otel's own exporter runs beside the application's
+    # (without it, the application's exporter alone would export: tests/test_app_providers.py).
     processors = app_tracer_provider._active_span_processor._span_processors
     assert isinstance(processors[0], SimpleSpanProcessor)
     assert any(isinstance(p, BatchSpanProcessor) for p in processors[1:])

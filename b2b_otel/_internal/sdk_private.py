@@ -187,3 +187,72 @@ def export_error_observer(exporter: Any) -> Callable[[], str | None] | None:
     else:
         return None
     return lambda: observer.last
+
+
+# --- the application's own providers (SPEC section 1: its export paths are scrubbed too)
+
+# Where Simple/Batch span and log processors and periodic metric readers keep their exporter, across
+# releases: SimpleSpanProcessor.span_exporter, SimpleLogRecordProcessor._exporter, the Batch*
+# processors' inner ``_batch_processor._exporter`` (older releases: ``span_exporter`` on the processor
+# itself), PeriodicExportingMetricReader._exporter. The public API has no way to reach them.
+_EXPORTER_FIELDS = ("span_exporter", "_exporter")
+
+
+def provider_processors(provider: Any) -> tuple[Any, ...] | None:
+    """The span or log record processors already on an SDK provider, or None when unreadable."""
+    for outer, inner in (
+        ("_active_span_processor", "_span_processors"),
+        ("_multi_log_record_processor", "_log_record_processors"),
+    ):
+        processors = getattr(getattr(provider, outer, None), inner, None)
+        if isinstance(processors, (tuple, list)):
+            return tuple(processors)
+    return None
+
+
+def provider_metric_readers(provider: Any) -> tuple[Any, ...] | None:
+    """The metric readers of an SDK MeterProvider, or None when unreadable."""
+    readers = getattr(provider, "_metric_readers", None)
+    if readers is None:
+        readers = getattr(getattr(provider, "_sdk_config", None), "metric_readers", None)
+    return tuple(readers) if isinstance(readers, (tuple, list)) else None
+
+
+def provider_resource(provider: Any) -> Resource | None:
+    """An SDK provider's resource (public on tracer and logger providers, private on the meter provider)."""
+    resource = getattr(provider, "resource", None)
+    if not isinstance(resource, Resource):
+        resource = getattr(getattr(provider, "_sdk_config", None), "resource", None)
+    return resource if isinstance(resource, Resource) else None
+
+
+def _exporter_slot(item: Any) -> tuple[Any, str] | None:
+    for holder in (getattr(item, "_batch_processor", None), item):
+        if holder is None:
+            continue
+        for name in _EXPORTER_FIELDS:
+            if getattr(holder, name, None) is not None:
+                return holder, name
+    return None
+
+
+def exporter_of(item: Any) -> Any | None:
+    """The exporter of a span/log processor or metric reader, or None when it has none we can reach."""
+    slot = _exporter_slot(item)
+    return None if slot is None else getattr(slot[0], slot[1], None)
+
+
+def replace_exporter(item: Any, wrap: Callable[[Any], Any]) -> bool:
+    """Put ``wrap(exporter)`` in place of the exporter of ``item``; False when it cannot be reached.
+
+    The processor's worker reads the field on each export, so the next batch goes through the wrapper.
+    """
+    slot = _exporter_slot(item)
+    if slot is None:
+        return False
+    holder, name = slot
+    try:
+        setattr(holder, name, wrap(getattr(holder, name)))
+    except Exception:
+        return False
+    return True

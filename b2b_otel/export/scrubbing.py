@@ -67,6 +67,9 @@ class _Resources:
 class ScrubbingSpanExporter(SpanExporter):
     """Replaces secrets in span names, attributes, events, status and links before export."""
 
+    # When set, every span is exported with this resource instead of its own (one resource per process).
+    resource: Resource | None = None
+
     def __init__(
         self, inner: SpanExporter, scrubber: Scrubber, on_finding: FindingSink | None = None
     ) -> None:
@@ -97,7 +100,7 @@ class ScrubbingSpanExporter(SpanExporter):
     def _scrub_span(self, span: ReadableSpan) -> ReadableSpan:
         s = self.scrubber
         found = _Collector()
-        resource = self._resources.clean(span.resource)
+        resource = self._resources.clean(span.resource if self.resource is None else self.resource)
         name = s.text(span.name, sc.SCRUB_FIELD_SPAN_NAME, found)
         attributes = s.attributes(span.attributes, found)
         events: list[Event] | None = None
@@ -159,6 +162,9 @@ class ScrubbingSpanExporter(SpanExporter):
 class ScrubbingLogExporter(LogRecordExporter):
     """Replaces secrets in log bodies and attributes before export."""
 
+    # When set, every record is exported with this resource instead of its own.
+    resource: Resource | None = None
+
     def __init__(
         self, inner: LogRecordExporter, scrubber: Scrubber, on_finding: FindingSink | None = None
     ) -> None:
@@ -175,7 +181,7 @@ class ScrubbingLogExporter(LogRecordExporter):
         log = record.log_record
         event_name = log.event_name
         try:
-            resource = self._resources.clean(record.resource)
+            resource = self._resources.clean(record.resource if self.resource is None else self.resource)
             body = self.scrubber.body(log.body, found)
             attributes = self.scrubber.attributes(log.attributes, found)
             if event_name:
@@ -215,6 +221,9 @@ class ScrubbingMetricExporter(MetricExporter):
     as those of spans and logs, once per distinct (field, pattern) in one export, without a trace.
     """
 
+    # When set, every batch is exported with this resource instead of its own.
+    resource: Resource | None = None
+
     def __init__(
         self, inner: MetricExporter, scrubber: Scrubber, on_finding: FindingSink | None = None
     ) -> None:
@@ -242,7 +251,7 @@ class ScrubbingMetricExporter(MetricExporter):
         resource_metrics = []
         changed = False
         for rm in data.resource_metrics:
-            resource = self._resources.clean(rm.resource)
+            resource = self._resources.clean(rm.resource if self.resource is None else self.resource)
             scope_metrics = []
             for sm in rm.scope_metrics:
                 metrics = [self._metric(metric, found) for metric in sm.metrics]

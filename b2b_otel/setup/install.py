@@ -17,12 +17,13 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import SERVICE_NAME
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from typing_extensions import Unpack
 
 from .. import semconv as sc
+from .._internal import sdk_private, selflog
 from .._internal.errors import ConfigError, Problem
 from ..api.metrics import histogram_views, set_gauge_listener
 from ..audit_trail import record as audit_record
@@ -34,7 +35,12 @@ from ..derive.sink import Sink
 from ..export import disk_buffer
 from ..export.fanout import FanOutLogExporter, FanOutSpanExporter
 from ..export.health import ObservedMetricExporter
-from ..export.scrubbing import ScrubbingLogExporter, ScrubbingSpanExporter, scrubbed_metrics
+from ..export.scrubbing import (
+    ScrubbingLogExporter,
+    ScrubbingMetricExporter,
+    ScrubbingSpanExporter,
+    scrubbed_metrics,
+)
 from ..rules.loader import load_rules
 from ..scrub import Finding, Scrubber
 from ..sinks.alertmanager import AlertmanagerSink
@@ -300,11 +306,198 @@ def _build_logs(telemetry: Telemetry, built: list[Any]) -> None:
     telemetry._log_processors.append(processor)
 
 
+# Keys b2b_otel always sets itself, whatever the application's resource says: the collector connector
+# skips judging spans with b2b.derived=true (this process judged them), and the distro names who did.
+_OWN_KEYS = (sc.B2B_DERIVED, sc.TELEMETRY_DISTRO_NAME, sc.TELEMETRY_DISTRO_VERSION)
+# Never exported, from any resource: the command line can carry credentials (as in resource.py).
+_NEVER_KEYS = (sc.PROCESS_COMMAND_ARGS, sc.PROCESS_COMMAND_LINE, sc.PROCESS_COMMAND)
+
+
+def _one_resource(ours: Resource, app: Resource) -> Resource:
+    """The one resource of every signal: the application's attributes win over b2b_otel's.
+
+    The application's spans already go out under its identity, and its provider's resource cannot be
+    changed; taking its values keeps traces, metrics and logs of one process under one service. Two
+    exceptions: the SDK's default ``unknown_service...`` name loses to a configured one, and the keys
+    b2b_otel owns (``b2b.derived``, the distro) are always b2b_otel's.
+    """
+    attributes: dict[str, Any] = dict(ours.attributes)
+    for key, value in app.attributes.items():
+        if key in _OWN_KEYS or key in _NEVER_KEYS:
+            continue
+        if key == SERVICE_NAME and str(value).startswith(sc.UNKNOWN_SERVICE) and key in attributes:
+            continue
+        attributes[key] = value
+    return Resource(attributes, app.schema_url or ours.schema_url)
+
+
+def _app_exporter_wrapper(
+    telemetry: Telemetry, signal: str, resource: Resource
+) -> Callable[[Any], Any] | None:
+    """A function wrapping one of the application's exporters in b2b_otel's scrubbing exporter."""
+    scrubber = telemetry.scrubber
+    if scrubber is None or telemetry.derivation is None:
+        return None
+    findings = _findings_of(telemetry)
+    kinds: dict[str, type[Any]] = {
+        sc.SignalValues.TRACES: ScrubbingSpanExporter,
+        sc.SignalValues.LOGS: ScrubbingLogExporter,
+        sc.SignalValues.METRICS: ScrubbingMetricExporter,
+    }
+    kind = kinds[signal]
+
+    def wrap(exporter: Any) -> Any:
+        if isinstance(exporter, kind):  # instrument() again after a shutdown: wrap the original once
+            exporter = exporter.inner
+        # A disabled scrubber changes nothing but the resource: one resource even with B2B_OTEL_REDACT=false.
+        wrapped = kind(exporter, scrubber, findings)
+        wrapped.resource = resource
+        return wrapped
+
+    return wrap
+
+
+def _adopt_application_providers(
+    telemetry: Telemetry, providers: Mapping[str, TracerProvider | MeterProvider | LoggerProvider]
+) -> None:
+    """The application installed SDK providers: scrub its export paths, one resource, no double export.
+
+    (1) each exporter of the application's processors and readers is wrapped in b2b_otel's scrubbing
+    exporter (findings go to the rules as b2b_otel's own); (2) every signal carries one resource,
+    the application's merged over b2b_otel's (``_one_resource``): b2b_otel's own providers are created
+    with it, and the wrappers export with it; (3) where the application already exports a signal,
+    b2b_otel's own exporter for it is dropped unless ``OTEL_<SIGNAL>_EXPORTER`` (or the keyword) was set
+    explicitly; (4) one warning line says what was decided.
+    """
+    if not providers:
+        return
+    settings = telemetry.settings
+    assert telemetry.resource is not None
+    app_resource = next(
+        (
+            r
+            for r in (sdk_private.provider_resource(providers[s]) for s in _SIGNAL_ORDER if s in providers)
+            if r is not None
+        ),
+        None,
+    )
+    resource = telemetry.resource if app_resource is None else _one_resource(telemetry.resource, app_resource)
+    telemetry.resource = resource
+    if telemetry.alertmanager is not None:
+        telemetry.alertmanager.service = str(resource.attributes.get(SERVICE_NAME) or sc.UNKNOWN_SERVICE)
+
+    wrapped = 0
+    unreachable = 0
+    skipped: list[str] = []
+    for signal in _SIGNAL_ORDER:
+        provider = providers.get(signal)
+        if provider is None:
+            continue
+        items = (
+            sdk_private.provider_metric_readers(provider)
+            if signal == sc.SignalValues.METRICS
+            else sdk_private.provider_processors(provider)
+        )
+        wrap = _app_exporter_wrapper(telemetry, signal, resource)
+        exporting = 0
+        for item in items or ():
+            if sdk_private.exporter_of(item) is None:
+                unreachable += 1  # a processor without an exporter, or one we cannot see inside
+                continue
+            exporting += 1
+            if wrap is not None and _replace_safely(item, wrap):
+                wrapped += 1
+        if items is None:
+            unreachable += 1
+        field = _EXPORTER_FIELD[signal]
+        if exporting and field not in settings.model_fields_set and _drop_own_exporters(telemetry, signal):
+            skipped.append(signal)
+        elif signal != sc.SignalValues.METRICS:
+            _own_exports_with(telemetry, signal, resource)
+
+    service = resource.attributes.get(SERVICE_NAME)
+    selflog.warn_once_a_minute(
+        "application-providers",
+        "b2b_otel: the application installed its own %s provider(s): wrapped %d of its exporter(s) with "
+        "b2b_otel's scrubbing; resource merged (service.name=%r, b2b.derived=true on every signal; "
+        "the application's provider keeps its own resource object, replaced on the export path); "
+        "b2b_otel's own exporter skipped for %s%s%s",
+        "/".join(s for s in _SIGNAL_ORDER if s in providers),
+        wrapped,
+        service,
+        ", ".join(skipped) or "no signal",
+        " (set OTEL_<SIGNAL>_EXPORTER to export there too)" if skipped else "",
+        f"; {unreachable} processor(s)/reader(s) without a reachable exporter are not changed"
+        if unreachable
+        else "",
+    )
+
+
+_SIGNAL_ORDER = (sc.SignalValues.TRACES, sc.SignalValues.METRICS, sc.SignalValues.LOGS)
+_EXPORTER_FIELD = {
+    sc.SignalValues.TRACES: "traces_exporter",
+    sc.SignalValues.METRICS: "metrics_exporter",
+    sc.SignalValues.LOGS: "logs_exporter",
+}
+
+
+def _replace_safely(item: Any, wrap: Callable[[Any], Any]) -> bool:
+    try:
+        return sdk_private.replace_exporter(item, wrap)
+    except Exception:  # e.g. a custom metric exporter without the SDK's preference fields
+        return False
+
+
+def _own_pieces(telemetry: Telemetry, signal: str) -> list[Any]:
+    if signal == sc.SignalValues.TRACES:
+        return [p for p in telemetry._span_processors if p is not telemetry.derivation]
+    if signal == sc.SignalValues.LOGS:
+        return list(telemetry._log_processors)
+    return list(telemetry._metric_readers)
+
+
+def _drop_own_exporters(telemetry: Telemetry, signal: str) -> bool:
+    """Stop and forget b2b_otel's own exporting processor/reader of ``signal``; True when there was one."""
+    pieces = _own_pieces(telemetry, signal)
+    if not pieces:
+        return False
+    for piece in pieces:
+        for collection in (telemetry._span_processors, telemetry._log_processors, telemetry._metric_readers):
+            if piece in collection:
+                collection.remove(piece)
+        try:
+            piece.shutdown()
+        except Exception:
+            pass
+    telemetry.health_by_signal[signal].exporters = ()
+    return True
+
+
+def _own_exports_with(telemetry: Telemetry, signal: str, resource: Resource) -> None:
+    """b2b_otel's own exporter kept beside the application's: it exports with the one resource too."""
+    for piece in _own_pieces(telemetry, signal):
+        exporter = sdk_private.exporter_of(piece)
+        if isinstance(exporter, (ScrubbingSpanExporter, ScrubbingLogExporter)):
+            exporter.resource = resource
+
+
 def _install(telemetry: Telemetry) -> None:
     """Attach to the application's SDK providers, or create and set ours; then instrument libraries."""
     settings = telemetry.settings
     derivation = telemetry.derivation
     assert telemetry.resource is not None and derivation is not None
+
+    found: dict[str, Any] = {
+        sc.SignalValues.TRACES: trace.get_tracer_provider(),
+        sc.SignalValues.METRICS: metrics.get_meter_provider(),
+        sc.SignalValues.LOGS: _logs.get_logger_provider(),
+    }
+    kinds = {
+        sc.SignalValues.TRACES: TracerProvider,
+        sc.SignalValues.METRICS: MeterProvider,
+        sc.SignalValues.LOGS: LoggerProvider,
+    }
+    _adopt_application_providers(telemetry, {s: p for s, p in found.items() if isinstance(p, kinds[s])})
 
     existing_tp = trace.get_tracer_provider()
     if isinstance(existing_tp, TracerProvider):
