@@ -307,11 +307,6 @@ def test_every_hostile_value_in_every_argument_of_the_helpers(capture: Capture, 
     assert_metric_points_well_typed(capture)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="audit_trail/record.py formats {action!r} into the AuditError: a raising __repr__ escapes "
-    "as RuntimeError instead of AuditError (not this change's file; remove the mark once fixed)",
-)
 def test_audit_with_a_hostile_action_raises_nothing_but_audit_error(capture: Capture) -> None:
     try:
         b2b_otel.audit(Raising(), Raising(), Raising(), Raising(), detail=Raising())  # type: ignore[arg-type]
@@ -319,12 +314,6 @@ def test_audit_with_a_hostile_action_raises_nothing_but_audit_error(capture: Cap
         pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="setup/telemetry.py _timeout: float() of a huge int raises OverflowError, repr() of a "
-    "hostile object raises, and a finite timeout past time_t (1e11 s) raises OverflowError in the wait "
-    "(not this change's file; remove the mark once fixed)",
-)
 @pytest.mark.parametrize(
     "make", [lambda: HUGE_INT, Raising, lambda: 1e11], ids=["huge int", "raising repr", "finite 1e11 s"]
 )
@@ -372,7 +361,6 @@ def test_security_facts_never_raise(capture: Capture, args: list[Any], roles: li
 def test_audit_raises_nothing_but_audit_error(
     capture: Capture, action: Any, args: list[Any], details: dict[str, Any]
 ) -> None:
-    # A repr-safe action here: a hostile one is test_audit_with_a_hostile_action_... (xfail).
     actor_id, target, outcome = args
     try:
         b2b_otel.audit(action, actor_id, target, outcome, **details)
@@ -383,7 +371,7 @@ def test_audit_raises_nothing_but_audit_error(
 # --- the handle ---------------------------------------------------------------------------------------
 
 QUIET = {"traces_exporter": "none", "metrics_exporter": "none", "logs_exporter": "none"}
-# Every kind of wrong timeout but the three of test_flush_and_shutdown_with_a_hostile_timeout_... (xfail).
+# Every kind of wrong timeout (the hostile ones: test_flush_and_shutdown_with_a_hostile_timeout_...).
 _small_scalars = st.one_of(
     st.none(),
     st.booleans(),

@@ -21,6 +21,7 @@ from .._internal import selflog
 from .._internal.errors import AuditError
 from .._internal.formats import hex_ids
 from .._internal.spancontext import context_of
+from ..api import arguments
 from ..api.spans import instant_span
 
 if TYPE_CHECKING:  # imported by b2b_otel at start-up: the writer and scrubber load when installed
@@ -198,6 +199,12 @@ def audit(
 
         b2b_otel.audit("business_case.approved", actor_id="u-7", target="case-42", amount=120000)
     """
+    # A wrong type is the application's bug: recorded as its str() (and reported), never a crash here.
+    traces = sc.SignalValues.TRACES
+    action = arguments.text(action, traces, "audit action")
+    actor_id = arguments.text(actor_id, traces, "audit actor_id")
+    target = arguments.text(target, traces, "audit target")
+    outcome = arguments.text(outcome, traces, "audit outcome")
     span = None
     try:
         span = instant_span(

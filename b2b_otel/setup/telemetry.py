@@ -19,10 +19,14 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from .. import semconv as sc
 from .._internal import selflog
 from .._version import __version__
+from ..api.arguments import safe_repr
 from ..api.metrics import instruments, set_gauge_listener
 from ..export.health import SignalHealth
 from . import libraries
 from .settings import SIGNALS, Settings
+
+MAX_TIMEOUT_S = 86_400.0
+"""The longest bound a flush or shutdown accepts (longer ones are cut to it)."""
 
 if TYPE_CHECKING:  # `import b2b_otel` stays cheap: the processor layer loads in instrument()
     from ..audit_trail.record import AuditRecorder
@@ -116,15 +120,19 @@ class Telemetry:
         if value is None:
             return default
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            seconds = float(value)
+            try:
+                seconds = float(value)
+            except OverflowError:  # an int beyond any float
+                seconds = math.inf
             if math.isfinite(seconds) and seconds >= 0:
-                return seconds
+                # Past a day a bound means "forever" to nobody, and threading's waits overflow far beyond.
+                return min(seconds, MAX_TIMEOUT_S)
         selflog.warn_once_a_minute(
             f"{what}-timeout-argument",
             "b2b_otel: %s(timeout_s=%s) is not a finite number of seconds >= 0; "
             "using B2B_OTEL_SHUTDOWN_TIMEOUT (%gs)",
             what,
-            repr(value)[:40],
+            safe_repr(value)[:40],
             default,
         )
         return default
