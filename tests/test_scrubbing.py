@@ -672,6 +672,7 @@ SECRET_FORMS = [
     ('{"payload": "{\\"password\\": \\"correct horse battery\\"}"}', "correct horse battery"),
     ("see https://bob:s3cretPa55@db.example.com/x for details", "s3cretPa55"),
     ("connecting to postgresql://app:Zr8kQw2mXv9p@10.0.0.5:5432/db", "Zr8kQw2mXv9p"),
+    ("see https://bob:#x6pk^MR9?ncoK@b0Gkk@db.example.com/x", "#x6pk^MR9?ncoK@b0Gkk"),
     ("INSERT INTO users (name, password) VALUES ('bob', 'Zr8kQw2mXv9p')", "Zr8kQw2mXv9p"),
     ("INSERT INTO users (name, api_key) VALUES ('bob', 'Kd93'), ('eve', 'O''Zr8kQw2mXv9p')", "Zr8kQw2mXv9p"),
     ("UPDATE accounts SET session_token = 'Zr8kQw2mXv9p' WHERE id = 7", "Zr8kQw2mXv9p"),
@@ -879,3 +880,8 @@ def test_adversarial_input_for_the_new_forms_scrubs_in_linear_time(shape: str) -
     assert large_s < 50 * small_s + 0.02, (
         f"{shape}: 10 KB {small_s * 1e3:.2f} ms, 100 KB {large_s * 1e3:.2f} ms"
     )
+
+
+def test_bytes_attribute_holding_text_is_scrubbed(harness: Harness) -> None:
+    harness.tracer.start_span("op", attributes={"app.raw": b"ssn 123-45-6789"}).end()
+    assert attrs(harness.span().attributes)["app.raw"] == b"ssn [REDACTED:us_ssn]"

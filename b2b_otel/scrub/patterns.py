@@ -316,10 +316,11 @@ PEM = re.compile(
     r"(?:[^-]|-(?!----END))*"
     r"(?:-----END (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY-----)?"
 )
-# The password of a URL's userinfo anywhere in text: "see https://bob:s3cret@host/x".
+# The password of a URL's userinfo anywhere in text: "see https://bob:s3cret@host/x". Free text does
+# not percent-encode: the password runs to the last "@" before a space or "/" ("p#ss@rd@host").
 URL_USERINFO = re.compile(
     r"(?i)(?<![A-Za-z0-9+.\-])[a-z][a-z0-9+.\-]{0,30}://(?P<user>[^\s:/?#@\[\]]{0,256}):"
-    r"(?P<password>[^\s/?#]+)@"
+    r"(?P<password>[^\s/]+)@"
 )
 # SQL: a statement, and its string literals (standard '' escapes, backslash escapes, or cut off).
 SQL_STATEMENT = re.compile(
