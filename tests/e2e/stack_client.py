@@ -119,14 +119,15 @@ def otlp_traces(service: str, spans: list[dict[str, Any]]) -> dict[str, Any]:
 def otlp_root_span(
     name: str, attributes: dict[str, str], duration_s: float = 0.01, error: bool = False
 ) -> dict[str, Any]:
-    """A root span of a trace of its own, ending now."""
+    """A root span of a trace of its own, ending now (start and end from one clock reading)."""
+    end = time.time_ns()
     span: dict[str, Any] = {
         "traceId": uuid.uuid4().hex,
         "spanId": uuid.uuid4().hex[:16],
         "name": name,
         "kind": 1,
-        "startTimeUnixNano": now_unix_nano(-duration_s),
-        "endTimeUnixNano": now_unix_nano(),
+        "startTimeUnixNano": str(end - round(duration_s * 1e9)),
+        "endTimeUnixNano": str(end),
         "attributes": otlp_attributes(attributes),
     }
     if error:
