@@ -267,3 +267,21 @@ def test_the_applications_warnings_still_reach_stderr(logs_exporter: str) -> Non
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("disk almost full") == 1, result.stderr
     assert "not shown" not in result.stderr
+
+
+def test_a_finding_reported_after_the_rules_stopped_is_counted_never_silent() -> None:
+    # The last metric export runs after the rules stop, so its findings are the usual case here. The
+    # processor itself counts them, so every exporter that reports findings (spans, logs, metrics,
+    # the application's own) gets the same rule.
+    from b2b_otel.derive.processor import DerivationProcessor
+    from b2b_otel.rules import load_rules
+    from b2b_otel.scrub import Finding, Scrubber
+
+    drops: list[tuple[str, int]] = []
+    derivation = DerivationProcessor(
+        load_rules(None, {}), Scrubber(), [], on_drop=lambda reason, n: drops.append((reason, n))
+    )
+    derivation.shutdown()
+    derivation.finding(Finding("b2b.agent.name", "password"), 0, 0)
+    assert drops == [("shutdown", 1)]
+    assert derivation.pending() == 0

@@ -186,7 +186,13 @@ class DerivationProcessor(SpanProcessor):
             pass
 
     def finding(self, finding: Finding, trace_id: int, span_id: int) -> None:
-        """Sensitive data was scrubbed (called from the export thread)."""
+        """Sensitive data was scrubbed (called from the export threads of every signal)."""
+        if self._stopped:
+            # Found by an export after the rules stopped (the last metric export runs after them):
+            # counted, never silent.
+            if self.on_drop is not None:
+                self.on_drop(sc.ReasonValues.SHUTDOWN, 1)
+            return
         self._put(_Found(finding, trace_id, span_id))
 
     def gauge(self, source: str, value: float, attributes: dict[str, Any]) -> None:

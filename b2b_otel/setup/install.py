@@ -42,7 +42,7 @@ from ..export.scrubbing import (
     scrubbed_metrics,
 )
 from ..rules.loader import load_rules
-from ..scrub import Finding, Scrubber
+from ..scrub import Scrubber
 from ..sinks.alertmanager import AlertmanagerSink
 from ..sinks.files import LocalFiles
 from . import exporters as exp
@@ -210,30 +210,16 @@ def _build_derivation(telemetry: Telemetry) -> DerivationProcessor:
     return telemetry.derivation
 
 
-def _findings_of(telemetry: Telemetry) -> Callable[[Finding, int, int], None]:
-    """Where the scrubbing exporters report findings: the rules, or (once they stopped) the drop count."""
-    derivation = telemetry.derivation
-    assert derivation is not None
-
-    def finding(found: Finding, trace_id: int, span_id: int) -> None:
-        if derivation.stopped:  # found by an export after the rules stopped: counted, never silent
-            telemetry._count_drop(sc.SignalValues.RULES, sc.ReasonValues.SHUTDOWN, 1)
-            return
-        derivation.finding(found, trace_id, span_id)
-
-    return finding
-
-
 def _scrubbed_spans(telemetry: Telemetry, exporter: SpanExporter) -> SpanExporter:
     if telemetry.scrubber is None or not telemetry.settings.redact or telemetry.derivation is None:
         return exporter
-    return ScrubbingSpanExporter(exporter, telemetry.scrubber, _findings_of(telemetry))
+    return ScrubbingSpanExporter(exporter, telemetry.scrubber, telemetry.derivation.finding)
 
 
 def _scrubbed_logs(telemetry: Telemetry, exporter: LogRecordExporter) -> LogRecordExporter:
     if telemetry.scrubber is None or not telemetry.settings.redact or telemetry.derivation is None:
         return exporter
-    return ScrubbingLogExporter(exporter, telemetry.scrubber, _findings_of(telemetry))
+    return ScrubbingLogExporter(exporter, telemetry.scrubber, telemetry.derivation.finding)
 
 
 def _build_traces(telemetry: Telemetry, built: list[Any]) -> None:
@@ -338,7 +324,7 @@ def _app_exporter_wrapper(
     scrubber = telemetry.scrubber
     if scrubber is None or telemetry.derivation is None:
         return None
-    findings = _findings_of(telemetry)
+    findings = telemetry.derivation.finding
     kinds: dict[str, type[Any]] = {
         sc.SignalValues.TRACES: ScrubbingSpanExporter,
         sc.SignalValues.LOGS: ScrubbingLogExporter,
