@@ -42,7 +42,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from .. import semconv as sc
 from .._internal import selflog
 from .._internal.sdk_private import SendOutcome, otlp_byte_sender
-from .health import DropCounter, ObservedLogExporter, ObservedSpanExporter, SignalHealth
+from .health import DropCounter, ObservedLogExporter, ObservedSpanExporter, SignalHealth, record_loss
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 SUFFIX = ".otlp"
@@ -485,15 +485,7 @@ class _Replaying:
         return kept
 
     def _lost(self, error: str, count: int) -> None:
-        self._health.failure(error, count, self._on_drop)
-        selflog.warn_once_a_minute(
-            f"export-{self._health.signal}-{self._name}",
-            "b2b_otel: %s export of %d %s failed (%s); dropped, the application goes on",
-            self._name,
-            count,
-            self._health.signal,
-            error,
-        )
+        record_loss(self._health, self._name, error, count, self._on_drop)
 
     def _warn_down(self, error: str | None) -> None:
         selflog.warn_once_a_minute(

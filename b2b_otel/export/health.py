@@ -102,6 +102,21 @@ def _stamp(value: float | None) -> str | None:
 DropCounter = Callable[[str, str, int], None]
 
 
+def record_loss(
+    health: SignalHealth, exporter: str, error: str, count: int, on_drop: DropCounter | None
+) -> None:
+    """``count`` items ``exporter`` could not deliver: health, the drop counter, a self-log line a minute."""
+    health.failure(error, count, on_drop)
+    selflog.warn_once_a_minute(
+        f"export-{health.signal}-{exporter}",
+        "b2b_otel: %s export of %d %s failed (%s); dropped, the application goes on",
+        exporter,
+        count,
+        health.signal,
+        error,
+    )
+
+
 class _Observed:
     """Shared bookkeeping of the three exporter wrappers."""
 
@@ -120,16 +135,7 @@ class _Observed:
         if ok:
             self._health.success(count)
             return
-        reason = error or self._failure_reason()
-        self._health.failure(reason, count, self._on_drop)
-        selflog.warn_once_a_minute(
-            f"export-{self._health.signal}-{self._name}",
-            "b2b_otel: %s export of %d %s failed (%s); dropped, the application goes on",
-            self._name,
-            count,
-            self._health.signal,
-            reason,
-        )
+        record_loss(self._health, self._name, error or self._failure_reason(), count, self._on_drop)
 
     def _failure_reason(self) -> str:
         """The error class of the failed export: ``ConnectionError``, ``HTTP 503``, ``gRPC UNAVAILABLE``..."""
