@@ -1361,7 +1361,9 @@ RULE_SECURITY_PRIVILEGE_ESCALATION: Final = "security.privilege.escalation"
 RULE_SECURITY_ACCESS_VIOLATION: Final = "security.access.violation"
 """The application denied an access. [event, warning, security]"""
 RULE_SECURITY_SENSITIVE_DATA: Final = "security.sensitive_data"
-"""Sensitive data was found (and scrubbed) in telemetry. [event, warning, security]"""
+"""Sensitive data was found (and scrubbed) in telemetry; once per 5 minutes per field and pattern. [count,
+warning, security]
+"""
 RULE_SECURITY_ACCESS_UNUSUAL: Final = "security.access.unusual"
 """One user was denied access several times in a short time. [count, info, security]"""
 RULE_WORKFLOW_DATA_QUALITY_LOW: Final = "workflow.data_quality.low"
@@ -1519,7 +1521,7 @@ RULES: Final[Mapping[str, RuleInfo]] = MappingProxyType(
         ),
         RULE_SECURITY_SENSITIVE_DATA: RuleInfo(
             RULE_SECURITY_SENSITIVE_DATA,
-            "event",
+            "count",
             "warning",
             "security",
             EVENT_B2B_SECURITY_EVENT,

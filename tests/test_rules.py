@@ -36,7 +36,7 @@ SEED_THRESHOLDS: dict[str, tuple[float | None, str | None, float | None]] = {
     semconv.RULE_SECURITY_LOGIN_BRUTEFORCE: (5.0, "gte", 300.0),
     semconv.RULE_SECURITY_PRIVILEGE_ESCALATION: (None, None, None),
     semconv.RULE_SECURITY_ACCESS_VIOLATION: (None, None, None),
-    semconv.RULE_SECURITY_SENSITIVE_DATA: (None, None, None),
+    semconv.RULE_SECURITY_SENSITIVE_DATA: (1.0, "gte", 300.0),  # every finding, once per 5 min and group
     semconv.RULE_SECURITY_ACCESS_UNUSUAL: (3.0, "gte", 600.0),
     semconv.RULE_WORKFLOW_DATA_QUALITY_LOW: (0.85, "lt", None),
     semconv.RULE_EXTERNAL_LLM_QUOTA: (0.8, "gt", None),

@@ -305,9 +305,35 @@ def test_privilege_escalation_only_when_roles_are_granted(engine: Engine) -> Non
     assert firings[0].group == {sc.USER_ID: "u-1", sc.B2B_ACTOR_ID: "a-1"}
 
 
-def test_sensitive_data_event(engine: Engine) -> None:
-    facts = SpanFacts("sensitive_data", "internal", "unset", 0.0, {sc.B2B_SECURITY_ACTION: "sensitive_data"})
-    assert fired(engine, facts) == ["security.sensitive_data"]
+def _finding(field: str = "app.note", pattern: str = "credit_card") -> SpanFacts:
+    return SpanFacts(
+        "sensitive_data",
+        "internal",
+        "unset",
+        0.0,
+        {sc.B2B_SECURITY_ACTION: "sensitive_data", sc.B2B_SCRUB_FIELD: field, sc.B2B_SCRUB_PATTERN: pattern},
+    )
+
+
+def test_sensitive_data_fires_once_per_5_minutes_per_field_and_pattern(
+    engine: Engine, clock: FakeClock
+) -> None:
+    first = engine.judge_span(_finding())
+    assert [(f.rule.id, f.observed, f.group) for f in first] == [
+        ("security.sensitive_data", 1.0, {sc.B2B_SCRUB_FIELD: "app.note", sc.B2B_SCRUB_PATTERN: "credit_card"})
+    ]
+    # The same field and pattern on 49 more spans within the window: no record of its own.
+    for _ in range(49):
+        clock.now += 1
+        assert fired(engine, _finding()) == []
+    # Another field, or another pattern in the same field, is another group.
+    assert fired(engine, _finding(field="app.other")) == ["security.sensitive_data"]
+    assert fired(engine, _finding(pattern="jwt")) == ["security.sensitive_data"]
+    # Once the window has passed, the next finding fires with what the window counted.
+    clock.now += 300 - 49
+    again = engine.judge_span(_finding())
+    assert [f.rule.id for f in again] == ["security.sensitive_data"]
+    assert 1 < again[0].observed <= 51
 
 
 # --- gauges ---

@@ -437,9 +437,7 @@ def test_spec_metric_units_and_attributes_match(registry: Any) -> None:
 # Rows of SPEC's rules table that describe a change to a rule not made yet: rule id -> (the kind SPEC
 # names, the kind the rule has today, where the change is made). The test fails as soon as the registry
 # follows SPEC, so that the entry goes with the change.
-KINDS_NOT_YET_AS_IN_SPEC: dict[str, tuple[str, str, str]] = {
-    "security.sensitive_data": ("count", "event", "issue 12: once per window, field and pattern"),
-}
+KINDS_NOT_YET_AS_IN_SPEC: dict[str, tuple[str, str, str]] = {}
 
 
 # Default rules SPEC's table does not list (yet), listed after its rows: rule id -> why.

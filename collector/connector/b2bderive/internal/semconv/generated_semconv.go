@@ -988,7 +988,7 @@ const RuleSecurityPrivilegeEscalation = "security.privilege.escalation"
 const RuleSecurityAccessViolation = "security.access.violation"
 
 // RuleSecuritySensitiveData is the default rule security.sensitive_data: Sensitive data was found
-// (and scrubbed) in telemetry. [event, warning, security]
+// (and scrubbed) in telemetry; once per 5 minutes per field and pattern. [count, warning, security]
 const RuleSecuritySensitiveData = "security.sensitive_data"
 
 // RuleSecurityAccessUnusual is the default rule security.access.unusual: One user was denied access
