@@ -319,9 +319,8 @@ def test_sensitive_data_fires_once_per_5_minutes_per_field_and_pattern(
     engine: Engine, clock: FakeClock
 ) -> None:
     first = engine.judge_span(_finding())
-    assert [(f.rule.id, f.observed, f.group) for f in first] == [
-        ("security.sensitive_data", 1.0, {sc.B2B_SCRUB_FIELD: "app.note", sc.B2B_SCRUB_PATTERN: "credit_card"})
-    ]
+    group = {sc.B2B_SCRUB_FIELD: "app.note", sc.B2B_SCRUB_PATTERN: "credit_card"}
+    assert [(f.rule.id, f.observed, f.group) for f in first] == [("security.sensitive_data", 1.0, group)]
     # The same field and pattern on 49 more spans within the window: no record of its own.
     for _ in range(49):
         clock.now += 1
