@@ -17,7 +17,8 @@ pytestmark = pytest.mark.e2e
 GATEWAY = REPO / "collector" / "config" / "gateway.yaml"
 JAEGER = REPO / "collector" / "config" / "jaeger.yaml"
 PROMETHEUS = REPO / "collector" / "prometheus" / "prometheus.yml"
-ALERTMANAGER = REPO / "collector" / "alertmanager" / "alertmanager.yml"
+# The stack runs the local file (production's tree with webhook receivers): tests/test_ops_alertmanager.py.
+ALERTMANAGER = REPO / "collector" / "alertmanager" / "local" / "alertmanager.yml"
 
 
 def run(*argv: str | Path, env_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -78,13 +79,13 @@ def test_alertmanager_config_passes_amtool(stack_built: Path) -> None:
     ("labels", "receiver"),
     [
         (("tier=security", "severity=critical"), "security-critical"),
-        (("tier=security", "severity=warning"), "security"),
+        (("tier=security", "severity=warning"), "security-warning"),
         (("tier=engineering", "severity=critical"), "engineering-critical"),
-        (("tier=engineering", "severity=info"), "engineering"),
+        (("tier=engineering", "severity=info"), "engineering-info"),
         (("tier=operations", "severity=critical"), "operations-critical"),
-        (("tier=operations", "severity=warning"), "operations"),
+        (("tier=operations", "severity=warning"), "operations-warning"),
         (("tier=management", "severity=critical"), "management-critical"),
-        (("tier=management", "severity=info"), "management"),
+        (("tier=management", "severity=info"), "management-info"),
         (("severity=critical",), "unrouted"),
     ],
 )
