@@ -16,6 +16,7 @@ from typing_extensions import Unpack
 from . import security
 from ._internal.errors import AuditError, ConfigError
 from ._version import __version__
+from .api.context import context
 from .api.metrics import register_pool
 from .api.spans import (
     agent,
@@ -40,6 +41,7 @@ __all__ = [
     "agent",
     "agent_span",
     "audit",
+    "context",
     "instrument",
     "memory",
     "register_pool",

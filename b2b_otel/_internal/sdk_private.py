@@ -256,3 +256,31 @@ def replace_exporter(item: Any, wrap: Callable[[Any], Any]) -> bool:
     except Exception:
         return False
     return True
+
+
+def add_first(provider: Any, processor: Any) -> bool:
+    """Add ``processor`` to an SDK tracer or logger provider so that it runs before the others.
+
+    A processor that adds attributes must run before the application's exporting processors: a
+    Simple processor exports in its own ``on_emit``, a Batch one may export before a later processor
+    has run. The SDK only appends; the multi-processor's tuple is replaced under its lock (it is read
+    without one on the hot path, so a tuple swap is safe). Falls back to the public append.
+    """
+    for outer, inner in (
+        ("_active_span_processor", "_span_processors"),
+        ("_multi_log_record_processor", "_log_record_processors"),
+    ):
+        multi = getattr(provider, outer, None)
+        if multi is None:
+            continue
+        lock = getattr(multi, "_lock", None)
+        processors = getattr(multi, inner, None)
+        if lock is not None and isinstance(processors, tuple):
+            with lock:
+                setattr(multi, inner, (processor, *getattr(multi, inner)))
+            return True
+    add = getattr(provider, "add_span_processor", None) or getattr(provider, "add_log_record_processor", None)
+    if add is None:
+        return False
+    add(processor)
+    return True

@@ -104,6 +104,12 @@ def build(firing: Firing, scrubber: Scrubber) -> DerivedRecord:
         for key in (sc.B2B_SCRUB_FIELD, sc.B2B_SCRUB_PATTERN):
             if key in firing.facts.attributes:
                 attributes[key] = firing.facts.attributes[key]
+        # The tenant the triggering span worked for (b2b_otel.context); a window rule not grouped by
+        # it may hold other tenants' spans too. A span's user.id is left out: on security spans it
+        # is the subject of the fact, and in a window it would name one of many users.
+        tenant = firing.facts.attributes.get(sc.B2B_TENANT_ID)
+        if tenant is not None and sc.B2B_TENANT_ID not in attributes:
+            attributes[sc.B2B_TENANT_ID] = scrubber.value(sc.B2B_TENANT_ID, tenant)
     return DerivedRecord(
         rule_id=rule.id,
         event_name=rule.event_name,

@@ -25,6 +25,7 @@ from typing_extensions import Unpack
 from .. import semconv as sc
 from .._internal import sdk_private, selflog
 from .._internal.errors import ConfigError, Problem
+from ..api import context as context_api
 from ..api.metrics import histogram_views, set_gauge_listener
 from ..audit_trail import record as audit_record
 from ..audit_trail.chain import DEFAULT_LOG_NAME
@@ -524,6 +525,7 @@ def _install(telemetry: Telemetry) -> None:
     derivation.logger_provider = telemetry.logger_provider
     if telemetry.audit is not None:
         telemetry.audit.logger_provider = telemetry.logger_provider
+    _add_context_processors(telemetry.tracer_provider, telemetry.logger_provider)
 
     if telemetry._owns[sc.SignalValues.TRACES]:
         trace.set_tracer_provider(telemetry.tracer_provider)
@@ -531,9 +533,13 @@ def _install(telemetry: Telemetry) -> None:
         metrics.set_meter_provider(telemetry.meter_provider)
     if telemetry._owns[sc.SignalValues.LOGS]:
         _logs.set_logger_provider(telemetry.logger_provider)
+    from .propagation import carry_context_into_threads
     from .propagation import install as install_propagators  # OTEL_PROPAGATORS, loaded by resolve()
 
-    install_propagators(settings.propagators)
+    install_propagators(settings.propagators, settings.trust_incoming_context)
+    undo_threads = carry_context_into_threads()
+    if undo_threads is not None:
+        telemetry._on_shutdown.append(undo_threads)
 
     telemetry._installed = True
     audit_record.bind(telemetry.audit)
@@ -542,6 +548,21 @@ def _install(telemetry: Telemetry) -> None:
     telemetry.instrumented = libraries.install(
         settings.enabled_instrumentations(), telemetry.tracer_provider, telemetry.meter_provider
     )
+
+
+def _add_context_processors(tracer_provider: TracerProvider, logger_provider: LoggerProvider) -> None:
+    """``b2b_otel.context()``'s tenant, user and session on every span and log record.
+
+    Also on the application's own providers; once per provider (instrument() again after a shutdown).
+    The span processor works in ``on_start``, before any exporter sees the span, so it is appended;
+    the log processor must run before the application's exporting log processors, so it goes first.
+    """
+    spans = sdk_private.provider_processors(tracer_provider) or ()
+    if not any(isinstance(p, context_api.ContextSpanProcessor) for p in spans):
+        tracer_provider.add_span_processor(context_api.ContextSpanProcessor())
+    logs = sdk_private.provider_processors(logger_provider) or ()
+    if not any(isinstance(p, context_api.ContextLogProcessor) for p in logs):
+        sdk_private.add_first(logger_provider, context_api.ContextLogProcessor())
 
 
 def _register_atexit() -> None:

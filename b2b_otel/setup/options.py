@@ -260,6 +260,12 @@ class InstrumentOptions(TypedDict, total=False):
     installed), spelt so; or none.
     """
 
+    trust_incoming_context: bool | str
+    """``B2B_OTEL_TRUST_INCOMING_CONTEXT``: take b2b.tenant.id, user.id and session.id from the W3C
+    baggage of incoming requests; false drops them where a request's context is extracted (a service whose
+    callers are not trusted), so that only b2b_otel.context() sets them. Accepted: a boolean.
+    """
+
     bsp_schedule_delay: float | str
     """``OTEL_BSP_SCHEDULE_DELAY``: delay between two span exports (ms). Accepted: milliseconds as a
     positive number, or a duration such as 10s, 500ms, 1m; at most 24h.

@@ -1,4 +1,9 @@
-"""``OTEL_PROPAGATORS``: which headers carry the trace context and baggage to other services.
+"""How the OTel context travels: to other services (``OTEL_PROPAGATORS``) and into threads.
+
+Across services: which headers carry the trace context and baggage (``b2b_otel.context()``'s
+tenant, user and session) to other services, and whether those three are taken from an incoming
+request (``B2B_OTEL_TRUST_INCOMING_CONTEXT``). Across threads: the contrib threading instrumentation
+hands the current context to ``threading.Thread``, ``Timer`` and ``ThreadPoolExecutor`` work.
 
 Propagators are found as OpenTelemetry finds them, by name in the ``opentelemetry_propagator``
 entry-point group: ``tracecontext`` and ``baggage`` come with ``opentelemetry-api``; ``b3`` and
@@ -13,11 +18,24 @@ raises on a name it cannot find, so nothing here imports it before the names are
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
+from opentelemetry import baggage
+from opentelemetry.context import Context
 from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.propagators.textmap import (
+    CarrierT,
+    Getter,
+    Setter,
+    TextMapPropagator,
+    default_getter,
+    default_setter,
+)
+
+from .. import semconv as sc
+from .._internal import selflog
 
 ENTRY_POINT_GROUP = "opentelemetry_propagator"
 DEFAULT = ("tracecontext", "baggage")
@@ -79,8 +97,102 @@ def build(names: Sequence[str]) -> TextMapPropagator:
     return CompositePropagator(propagators)
 
 
-def install(names: Sequence[str]) -> None:
-    """Make ``names`` the global propagator (already validated by ``resolve()``)."""
+# The baggage entries of b2b_otel.context(): who the work is for.
+CONTEXT_KEYS = (sc.B2B_TENANT_ID, sc.USER_ID, sc.SESSION_ID)
+
+
+class UntrustedContextFilter(TextMapPropagator):
+    """Extracts as ``inner`` does, minus the tenant, user and session an incoming request claimed.
+
+    For a service whose callers are not trusted to say which tenant they are (a public edge): a
+    client-controlled ``baggage: b2b.tenant.id=...`` header would otherwise put its claim on every
+    span, log record, cost metric and outgoing request of that request. Other baggage entries and
+    the trace context pass. Injecting is unchanged, so ``b2b_otel.context()`` values still travel on.
+    Each refusal is said once a minute in b2b_otel's own log (never the value: it is the caller's).
+    """
+
+    def __init__(self, inner: TextMapPropagator) -> None:
+        self.inner = inner
+
+    def extract(
+        self, carrier: CarrierT, context: Context | None = None, getter: Getter[CarrierT] = default_getter
+    ) -> Context:
+        extracted = self.inner.extract(carrier, context=context, getter=getter)
+        try:
+            refused = [
+                key
+                for key in CONTEXT_KEYS
+                if baggage.get_baggage(key, extracted) is not None
+                and baggage.get_baggage(key, extracted) != baggage.get_baggage(key, context)
+            ]
+            for key in refused:
+                extracted = baggage.remove_baggage(key, extracted)
+                previous = baggage.get_baggage(key, context)
+                if previous is not None:  # what this process had set stays
+                    extracted = baggage.set_baggage(key, previous, extracted)
+            if refused:
+                selflog.warn_once_a_minute(
+                    "untrusted-context",
+                    "b2b_otel: ignored %s from an incoming request's baggage "
+                    "(B2B_OTEL_TRUST_INCOMING_CONTEXT=false; said at most once a minute)",
+                    ", ".join(refused),
+                )
+        except Exception:
+            pass
+        return extracted
+
+    def inject(
+        self, carrier: CarrierT, context: Context | None = None, setter: Setter[CarrierT] = default_setter
+    ) -> None:
+        self.inner.inject(carrier, context=context, setter=setter)
+
+    @property
+    def fields(self) -> set[str]:
+        return self.inner.fields
+
+
+def install(names: Sequence[str], trust_incoming_context: bool = True) -> None:
+    """Make ``names`` the global propagator (already validated by ``resolve()``).
+
+    With ``trust_incoming_context=False`` the tenant, user and session of incoming baggage are
+    dropped on extract (:class:`UntrustedContextFilter`).
+    """
     from opentelemetry import propagate
 
-    propagate.set_global_textmap(build(names))
+    propagator = build(names)
+    propagate.set_global_textmap(propagator if trust_incoming_context else UntrustedContextFilter(propagator))
+
+
+def carry_context_into_threads() -> Callable[[], None] | None:
+    """Hand the current OTel context to new threads and executor work; returns how to undo it.
+
+    None when the threading instrumentation is not installed or was already on (then it is not
+    b2b_otel's to undo). Never raises.
+    """
+    try:
+        from opentelemetry.instrumentation.threading import ThreadingInstrumentor
+    except ImportError:
+        selflog.warn_once_a_minute(
+            "threading-instrumentation",
+            "b2b_otel: opentelemetry-instrumentation-threading is not installed; b2b_otel.context() "
+            "and the current span do not reach threads",
+        )
+        return None
+    instrumentor: Any = ThreadingInstrumentor()
+    try:
+        if instrumentor.is_instrumented_by_opentelemetry:
+            return None
+        instrumentor.instrument()
+    except Exception as exc:
+        selflog.warn_once_a_minute(
+            "threading-instrumentation", "b2b_otel: could not carry the context into threads: %r", exc
+        )
+        return None
+
+    def undo() -> None:
+        try:
+            instrumentor.uninstrument()
+        except Exception:
+            pass
+
+    return undo

@@ -412,6 +412,16 @@ class Settings(BaseModel):
             _PROPAGATORS_ACCEPTS,
         ),
     ] = propagation.DEFAULT
+    trust_incoming_context: Annotated[
+        Bool,
+        Var(
+            "B2B_OTEL_TRUST_INCOMING_CONTEXT",
+            "take b2b.tenant.id, user.id and session.id from the W3C baggage of incoming requests; false"
+            " drops them where a request's context is extracted (a service whose callers are not trusted),"
+            " so that only b2b_otel.context() sets them",
+            "a boolean",
+        ),
+    ] = True
 
     # --- batching (OTEL_BSP_* for spans, OTEL_BLRP_* for log records)
     bsp_schedule_delay: Annotated[

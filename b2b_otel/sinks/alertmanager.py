@@ -24,6 +24,9 @@ PUSHED_SEVERITIES = (sc.B2bAlertSeverityValues.CRITICAL, sc.B2bAlertSeverityValu
 MAX_QUEUE = 1000  # alerts waiting for the pusher; beyond, new ones are dropped and counted
 MAX_ATTEMPTS = 5  # posts of one batch, with exponential backoff between them
 TIMEOUT_S = 5.0  # of one post
+# The tenant of the record (b2b.tenant.id: the triggering span's, or the rule's group) is the label
+# ``tenant``, beside ``service``, so that routes, inhibitions and silences can select a tenant.
+TENANT_LABEL = "tenant"
 
 
 def label_name(key: str) -> str:
@@ -65,6 +68,9 @@ class AlertmanagerSink(Sink):
             "service": self.service,
             "scope": str(record.attributes.get(sc.B2B_SCOPE, sc.B2bScopeValues.PROCESS)),
         }
+        tenant = record.attributes.get(sc.B2B_TENANT_ID)
+        if tenant is not None:
+            labels[TENANT_LABEL] = str(tenant)
         for key, value in record.attributes.items():
             if key.startswith(("b2b.", "event.", "ocsf.")):
                 continue
