@@ -273,6 +273,30 @@ SIGNAL: Final = "signal"
 REASON: Final = "reason"
 """Why telemetry was dropped. Add a member here before using a new reason. [enum, b2b, development]"""
 
+# --- registry.b2b.fleet
+B2B_FLEET_ROUTE: Final = "b2b.fleet.route"
+"""Resource attribute of spans an agent collector forwarded: `trace` on the copy routed by trace id (a
+gateway judges its per-span rules, not its window rules); on a window copy, the group_by keys
+(comma-separated, empty for an ungrouped rule) of the window rules the copy is for, which the gateway
+judges on it and nothing else. [string, b2b, development]
+"""
+B2B_FLEET_GROUP: Final = "b2b.fleet.group"
+"""Resource attribute of a window copy: its group's values for the keys of `b2b.fleet.route`, the routing
+key of the agent's `loadbalancing` exporter, so that every span of one window group reaches the same
+gateway replica. [string, b2b, development]
+"""
+
+# --- registry.gen_ai.llm_calls
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+"""The model that answered (often a dated snapshot of the model asked for); priced first, before
+`gen_ai.request.model`. [string, otel, development]
+"""
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+"""Input tokens of an LLM call that the provider served from its prompt cache (part of
+`gen_ai.usage.input_tokens`); priced at the table's `cached_input` price where it has one. [int, otel,
+development]
+"""
+
 
 # ============================================================================
 # Attribute values (enum members)
@@ -812,6 +836,12 @@ class MetricInfo(NamedTuple):
     attributes: tuple[str, ...]
 
 
+# b2b.llm.calls.unpriced: counter, {call} [b2b]
+# A model the table does not know is counted here, never priced by guess; add it to `B2B_OTEL_LLM_PRICES_FILE`
+# to price it.
+METRIC_B2B_LLM_CALLS_UNPRICED: Final = "b2b.llm.calls.unpriced"
+METRIC_B2B_LLM_CALLS_UNPRICED_UNIT: Final = "{call}"
+
 # gen_ai.invoke_agent.duration: histogram, s [otel-proposed]
 # Named by the GenAI conventions repository for in-process agents; not in the Python package yet. Buckets: the
 # GenAI operation duration boundaries OpenTelemetry recommends.
@@ -1046,6 +1076,14 @@ METRIC_B2B_LLM_QUOTA_UTILIZATION_UNIT: Final = "1"
 # Every metric, for code that creates instruments and Views in one loop.
 METRICS: Final[Mapping[str, MetricInfo]] = MappingProxyType(
     {
+        METRIC_B2B_LLM_CALLS_UNPRICED: MetricInfo(
+            name=METRIC_B2B_LLM_CALLS_UNPRICED,
+            instrument="counter",
+            unit=METRIC_B2B_LLM_CALLS_UNPRICED_UNIT,
+            description="LLM calls with token usage that the price table has no price for.",
+            buckets=None,
+            attributes=("gen_ai.provider.name", "gen_ai.request.model"),
+        ),
         METRIC_GEN_AI_INVOKE_AGENT_DURATION: MetricInfo(
             name=METRIC_GEN_AI_INVOKE_AGENT_DURATION,
             instrument="histogram",
@@ -1252,6 +1290,36 @@ EVENT_NAMES: Final[tuple[str, ...]] = (
 # Other names (instrumentation scopes, fixed values)
 # ============================================================================
 
+LLM_OPERATION_CHAT: Final = "chat"
+"""`gen_ai.operation.name` of a chat completion (OpenAI chat.completions, Anthropic messages)."""
+LLM_OPERATION_TEXT_COMPLETION: Final = "text_completion"
+"""`gen_ai.operation.name` of a legacy text completion."""
+LLM_OPERATION_GENERATE_CONTENT: Final = "generate_content"
+"""`gen_ai.operation.name` of a multimodal content generation (e.g. the OpenAI Responses API)."""
+HEADER_OPENAI_LIMIT_TOKENS: Final = "x-ratelimit-limit-tokens"
+"""OpenAI's token rate limit (tokens per minute) for the key and model."""
+HEADER_OPENAI_REMAINING_TOKENS: Final = "x-ratelimit-remaining-tokens"
+"""OpenAI's tokens left under the token rate limit."""
+HEADER_OPENAI_LIMIT_REQUESTS: Final = "x-ratelimit-limit-requests"
+"""OpenAI's request rate limit (requests per minute or day)."""
+HEADER_OPENAI_REMAINING_REQUESTS: Final = "x-ratelimit-remaining-requests"
+"""OpenAI's requests left under the request rate limit."""
+HEADER_ANTHROPIC_TOKENS_LIMIT: Final = "anthropic-ratelimit-tokens-limit"
+"""Anthropic's token rate limit (the most restrictive one in force)."""
+HEADER_ANTHROPIC_TOKENS_REMAINING: Final = "anthropic-ratelimit-tokens-remaining"
+"""Anthropic's tokens left under that limit."""
+HEADER_ANTHROPIC_INPUT_TOKENS_LIMIT: Final = "anthropic-ratelimit-input-tokens-limit"
+"""Anthropic's input-token rate limit."""
+HEADER_ANTHROPIC_INPUT_TOKENS_REMAINING: Final = "anthropic-ratelimit-input-tokens-remaining"
+"""Anthropic's input tokens left under that limit."""
+HEADER_ANTHROPIC_OUTPUT_TOKENS_LIMIT: Final = "anthropic-ratelimit-output-tokens-limit"
+"""Anthropic's output-token rate limit."""
+HEADER_ANTHROPIC_OUTPUT_TOKENS_REMAINING: Final = "anthropic-ratelimit-output-tokens-remaining"
+"""Anthropic's output tokens left under that limit."""
+HEADER_ANTHROPIC_REQUESTS_LIMIT: Final = "anthropic-ratelimit-requests-limit"
+"""Anthropic's request rate limit."""
+HEADER_ANTHROPIC_REQUESTS_REMAINING: Final = "anthropic-ratelimit-requests-remaining"
+"""Anthropic's requests left under that limit."""
 DERIVED_SCOPE: Final = "b2b_otel.derived"
 """Instrumentation scope of everything the processor layer itself produces: derived log records, audit log
 records and alert marker spans. The record-all sampler always samples spans of this scope, and the

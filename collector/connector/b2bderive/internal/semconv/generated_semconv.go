@@ -365,6 +365,30 @@ const SignalKey = "signal"
 // a new reason. [enum, b2b, development]
 const ReasonKey = "reason"
 
+// B2BFleetRouteKey is the attribute key b2b.fleet.route: Resource attribute of spans an agent
+// collector forwarded: `trace` on the copy routed by trace id (a gateway judges its per-span rules,
+// not its window rules); on a window copy, the group_by keys (comma-separated, empty for an
+// ungrouped rule) of the window rules the copy is for, which the gateway judges on it and nothing
+// else. [string, b2b, development]
+const B2BFleetRouteKey = "b2b.fleet.route"
+
+// B2BFleetGroupKey is the attribute key b2b.fleet.group: Resource attribute of a window copy: its
+// group's values for the keys of `b2b.fleet.route`, the routing key of the agent's `loadbalancing`
+// exporter, so that every span of one window group reaches the same gateway replica. [string, b2b,
+// development]
+const B2BFleetGroupKey = "b2b.fleet.group"
+
+// GenAIResponseModelKey is the attribute key gen_ai.response.model: The model that answered (often
+// a dated snapshot of the model asked for); priced first, before `gen_ai.request.model`. [string,
+// otel, development]
+const GenAIResponseModelKey = "gen_ai.response.model"
+
+// GenAIUsageCacheReadInputTokensKey is the attribute key gen_ai.usage.cache_read.input_tokens:
+// Input tokens of an LLM call that the provider served from its prompt cache (part of
+// `gen_ai.usage.input_tokens`); priced at the table's `cached_input` price where it has one. [int,
+// otel, development]
+const GenAIUsageCacheReadInputTokensKey = "gen_ai.usage.cache_read.input_tokens"
+
 // --- Attribute values (enum members)
 
 // GenAIOperationNameInvokeAgent is the value invoke_agent of gen_ai.operation.name: Invoke a GenAI
@@ -757,6 +781,10 @@ func RespondWithinS(value string) (int64, bool) {
 
 // --- Metrics
 
+// MetricB2BLlmCallsUnpriced is the metric b2b.llm.calls.unpriced (counter, {call}): LLM calls with
+// token usage that the price table has no price for.
+const MetricB2BLlmCallsUnpriced = "b2b.llm.calls.unpriced"
+
 // MetricGenAIInvokeAgentDuration is the metric gen_ai.invoke_agent.duration (histogram, s):
 // Duration of agent invocations.
 const MetricGenAIInvokeAgentDuration = "gen_ai.invoke_agent.duration"
@@ -860,6 +888,66 @@ func EventNames() []string {
 }
 
 // --- Other names (instrumentation scopes, fixed values)
+
+// LlmOperationChat is the name chat: `gen_ai.operation.name` of a chat completion (OpenAI
+// chat.completions, Anthropic messages).
+const LlmOperationChat = "chat"
+
+// LlmOperationTextCompletion is the name text_completion: `gen_ai.operation.name` of a legacy text
+// completion.
+const LlmOperationTextCompletion = "text_completion"
+
+// LlmOperationGenerateContent is the name generate_content: `gen_ai.operation.name` of a multimodal
+// content generation (e.g. the OpenAI Responses API).
+const LlmOperationGenerateContent = "generate_content"
+
+// HeaderOpenaiLimitTokens is the name x-ratelimit-limit-tokens: OpenAI's token rate limit (tokens
+// per minute) for the key and model.
+const HeaderOpenaiLimitTokens = "x-ratelimit-limit-tokens"
+
+// HeaderOpenaiRemainingTokens is the name x-ratelimit-remaining-tokens: OpenAI's tokens left under
+// the token rate limit.
+const HeaderOpenaiRemainingTokens = "x-ratelimit-remaining-tokens"
+
+// HeaderOpenaiLimitRequests is the name x-ratelimit-limit-requests: OpenAI's request rate limit
+// (requests per minute or day).
+const HeaderOpenaiLimitRequests = "x-ratelimit-limit-requests"
+
+// HeaderOpenaiRemainingRequests is the name x-ratelimit-remaining-requests: OpenAI's requests left
+// under the request rate limit.
+const HeaderOpenaiRemainingRequests = "x-ratelimit-remaining-requests"
+
+// HeaderAnthropicTokensLimit is the name anthropic-ratelimit-tokens-limit: Anthropic's token rate
+// limit (the most restrictive one in force).
+const HeaderAnthropicTokensLimit = "anthropic-ratelimit-tokens-limit"
+
+// HeaderAnthropicTokensRemaining is the name anthropic-ratelimit-tokens-remaining: Anthropic's
+// tokens left under that limit.
+const HeaderAnthropicTokensRemaining = "anthropic-ratelimit-tokens-remaining"
+
+// HeaderAnthropicInputTokensLimit is the name anthropic-ratelimit-input-tokens-limit: Anthropic's
+// input-token rate limit.
+const HeaderAnthropicInputTokensLimit = "anthropic-ratelimit-input-tokens-limit"
+
+// HeaderAnthropicInputTokensRemaining is the name anthropic-ratelimit-input-tokens-remaining:
+// Anthropic's input tokens left under that limit.
+const HeaderAnthropicInputTokensRemaining = "anthropic-ratelimit-input-tokens-remaining"
+
+// HeaderAnthropicOutputTokensLimit is the name anthropic-ratelimit-output-tokens-limit: Anthropic's
+// output-token rate limit.
+const HeaderAnthropicOutputTokensLimit = "anthropic-ratelimit-output-tokens-limit"
+
+// HeaderAnthropicOutputTokensRemaining is the name anthropic-ratelimit-output-tokens-remaining:
+// Anthropic's output tokens left under that limit.
+const HeaderAnthropicOutputTokensRemaining = "anthropic-ratelimit-output-tokens-remaining"
+
+// HeaderAnthropicRequestsLimit is the name anthropic-ratelimit-requests-limit: Anthropic's request
+// rate limit.
+const HeaderAnthropicRequestsLimit = "anthropic-ratelimit-requests-limit"
+
+// HeaderAnthropicRequestsRemaining is the name anthropic-ratelimit-requests-remaining: Anthropic's
+// requests left under that limit.
+const HeaderAnthropicRequestsRemaining = "anthropic-ratelimit-requests-remaining"
 
 // DerivedScope is the name b2b_otel.derived: Instrumentation scope of everything the processor
 // layer itself produces: derived log records, audit log records and alert marker spans. The
