@@ -206,6 +206,32 @@ B2B_AUDIT_HASH: Final = "b2b.audit.hash"
 """Hash of the record in the audit chain (hex). Proposed. [string, b2b, development]"""
 B2B_AUDIT_PREV_HASH: Final = "b2b.audit.prev_hash"
 """Hash of the previous record in the audit chain (hex). Proposed. [string, b2b, development]"""
+B2B_AUDIT_CHECKPOINT_NUMBER: Final = "b2b.audit.checkpoint.number"
+"""Number of a signed checkpoint of the audit trail (1, 2, 3, ... per log). Proposed. [int, b2b,
+development]
+"""
+B2B_AUDIT_LOG_ID: Final = "b2b.audit.log_id"
+"""Random id of one audit log, chosen when it is started (32 hex digits); tells the logs that share a
+witness apart. Proposed. [string, b2b, development]
+"""
+B2B_AUDIT_TREE_SIZE: Final = "b2b.audit.tree_size"
+"""Records covered by a checkpoint (the size of the RFC 6962 Merkle tree). Proposed. [int, b2b,
+development]
+"""
+B2B_AUDIT_ROOT_HASH: Final = "b2b.audit.root_hash"
+"""Root hash of the Merkle tree over the audit records (hex). Proposed. [string, b2b, development]"""
+B2B_AUDIT_CHECKPOINT_TIME: Final = "b2b.audit.checkpoint.time"
+"""When a checkpoint was signed, RFC 3339 UTC with milliseconds, exactly as signed. Proposed. [string, b2b,
+development]
+"""
+B2B_AUDIT_CHECKPOINT_PREV_HASH: Final = "b2b.audit.checkpoint.prev_hash"
+"""SHA-256 of the previous checkpoint (hex; 64 zeros for the first). Proposed. [string, b2b, development]"""
+B2B_AUDIT_KEY_ID: Final = "b2b.audit.key_id"
+"""Id of the Ed25519 key that signs a log's checkpoints: the first 16 hex digits of SHA-256 of the raw
+public key. Proposed. [string, b2b, development]
+"""
+B2B_AUDIT_CHECKPOINT_SIGNATURE: Final = "b2b.audit.checkpoint.signature"
+"""Ed25519 signature of a checkpoint (hex). Proposed. [string, b2b, development]"""
 
 # --- registry.b2b.alert
 B2B_RULE_ID: Final = "b2b.rule.id"
@@ -1275,8 +1301,8 @@ the hash-chained `audit.log`, flushed before the call returns.
 EVENT_B2B_AUDIT_CHECKPOINT: Final = "b2b.audit.checkpoint"
 """A signed checkpoint of the audit trail (with `B2B_OTEL_AUDIT_SIGNING_KEY`): the size and root hash of
 the Merkle tree over the audit records, the time, the previous checkpoint's hash and an Ed25519
-signature; the collector keeps it in its own witness file. Not emitted yet: its attribute keys are
-registered with the signed checkpoints.
+signature; the collector keeps it in its own witness file, against which `b2b-otel audit verify
+--witness` checks the log. The attributes carry the checkpoint exactly as signed.
 """
 EVENT_NAMES: Final[tuple[str, ...]] = (
     EVENT_B2B_SLA_BREACH,

@@ -278,6 +278,40 @@ const B2BAuditHashKey = "b2b.audit.hash"
 // audit chain (hex). Proposed. [string, b2b, development]
 const B2BAuditPrevHashKey = "b2b.audit.prev_hash"
 
+// B2BAuditCheckpointNumberKey is the attribute key b2b.audit.checkpoint.number: Number of a signed
+// checkpoint of the audit trail (1, 2, 3, ... per log). Proposed. [int, b2b, development]
+const B2BAuditCheckpointNumberKey = "b2b.audit.checkpoint.number"
+
+// B2BAuditLogIDKey is the attribute key b2b.audit.log_id: Random id of one audit log, chosen when
+// it is started (32 hex digits); tells the logs that share a witness apart. Proposed. [string, b2b,
+// development]
+const B2BAuditLogIDKey = "b2b.audit.log_id"
+
+// B2BAuditTreeSizeKey is the attribute key b2b.audit.tree_size: Records covered by a checkpoint
+// (the size of the RFC 6962 Merkle tree). Proposed. [int, b2b, development]
+const B2BAuditTreeSizeKey = "b2b.audit.tree_size"
+
+// B2BAuditRootHashKey is the attribute key b2b.audit.root_hash: Root hash of the Merkle tree over
+// the audit records (hex). Proposed. [string, b2b, development]
+const B2BAuditRootHashKey = "b2b.audit.root_hash"
+
+// B2BAuditCheckpointTimeKey is the attribute key b2b.audit.checkpoint.time: When a checkpoint was
+// signed, RFC 3339 UTC with milliseconds, exactly as signed. Proposed. [string, b2b, development]
+const B2BAuditCheckpointTimeKey = "b2b.audit.checkpoint.time"
+
+// B2BAuditCheckpointPrevHashKey is the attribute key b2b.audit.checkpoint.prev_hash: SHA-256 of the
+// previous checkpoint (hex; 64 zeros for the first). Proposed. [string, b2b, development]
+const B2BAuditCheckpointPrevHashKey = "b2b.audit.checkpoint.prev_hash"
+
+// B2BAuditKeyIDKey is the attribute key b2b.audit.key_id: Id of the Ed25519 key that signs a log's
+// checkpoints: the first 16 hex digits of SHA-256 of the raw public key. Proposed. [string, b2b,
+// development]
+const B2BAuditKeyIDKey = "b2b.audit.key_id"
+
+// B2BAuditCheckpointSignatureKey is the attribute key b2b.audit.checkpoint.signature: Ed25519
+// signature of a checkpoint (hex). Proposed. [string, b2b, development]
+const B2BAuditCheckpointSignatureKey = "b2b.audit.checkpoint.signature"
+
 // B2BRuleIDKey is the attribute key b2b.rule.id: Id of the rule that fired. The default ids are
 // listed in rules.yaml; a custom rules file may add its own. [string, b2b, stable]
 const B2BRuleIDKey = "b2b.rule.id"
@@ -878,8 +912,8 @@ const EventB2BAuditRecord = "b2b.audit.record"
 // EventB2BAuditCheckpoint is the event b2b.audit.checkpoint: A signed checkpoint of the audit trail
 // (with `B2B_OTEL_AUDIT_SIGNING_KEY`): the size and root hash of the Merkle tree over the audit
 // records, the time, the previous checkpoint's hash and an Ed25519 signature; the collector keeps
-// it in its own witness file. Not emitted yet: its attribute keys are registered with the signed
-// checkpoints.
+// it in its own witness file, against which `b2b-otel audit verify --witness` checks the log. The
+// attributes carry the checkpoint exactly as signed.
 const EventB2BAuditCheckpoint = "b2b.audit.checkpoint"
 
 // EventNames returns every event name, in registry order.
