@@ -369,22 +369,26 @@ class AgentOperation(Operation):
         agent_id: str | None = None,
         conversation_id: str | None = None,
         queue_depth: int | None = None,
+        provider: str | None = None,
     ) -> None:
         name = _name(name, self.what)
         agent_id = arguments.optional_text(agent_id, _TRACES, "agent_id")
         conversation_id = arguments.optional_text(conversation_id, _TRACES, "conversation_id")
         queue_depth = arguments.count(queue_depth, _TRACES, "queue_depth")
+        # Open enum in the GenAI conventions (openai, anthropic, aws.bedrock, ...): any text is kept.
+        provider = arguments.optional_text(provider, _TRACES, "agent provider")
         super().__init__(
             name,
             {
                 sc.GEN_AI_OPERATION_NAME: sc.GenAiOperationNameValues.INVOKE_AGENT,
                 sc.GEN_AI_AGENT_NAME: name,
+                sc.GEN_AI_PROVIDER_NAME: provider,
                 sc.GEN_AI_AGENT_ID: agent_id,
                 sc.GEN_AI_CONVERSATION_ID: conversation_id,
                 sc.B2B_AGENT_QUEUE_DEPTH: queue_depth,
             },
         )
-        self._init = (agent_id, conversation_id, queue_depth)
+        self._init = (agent_id, conversation_id, queue_depth, provider)
 
     @property
     def span_name(self) -> str:
@@ -561,6 +565,7 @@ def agent(
     agent_id: str | None = None,
     conversation_id: str | None = None,
     queue_depth: int | None = None,
+    provider: str | None = None,
 ) -> AgentOperation: ...
 
 
@@ -570,15 +575,18 @@ def agent(
     agent_id: str | None = None,
     conversation_id: str | None = None,
     queue_depth: int | None = None,
+    provider: str | None = None,
 ) -> Any:
     """An agent invocation, span ``invoke_agent {name}``; records ``gen_ai.invoke_agent.duration``.
 
     Use as ``@agent("narrative_generator_agent")``, bare ``@agent`` (the function's name), or
-    ``with agent("x") as span:``. ``queue_depth`` also sets the ``b2b.agent.queue.depth`` gauge.
+    ``with agent("x") as span:``. ``queue_depth`` also sets the ``b2b.agent.queue.depth`` gauge;
+    ``provider`` (``openai``, ``anthropic``, ...) sets ``gen_ai.provider.name``; ``agent_id`` and
+    ``conversation_id`` set ``gen_ai.agent.id`` and ``gen_ai.conversation.id``.
     """
     if callable(name):
         return AgentOperation(None)(name)
-    return AgentOperation(name, agent_id, conversation_id, queue_depth)
+    return AgentOperation(name, agent_id, conversation_id, queue_depth, provider)
 
 
 def agent_span(
@@ -587,9 +595,10 @@ def agent_span(
     agent_id: str | None = None,
     conversation_id: str | None = None,
     queue_depth: int | None = None,
+    provider: str | None = None,
 ) -> AgentOperation:
-    """``with agent_span("x") as span:``: the context-manager spelling of :func:`agent`."""
-    return AgentOperation(name, agent_id, conversation_id, queue_depth)
+    """``with agent_span("x", provider="openai") as span:``: the context-manager spelling of :func:`agent`."""
+    return AgentOperation(name, agent_id, conversation_id, queue_depth, provider)
 
 
 @overload
