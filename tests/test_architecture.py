@@ -33,8 +33,8 @@ PACKAGE = "b2b_otel"
 Layers = Sequence[tuple[str, Sequence[str]]]
 LAYERS: Layers = (
     ("leaves", ("b2b_otel._version", "b2b_otel.semconv", "b2b_otel._internal")),
-    ("scrubbing, rules, instrumentation API, security", (
-        "b2b_otel.scrub", "b2b_otel.rules", "b2b_otel.api", "b2b_otel.security",
+    ("scrubbing, rules, LLM calls, instrumentation API, security", (
+        "b2b_otel.scrub", "b2b_otel.rules", "b2b_otel.llm", "b2b_otel.api", "b2b_otel.security",
     )),
     ("audit trail", ("b2b_otel.audit_trail",)),
     ("derivation pipeline", ("b2b_otel.derive",)),

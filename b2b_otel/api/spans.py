@@ -22,6 +22,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from .. import semconv as sc
 from .._internal import selflog
+from ..llm import usage as llm_usage
 from . import arguments
 from .arguments import OTHER
 from .metrics import instruments, report_gauge, tracer
@@ -60,7 +61,7 @@ def error_type(exc: BaseException) -> str:
 class _Scope:
     """One open span: started, made current, and ended exactly once."""
 
-    __slots__ = ("failed", "op", "span", "started", "token")
+    __slots__ = ("failed", "op", "span", "started", "sums", "token")
 
     def __init__(self, op: Operation) -> None:
         self.op = op
@@ -81,6 +82,9 @@ class _Scope:
             selflog.warn_once_a_minute("start-span", "b2b_otel: could not start a span: %r", exc)
             self.span = trace.INVALID_SPAN
         self.token: object | None = None
+        # Agents and workflows add up the LLM calls made inside them (llm/usage.py).
+        summed = isinstance(op, (AgentOperation, WorkflowOperation))
+        self.sums = llm_usage.Sums() if summed else None
 
     def context(self) -> otel_context.Context:
         ctx = trace.set_span_in_context(self.span, otel_context.get_current())
@@ -88,6 +92,8 @@ class _Scope:
             ctx = otel_context.set_value(
                 _WORKFLOW_KEY, (self.op.label, self.op.attributes.get(sc.B2B_BUSINESS_CASE_ID)), ctx
             )
+        if self.sums is not None:
+            ctx = llm_usage.with_sums(ctx, self.sums)
         return ctx
 
     def attach(self) -> None:
@@ -114,6 +120,8 @@ class _Scope:
             pass
 
     def end(self) -> None:
+        if self.sums is not None:
+            llm_usage.write_sums(self.span, self.sums)
         try:
             self.span.end()
         except Exception:

@@ -42,6 +42,8 @@ from ..export.scrubbing import (
     ScrubbingSpanExporter,
     scrubbed_metrics,
 )
+from ..llm.prices import load_prices
+from ..llm.usage import LLMCallProcessor
 from ..rules.loader import load_rules
 from ..scrub import Scrubber
 from ..sinks.alertmanager import AlertmanagerSink
@@ -158,9 +160,11 @@ def _build(settings: Settings) -> Telemetry:
     resource = build_resource(settings)
     telemetry = Telemetry(settings, resource)
     built: list[Any] = []
+    llm_calls = LLMCallProcessor(load_prices(settings.llm_prices_file))  # ConfigError on a bad file
     derivation = _build_derivation(telemetry)
     # The judging processor comes first, so a flush judges everything before the exporters flush.
     telemetry._span_processors.append(derivation)
+    telemetry._span_processors.append(llm_calls)
     try:
         _build_traces(telemetry, built)
         _build_metrics(telemetry, built)
@@ -545,8 +549,15 @@ def _install(telemetry: Telemetry) -> None:
     audit_record.bind(telemetry.audit)
     set_gauge_listener(derivation.gauge)
     derivation.start()
+    for processor in telemetry._span_processors:
+        if isinstance(processor, LLMCallProcessor):
+            processor.bind(telemetry.meter_provider)
     telemetry.instrumented = libraries.install(
-        settings.enabled_instrumentations(), telemetry.tracer_provider, telemetry.meter_provider
+        settings.enabled_instrumentations(),
+        telemetry.tracer_provider,
+        telemetry.meter_provider,
+        logger_provider=telemetry.logger_provider,
+        capture_content=settings.capture_content,
     )
 
 

@@ -317,8 +317,9 @@ class InstrumentOptions(TypedDict, total=False):
     """
 
     instrumentations: str | list[str] | tuple[str, ...]
-    """``B2B_OTEL_INSTRUMENTATIONS``: libraries to instrument; auto = each of psycopg, httpx, logging
-    whose library is installed. Accepted: auto, none, or a comma list of psycopg, httpx, logging.
+    """``B2B_OTEL_INSTRUMENTATIONS``: libraries to instrument; auto = each whose client library and
+    instrumentation (the extra b2b-otel[NAME]) are installed. Accepted: auto, none, or a comma list of
+    psycopg, httpx, logging, openai, anthropic, system_metrics.
     """
 
     rules_file: str | None
@@ -341,6 +342,16 @@ class InstrumentOptions(TypedDict, total=False):
 
     redact: bool | str
     """``B2B_OTEL_REDACT``: scrub sensitive data before export. Accepted: a boolean."""
+
+    capture_content: bool | str
+    """``B2B_OTEL_CAPTURE_CONTENT``: record LLM prompts and completions on the openai/anthropic call
+    spans, scrubbed like everything else; see [llm.md](llm.md). Accepted: a boolean.
+    """
+
+    llm_prices_file: str | None
+    """``B2B_OTEL_LLM_PRICES_FILE``: YAML of per-model input/output prices (USD per million tokens) for
+    b2b.llm.cost; unset = the built-in table (see [llm.md](llm.md)). Accepted: a readable file.
+    """
 
     redact_allow_keys: str | list[str] | tuple[str, ...]
     """``B2B_OTEL_REDACT_ALLOW_KEYS``: attribute keys never scrubbed. Accepted: comma list of attribute

@@ -27,7 +27,7 @@ from .. import semconv as sc
 from .._internal.durations import parse_duration
 from .._internal.errors import ConfigError, Problem
 from .._internal.sizes import parse_size
-from . import propagation
+from . import libraries, propagation
 
 # The signals, as OTEL_EXPORTER_OTLP_{SIGNAL}_* and the signal of b2b.telemetry.dropped name them.
 TRACES, METRICS, LOGS = sc.SignalValues.TRACES, sc.SignalValues.METRICS, sc.SignalValues.LOGS
@@ -41,8 +41,8 @@ SAMPLERS = (
     "parentbased_always_off",
     "parentbased_traceidratio",
 )
-# Instrumentation name -> the importable module that must be present for it.
-INSTRUMENTATION_LIBRARIES = {"psycopg": "psycopg", "httpx": "httpx", "logging": "logging"}
+# Instrumentation name -> the client library and instrumentor it needs (setup/libraries.py).
+INSTRUMENTATION_LIBRARIES = libraries.LIBRARIES
 MASK = "***"
 
 
@@ -182,6 +182,8 @@ _SECONDS = Bounds(0.0, MAX_DURATION_S, unit="s")
 _COUNT = Bounds(1, MAX_COUNT)
 _RATIO = Bounds(0.0, 1.0)
 _BUFFER_BYTES = Bounds(64 * 1024, 2**50)  # 64 KiB .. 1 PiB
+_CHECKPOINT_INTERVAL = Bounds(0.1, MAX_DURATION_S, unit="s")
+_CHECKPOINT_INTERVAL = Bounds(0.1, MAX_DURATION_S, unit="s")
 
 Bool = Annotated[bool, BeforeValidator(_parse_bool)]
 Seconds = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_SECONDS.check), _SECONDS]
@@ -471,8 +473,9 @@ class Settings(BaseModel):
         NameList,
         Var(
             "B2B_OTEL_INSTRUMENTATIONS",
-            "libraries to instrument; auto = each of psycopg, httpx, logging whose library is installed",
-            "auto, none, or a comma list of psycopg, httpx, logging",
+            "libraries to instrument; auto = each whose client library and instrumentation (the extra "
+            "b2b-otel[NAME]) are installed",
+            "auto, none, or a comma list of psycopg, httpx, logging, openai, anthropic, system_metrics",
         ),
     ] = ("auto",)
     rules_file: Annotated[
@@ -505,7 +508,47 @@ class Settings(BaseModel):
             True,
         ),
     ] = None
+    audit_signing_key: Annotated[
+        str | None,
+        Var(
+            "B2B_OTEL_AUDIT_SIGNING_KEY",
+            "Ed25519 private-key PEM file (b2b-otel audit keygen DIR): the audit records become leaves of "
+            "a Merkle tree, details are stored as erasable salted commitments, and signed checkpoints are "
+            "written to audit.log and emitted as b2b.audit.checkpoint log records; see [audit.md](audit.md)",
+            "a readable, unencrypted Ed25519 private key in PEM (PKCS#8)",
+        ),
+    ] = None
+    audit_checkpoint_interval: Annotated[
+        float,
+        BeforeValidator(parse_duration),
+        AfterValidator(_CHECKPOINT_INTERVAL.check),
+        _CHECKPOINT_INTERVAL,
+        Var(
+            "B2B_OTEL_AUDIT_CHECKPOINT_INTERVAL",
+            "how often a signed checkpoint of the audit trail is written (when records were added since "
+            "the last one), and at shutdown; with B2B_OTEL_AUDIT_SIGNING_KEY",
+            "a duration: 10, 10s, 500ms, 1m; at least 100ms",
+        ),
+    ] = 10.0
     redact: Annotated[Bool, Var("B2B_OTEL_REDACT", "scrub sensitive data before export", "a boolean")] = True
+    capture_content: Annotated[
+        Bool,
+        Var(
+            "B2B_OTEL_CAPTURE_CONTENT",
+            "record LLM prompts and completions on the openai/anthropic call spans, scrubbed like "
+            "everything else; see [llm.md](llm.md)",
+            "a boolean",
+        ),
+    ] = False
+    llm_prices_file: Annotated[
+        str | None,
+        Var(
+            "B2B_OTEL_LLM_PRICES_FILE",
+            "YAML of per-model input/output prices (USD per million tokens) for b2b.llm.cost; unset = "
+            "the built-in table (see [llm.md](llm.md))",
+            "a readable file",
+        ),
+    ] = None
     redact_allow_keys: Annotated[
         StrList,
         Var("B2B_OTEL_REDACT_ALLOW_KEYS", "attribute keys never scrubbed", "comma list of attribute keys"),
@@ -611,7 +654,7 @@ class Settings(BaseModel):
         if names == ("none",):
             return ()
         if names == ("auto",):
-            return tuple(n for n, module in INSTRUMENTATION_LIBRARIES.items() if _importable(module))
+            return libraries.available()
         return names
 
     @property
@@ -739,7 +782,9 @@ def _importable(module: str) -> bool:
 
 
 # What OTEL_SDK_DISABLED=true leaves on: the audit trail, and the settings it reads.
-AUDIT_FIELDS = frozenset({"sdk_disabled", "log_dir", "audit_key"})
+AUDIT_FIELDS = frozenset(
+    {"sdk_disabled", "log_dir", "audit_key", "audit_signing_key", "audit_checkpoint_interval"}
+)
 
 
 def _disabled(raw: Mapping[str, Any]) -> bool:
@@ -856,6 +901,8 @@ def _cross_check(settings: Settings, rows: dict[str, Row], source: dict[str, str
         reason = _unwritable_reason(Path(settings.export_buffer_dir))
         if reason:
             bad("export_buffer_dir", reason)
+    for field, reason in _audit_reasons(settings):
+        bad(field, reason)
     if settings.sdk_disabled:
         return problems  # everything else is off, and keeps its default
 
@@ -863,7 +910,12 @@ def _cross_check(settings: Settings, rows: dict[str, Row], source: dict[str, str
         value = getattr(settings, field)
         if value is not None and not _valid_url(value):
             bad(field, "malformed URL")
-    for field in ("otlp_certificate", *(f"otlp_{s}_certificate" for s in SIGNALS), "rules_file"):
+    for field in (
+        "otlp_certificate",
+        *(f"otlp_{s}_certificate" for s in SIGNALS),
+        "rules_file",
+        "llm_prices_file",
+    ):
         value = getattr(settings, field)
         if value is not None and not (os.path.isfile(value) and os.access(value, os.R_OK)):
             bad(field, "file not found or not readable")
@@ -901,17 +953,41 @@ def _cross_check(settings: Settings, rows: dict[str, Row], source: dict[str, str
     if names not in (("auto",), ("none",)):
         unknown = [n for n in names if n not in INSTRUMENTATION_LIBRARIES]
         missing = [
-            n
+            f"{n}: {reason}"
             for n in names
-            if n in INSTRUMENTATION_LIBRARIES and not _importable(INSTRUMENTATION_LIBRARIES[n])
+            if n in INSTRUMENTATION_LIBRARIES and (reason := INSTRUMENTATION_LIBRARIES[n].missing())
         ]
         if unknown:
             bad("instrumentations", f"unknown instrumentation {', '.join(unknown)}")
         elif missing:
-            bad("instrumentations", f"library not installed for {', '.join(missing)}")
+            bad("instrumentations", "; ".join(missing))
     elif len(names) != 1:
         bad("instrumentations", "auto and none stand alone")
     return problems
+
+
+def _audit_reasons(settings: Settings) -> list[tuple[str, str]]:
+    """The signing key (a readable Ed25519 PEM) and whether the existing audit.log can be continued."""
+    from ..audit_trail.chain import DEFAULT_LOG_NAME
+
+    signing_key = None
+    if settings.audit_signing_key is not None:
+        from ..audit_trail.signing import load_private_key
+
+        try:
+            signing_key = load_private_key(settings.audit_signing_key)
+        except ValueError as exc:
+            return [("audit_signing_key", str(exc))]
+    if settings.log_path is None:
+        return []
+    from ..audit_trail.writer import existing_log_problem
+
+    key = settings.audit_key.encode("utf-8") if settings.audit_key else None
+    found = existing_log_problem(settings.log_path / DEFAULT_LOG_NAME, key, signing_key)
+    if found is None:
+        return []
+    problem, field = found
+    return [(field, f"{settings.log_path / DEFAULT_LOG_NAME}: {problem}")]
 
 
 def _pem_reason(path: str, block: str) -> str | None:

@@ -1,0 +1,373 @@
+"""The LLM price table: YAML -> validated ``PriceTable``, every problem at its file line and field.
+
+The table is data: the built-in ``prices.yaml`` (list prices in USD per million tokens, with the
+date they were taken), replaceable with ``B2B_OTEL_LLM_PRICES_FILE``. A model the table does not
+know has no price: :meth:`PriceTable.cost` returns None and the caller counts the call as unpriced,
+never a guess.
+
+Model names match exactly (case-insensitive), then with a snapshot suffix removed: the providers
+answer with dated snapshots of the model asked for (``gpt-4o`` -> ``gpt-4o-2024-08-06``,
+``claude-sonnet-4-5`` -> ``claude-sonnet-4-5-20250929``), and ``-latest`` names the newest snapshot.
+Nothing else is stripped: ``gpt-4o-audio-preview`` is not ``gpt-4o``, so a model priced differently
+is never priced as its neighbour; ``aliases`` name other spellings.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from .._internal.errors import ConfigError, Problem
+
+PRICES_VARIABLE = "B2B_OTEL_LLM_PRICES_FILE"
+BUILTIN_RESOURCE = "prices.yaml"
+BUILTIN_SOURCE = f"<built-in {BUILTIN_RESOURCE}>"
+PER_TOKENS = 1_000_000
+# A snapshot of a model: -2024-08-06 (OpenAI), -20250929 (Anthropic), or -latest.
+_SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
+# Far above any real price table, far below what a YAML alias bomb expands to.
+MAX_NODES = 50_000
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("not a finite price >= 0")
+    return value
+
+
+UsdPerMillion = Annotated[float, AfterValidator(_finite)]
+ModelName = Annotated[str, Field(min_length=1)]
+
+
+class ModelPrice(BaseModel):
+    """One model's prices, USD per million tokens."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    model: ModelName
+    aliases: list[ModelName] = Field(default_factory=list)
+    input: UsdPerMillion
+    output: UsdPerMillion
+    cached_input: UsdPerMillion | None = None
+
+
+class PricesFile(BaseModel):
+    """The whole file: ``version: 1``, the date the prices were taken, the models."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    version: Literal[1]
+    prices_taken: datetime.date
+    models: list[ModelPrice] = Field(min_length=1)
+
+
+Loc = tuple[str | int, ...]
+_PRICE = "a price in USD per million tokens: a number >= 0"
+_ACCEPTED: dict[str, str] = {
+    "version": "1",
+    "prices_taken": "the date the prices were taken, YYYY-MM-DD",
+    "models": "a non-empty list of models",
+    "model": "a model name (text)",
+    "aliases": "a list of model names",
+    "input": _PRICE,
+    "output": _PRICE,
+    "cached_input": _PRICE,
+}
+_OBJECT: dict[tuple[str, ...], tuple[str, type[BaseModel]]] = {
+    (): ("the prices file", PricesFile),
+    ("models",): ("a model", ModelPrice),
+}
+
+
+class PricesProblem(Problem):
+    """A problem of the prices file: ``variable`` is ``FILE:LINE: field.path``."""
+
+    def __str__(self) -> str:
+        return f"{self.variable}: {self.message}" if not self.shown_value else super().__str__()
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per million tokens of one model."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """Model name -> price, and where the prices come from.
+
+    >>> table = load_prices(None)
+    >>> round(table.cost("gpt-4o-2024-08-06", 1_000_000, 100_000), 4)
+    3.5
+    >>> table.cost("my-own-model", 10, 10) is None
+    True
+    """
+
+    source: str
+    taken: datetime.date
+    prices: dict[str, Price]
+
+    def lookup(self, model: str | None) -> Price | None:
+        """The price of ``model``: exact name first, then without its snapshot suffix."""
+        if not model:
+            return None
+        name = model.strip().lower()
+        price = self.prices.get(name)
+        if price is None:
+            base = _SNAPSHOT.sub("", name)
+            price = self.prices.get(base) if base != name else None
+        return price
+
+    def cost(
+        self, model: str | None, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0
+    ) -> float | None:
+        """USD of one call, or None when the table does not know ``model``.
+
+        ``cached_input_tokens`` are part of ``input_tokens`` (as the GenAI conventions count them) and
+        priced at ``cached_input`` where the table has it.
+        """
+        price = self.lookup(model)
+        if price is None:
+            return None
+        cached = min(max(cached_input_tokens, 0), input_tokens) if price.cached_input is not None else 0
+        fresh = input_tokens - cached
+        total = fresh * price.input + output_tokens * price.output
+        if cached:
+            assert price.cached_input is not None
+            total += cached * price.cached_input
+        return total / PER_TOKENS
+
+
+def load_prices(path: str | None) -> PriceTable:
+    """The price table at ``path``, or the built-in one when ``None``.
+
+    Raises ``ConfigError`` listing every problem of the file, each naming the file, line and field.
+    """
+    if path is None:
+        text = resources.files(__package__).joinpath(BUILTIN_RESOURCE).read_text(encoding="utf-8")
+        source = BUILTIN_SOURCE
+    else:
+        source = path
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                [Problem(PRICES_VARIABLE, path, f"cannot read the prices file ({type(exc).__name__})")]
+            ) from None
+    return parse_prices(text, source)
+
+
+def parse_prices(text: str, source: str) -> PriceTable:
+    """Validate the YAML text of a prices file; ``source`` names it in error messages."""
+    root, data = _compose(text, source)
+    problems: list[tuple[int, PricesProblem]] = []
+
+    def add(loc: Loc, shown: str, message: str, line: int | None = None) -> None:
+        line = _line(root, loc) if line is None else line
+        path = _path(loc)
+        where = f"{source}:{line}: {path}" if path else f"{source}:{line}"
+        if all(p.variable != where for _, p in problems):
+            problems.append((line, PricesProblem(where, shown, message)))
+
+    _duplicate_keys(root, (), add)
+    parsed: PricesFile | None = None
+    try:
+        parsed = PricesFile.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc, message = _explain(error)
+            shown = "" if error["type"] == "missing" or not loc else _shown(_dig(data, loc))
+            add(loc, shown, message)
+    if isinstance(data, dict) and isinstance(data.get("models"), list):
+        _duplicate_names(data["models"], add)
+    if problems:
+        problems.sort(key=lambda item: item[0])
+        raise ConfigError([problem for _, problem in problems])
+    assert parsed is not None
+    prices: dict[str, Price] = {}
+    for entry in parsed.models:
+        price = Price(entry.input, entry.output, entry.cached_input)
+        for name in (entry.model, *entry.aliases):
+            prices[name.strip().lower()] = price
+    return PriceTable(source=source, taken=parsed.prices_taken, prices=prices)
+
+
+# --- checking ------------------------------------------------------------------------------------
+
+def _compose(text: str, source: str) -> tuple[yaml.Node | None, Any]:
+    """The node tree (for line numbers) and the data; a file that is no YAML is one problem."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is not None and _node_count(root) > MAX_NODES:
+            raise ConfigError(
+                [
+                    PricesProblem(
+                        f"{source}:{root.start_mark.line + 1}",
+                        "",
+                        f"the file expands to more than {MAX_NODES} YAML nodes (aliases followed); "
+                        "write the models out instead of nesting anchors",
+                    )
+                ]
+            )
+        return root, (loader.construct_document(root) if root is not None else None)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise ConfigError([PricesProblem(where, "", f"not valid YAML: {exc.problem}")]) from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ConfigError([PricesProblem(source, "", f"not valid YAML ({type(exc).__name__})")]) from None
+    finally:
+        loader.dispose()
+
+
+def _node_count(root: yaml.Node) -> int:
+    """Nodes with aliases followed, each shared node counted once per reference, capped."""
+    counted: dict[int, int] = {}
+
+    def count(node: yaml.Node) -> int:
+        if id(node) in counted:
+            return counted[id(node)]
+        counted[id(node)] = 1  # a recursive alias counts once
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        total = 1
+        for child in children:
+            total = min(total + count(child), MAX_NODES + 1)
+        counted[id(node)] = total
+        return total
+
+    return count(root)
+
+
+def _explain(error: Any) -> tuple[Loc, str]:
+    """This module's words for one pydantic error: where, and what is accepted."""
+    loc: Loc = tuple(error["loc"])
+    kind = error["type"]
+    field_loc = loc
+    # A list item's error is reported at the item (aliases[1]); its field name is the list's.
+    name = next((part for part in reversed(loc) if isinstance(part, str)), "")
+    if kind == "extra_forbidden":
+        owner = tuple(p for p in loc[:-1] if isinstance(p, str))
+        what, model = _OBJECT.get(owner, ("a model", ModelPrice))
+        return field_loc, f"unknown field of {what}; accepted: {', '.join(model.model_fields)}"
+    if kind == "missing":
+        return field_loc, f"required; accepted: {_ACCEPTED.get(name, 'a value')}"
+    if kind in ("model_type", "dict_type"):
+        owner = tuple(p for p in loc if isinstance(p, str))
+        what, model = _OBJECT.get(owner, ("a model", ModelPrice))
+        return field_loc, f"{what} is a mapping of {', '.join(model.model_fields)}"
+    if name in ("models",) and kind == "too_short":
+        return field_loc, f"accepted: {_ACCEPTED['models']}"
+    return field_loc, f"accepted: {_ACCEPTED.get(name, 'a value')}"
+
+
+def _duplicate_keys(node: yaml.Node | None, loc: Loc, add: Any) -> None:
+    # YAML keeps the last of two equal keys silently; in a price table that hides a mistake.
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in seen:
+                    line = key.start_mark.line + 1
+                    add((*loc, key.value), "", "duplicate key; give each key once", line)
+                seen.add(key.value)
+                _duplicate_keys(value, (*loc, key.value), add)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _duplicate_keys(item, (*loc, index), add)
+
+
+def _duplicate_names(models: Sequence[Any], add: Any) -> None:
+    """A model name (or alias) priced twice: which price would win is a guess."""
+    first: dict[str, Loc] = {}
+    for index, entry in enumerate(models):
+        if not isinstance(entry, dict):
+            continue
+        names: list[tuple[Loc, Any]] = [(("models", index, "model"), entry.get("model"))]
+        aliases = entry.get("aliases")
+        if isinstance(aliases, list):
+            names += [(("models", index, "aliases", i), alias) for i, alias in enumerate(aliases)]
+        for loc, name in names:
+            if not isinstance(name, str) or not name.strip():
+                continue
+            key = name.strip().lower()
+            if key in first:
+                add(loc, name, f"model name already priced at {_path(first[key])}; give each name once")
+            else:
+                first[key] = loc
+
+
+def _dig(value: Any, loc: Loc) -> Any:
+    for part in loc:
+        in_list = isinstance(value, list) and isinstance(part, int) and part < len(value)
+        if not in_list and not (isinstance(value, dict) and part in value):
+            return None
+        value = value[part]
+    return value
+
+
+def _shown(value: Any) -> str:
+    """A value as the file wrote it, short (YAML flow style)."""
+    if isinstance(value, str):
+        text = value or '""'
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif value is None:
+        text = "null"
+    elif isinstance(value, float) and not math.isfinite(value):
+        text = ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    elif isinstance(value, (int, float, datetime.date)):
+        text = str(value)
+    else:
+        try:
+            text = yaml.safe_dump(value, default_flow_style=True, width=1 << 20).strip()
+            text = text.removesuffix("...").strip()
+        except yaml.YAMLError:
+            text = "(a value)"
+    text = " ".join(text.split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _path(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _line(root: yaml.Node | None, loc: Loc) -> int:
+    """The 1-based line of the deepest node of ``loc`` in the file (a mapping key's own line)."""
+    if root is None:
+        return 1
+    node = root
+    line = node.start_mark.line + 1
+    for part in loc:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == part:
+                    child, line = value, key.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line
