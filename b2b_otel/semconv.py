@@ -38,9 +38,9 @@ GEN_AI_MEMORY_STORE_ID: Final = "gen_ai.memory.store.id"
 (semantic-conventions-genai), not yet in the Python package. [string, otel-proposed, development]
 """
 GEN_AI_MEMORY_RECORD_COUNT: Final = "gen_ai.memory.record.count"
-"""Number of memory records read or written by the operation. b2b-otel's name: the upstream memory
-conventions have `gen_ai.memory.record.id` and `gen_ai.memory.records` but no count yet, so this is a
-candidate to propose upstream. [int, otel-proposed, development]
+"""Number of memory records read or written by the operation (returned by a search; meant to be created,
+updated or deleted otherwise), as the GenAI memory conventions define it. [int, otel-proposed,
+development]
 """
 GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
 """The GenAI provider an LLM call or an agent uses, as the GenAI conventions name it; groups the

@@ -40,9 +40,8 @@ const GenAIWorkflowNameKey = "gen_ai.workflow.name"
 const GenAIMemoryStoreIDKey = "gen_ai.memory.store.id"
 
 // GenAIMemoryRecordCountKey is the attribute key gen_ai.memory.record.count: Number of memory
-// records read or written by the operation. b2b-otel's name: the upstream memory conventions have
-// `gen_ai.memory.record.id` and `gen_ai.memory.records` but no count yet, so this is a candidate to
-// propose upstream. [int, otel-proposed, development]
+// records read or written by the operation (returned by a search; meant to be created, updated or
+// deleted otherwise), as the GenAI memory conventions define it. [int, otel-proposed, development]
 const GenAIMemoryRecordCountKey = "gen_ai.memory.record.count"
 
 // GenAIProviderNameKey is the attribute key gen_ai.provider.name: The GenAI provider an LLM call or
