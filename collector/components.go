@@ -25,8 +25,10 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/connector/countconnector"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/connector/spanmetricsconnector"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/loadbalancingexporter"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/prometheusexporter"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/healthcheckextension"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/attributesprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/deltatocumulativeprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/filterprocessor"
@@ -70,12 +72,14 @@ func exporters() []exporter.Factory {
 		prometheusexporter.NewFactory(),
 		fileexporter.NewFactory(),
 		debugexporter.NewFactory(),
+		loadbalancingexporter.NewFactory(),
 	}
 }
 
 func extensions() []extension.Factory {
 	return []extension.Factory{
 		healthcheckextension.NewFactory(),
+		filestorage.NewFactory(),
 	}
 }
 

@@ -214,7 +214,7 @@ rules:
 		t.Fatal(err)
 	}
 	h := newHarness(t, set, engine.DefaultMaxGroups)
-	if n := h.conn.engine.SpanRules(); n != 0 {
+	if n := h.core.engine.SpanRules(); n != 0 {
 		t.Errorf("%d rules evaluated, want none", n)
 	}
 	h.feed(testSpan{name: "a", endS: t0, duration: 5, attrs: map[string]any{"q": 50}})
@@ -233,11 +233,11 @@ func TestWindowGroupsAreBoundedLeastSuspiciousFirst(t *testing.T) {
 	if got := idsOf(h.records()); len(got) != 1 || got[0] != semconv.RuleSecurityLoginBruteforce {
 		t.Errorf("records %v, want the brute force of 10.0.0.1", got)
 	}
-	if got := h.conn.engine.Evicted(); got != 30-2 {
+	if got := h.core.engine.Evicted(); got != 30-2 {
 		t.Errorf("evicted %d, want 28", got)
 	}
 	// security.login.bruteforce keeps max_groups groups; security.rules.group_flood one per evicting rule.
-	if got := h.conn.engine.TrackedGroups(); got != 3+1 {
+	if got := h.core.engine.TrackedGroups(); got != 3+1 {
 		t.Errorf("tracked %d groups, want 4", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
@@ -29,19 +30,54 @@ type testSpan struct {
 	spanID   byte
 }
 
-// harness is a connector with a fake clock and a logs sink.
+// harness is a connector (traces -> logs and traces -> traces sharing one core) with a fake clock,
+// a logs sink for the records and a traces sink for the marker spans.
 type harness struct {
-	t    *testing.T
-	now  int64
-	sink *consumertest.LogsSink
-	conn *deriveConnector
+	t       *testing.T
+	now     int64
+	sink    *consumertest.LogsSink
+	markers *consumertest.TracesSink
+	core    *core
+	conn    *tracesToLogs
 }
 
 func newHarness(t *testing.T, set *rules.Set, maxGroups int) *harness {
 	t.Helper()
-	h := &harness{t: t, sink: new(consumertest.LogsSink)}
-	h.conn = newConnector(zap.NewNop(), set, maxGroups, h.sink, func() int64 { return h.now })
+	return newHarnessMode(t, set, maxGroups, ModeJudge)
+}
+
+func newHarnessMode(t *testing.T, set *rules.Set, maxGroups int, mode string) *harness {
+	t.Helper()
+	h := &harness{t: t, sink: new(consumertest.LogsSink), markers: new(consumertest.TracesSink)}
+	c, err := newCore(componenttest.NewNopTelemetrySettings(), zap.NewNop(), set,
+		&Config{MaxGroups: maxGroups, Mode: mode}, func() int64 { return h.now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.refs = 2
+	if mode == ModeJudge {
+		c.setLogs(h.sink)
+	}
+	c.setTraces(h.markers)
+	h.core = c
+	h.conn = &tracesToLogs{core: c}
 	return h
+}
+
+// markerSpans are the emitted marker spans, in order.
+func (h *harness) markerSpans() []ptrace.Span {
+	var out []ptrace.Span
+	for _, td := range h.markers.AllTraces() {
+		for i := 0; i < td.ResourceSpans().Len(); i++ {
+			ss := td.ResourceSpans().At(i).ScopeSpans()
+			for j := 0; j < ss.Len(); j++ {
+				for k := 0; k < ss.At(j).Spans().Len(); k++ {
+					out = append(out, ss.At(j).Spans().At(k))
+				}
+			}
+		}
+	}
+	return out
 }
 
 func defaultRules(t *testing.T, overrides map[string]any) *rules.Set {
@@ -86,9 +122,12 @@ func tracesOf(s testSpan) ptrace.Traces {
 }
 
 // records are the emitted log records, in order, with their resources.
-func (h *harness) records() []plog.LogRecord {
+func (h *harness) records() []plog.LogRecord { return recordsOf(h.sink) }
+
+// recordsOf are the log records a sink received, in order.
+func recordsOf(sink *consumertest.LogsSink) []plog.LogRecord {
 	var out []plog.LogRecord
-	for _, logs := range h.sink.AllLogs() {
+	for _, logs := range sink.AllLogs() {
 		for i := 0; i < logs.ResourceLogs().Len(); i++ {
 			sl := logs.ResourceLogs().At(i).ScopeLogs()
 			for j := 0; j < sl.Len(); j++ {

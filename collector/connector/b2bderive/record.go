@@ -27,7 +27,6 @@ func writeRecord(lr plog.LogRecord, f *engine.Firing) {
 	r := f.Rule
 	ts := pcommon.Timestamp(f.AtNanos)
 	severityNumber, _ := semconv.SeverityNumber(r.Severity)
-	respondWithinS, _ := semconv.RespondWithinS(r.Severity)
 	lr.SetTimestamp(ts)
 	lr.SetObservedTimestamp(ts)
 	lr.SetEventName(r.Event)
@@ -36,8 +35,13 @@ func writeRecord(lr plog.LogRecord, f *engine.Firing) {
 	lr.SetTraceID(f.Facts.TraceID)
 	lr.SetSpanID(f.Facts.SpanID)
 	lr.Body().SetStr(message(f))
+	writeAttributes(lr.Attributes(), f)
+}
 
-	attrs := lr.Attributes()
+// writeAttributes puts the attributes of a firing's record (and of its marker span) into attrs.
+func writeAttributes(attrs pcommon.Map, f *engine.Firing) {
+	r := f.Rule
+	respondWithinS, _ := semconv.RespondWithinS(r.Severity)
 	attrs.EnsureCapacity(12 + len(f.Group))
 	attrs.PutStr(semconv.B2BRuleIDKey, r.ID)
 	attrs.PutStr(semconv.B2BAlertSeverityKey, r.Severity)

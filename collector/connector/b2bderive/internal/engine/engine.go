@@ -169,8 +169,39 @@ type Engine struct {
 	evictionFacts map[string]*SpanFacts
 	evictionPlans map[string][]evictionPlan
 
-	mu      sync.Mutex // guards the windows of every rule and evicted
+	// The gauge rules on sampled metrics (source metric or computed), judged by JudgeGauge.
+	gauges []*gaugeState
+	// onEvict, when set, is told the rule id of every eviction (under mu: it must be quick).
+	onEvict func(ruleID string)
+
+	mu      sync.Mutex // guards the windows of every rule, the gauges' states and evicted
 	evicted uint64
+}
+
+// Selection says which of its rules Judge applies to a span.
+type Selection struct {
+	// PerSpan: latency, event and span-attribute gauge rules (false for a span the Python layer
+	// already judged, or for a window copy).
+	PerSpan bool
+	// Windows: ratio and count rules (false for a copy routed by trace id whose window copies are
+	// judged where their group is owned).
+	Windows bool
+	// Route, when Routed, limits the window rules to those whose RouteKey is Route (a window copy
+	// an agent collector sent for exactly those rules).
+	Route  string
+	Routed bool
+}
+
+// All is the selection of a span from a sender: every rule.
+var All = Selection{PerSpan: true, Windows: true}
+
+// RouteKey is the routing key of a window rule: its group_by keys, comma-separated; the rules of one
+// key share their groups, so one gateway replica can own all of them.
+func RouteKey(r *rules.Rule) string { return strings.Join(r.GroupBy, ",") }
+
+// IsWindow says whether a rule keeps windows (ratio, count).
+func IsWindow(r *rules.Rule) bool {
+	return r.Kind == semconv.RuleKindRatio || r.Kind == semconv.RuleKindCount
 }
 
 // New returns an engine for the enabled rules of set that read spans; window rules keep at most
@@ -178,8 +209,12 @@ type Engine struct {
 func New(set *rules.Set, maxGroups int, clock func() int64) *Engine {
 	e := &Engine{maxGroups: maxGroups, clock: clock}
 	for _, r := range set.Rules {
-		if !r.Enabled || !r.ReadsSpans() {
-			// Metric and computed gauges read sampled metrics, which a traces connector never sees.
+		if !r.Enabled {
+			continue
+		}
+		if !r.ReadsSpans() {
+			// Metric and computed gauges read sampled metrics (JudgeGauge).
+			e.gauges = append(e.gauges, newGaugeState(r))
 			continue
 		}
 		st := &ruleState{rule: r, groups: newGroups()}
@@ -225,14 +260,17 @@ func (e *Engine) SpanRules() int { return len(e.rules) }
 
 // Judge returns every firing a span causes, in rules file order; perSpan=false leaves out latency,
 // event and gauge rules (a span the Python layer already judged).
-func (e *Engine) Judge(f *SpanFacts, perSpan bool) []Firing {
+func (e *Engine) Judge(f *SpanFacts, sel Selection) []Firing {
 	var out []Firing
 	var evictions []string
 	now := e.clock()
 	for _, st := range e.rules {
 		r := st.rule
-		windowed := r.Kind == semconv.RuleKindRatio || r.Kind == semconv.RuleKindCount
-		if !windowed && !perSpan {
+		if windowed := IsWindow(r); windowed {
+			if !sel.Windows || (sel.Routed && RouteKey(r) != sel.Route) {
+				continue
+			}
+		} else if !sel.PerSpan {
 			continue
 		}
 		if st.indexed {
@@ -394,8 +432,32 @@ func (e *Engine) evict(st *ruleState, bucket int64, evictions *[]string) *window
 		}
 	}
 	*evictions = append(*evictions, st.rule.ID)
+	if e.onEvict != nil {
+		e.onEvict(st.rule.ID)
+	}
 	return w
 }
+
+// OnEvict sets a function told the rule id of every eviction; call it before the first Judge. It
+// runs under the engine's lock and must be quick (a counter).
+func (e *Engine) OnEvict(f func(ruleID string)) { e.onEvict = f }
+
+// WindowRules are the enabled window rules, in rules file order.
+func (e *Engine) WindowRules() []*rules.Rule {
+	var out []*rules.Rule
+	for _, st := range e.rules {
+		if IsWindow(st.rule) {
+			out = append(out, st.rule)
+		}
+	}
+	return out
+}
+
+// Matches says whether every condition holds for the span (the engine's own matching).
+func Matches(conditions []rules.Condition, f *SpanFacts) bool { return matches(conditions, f) }
+
+// GroupKey is the key of a rule's group for the attributes (equal where the engine's keys are equal).
+func GroupKey(r *rules.Rule, attrs pcommon.Map) string { return groupKey(r, attrs) }
 
 // Evicted is how many window groups were dropped to stay within max_groups, over all rules.
 func (e *Engine) Evicted() uint64 {

@@ -14,5 +14,7 @@ var (
 )
 
 const (
-	TracesToLogsStability = component.StabilityLevelAlpha
+	TracesToLogsStability   = component.StabilityLevelAlpha
+	TracesToTracesStability = component.StabilityLevelAlpha
+	MetricsToLogsStability  = component.StabilityLevelAlpha
 )

@@ -227,6 +227,52 @@ func Load(path string, overrides map[string]any) (*Set, error) {
 	return set, nil
 }
 
+// LoadWithEnvironment is Load with the Python layer's B2B_OTEL_RULE_<ID>_THRESHOLD variables of
+// environ ("KEY=value" entries, as os.Environ gives them) applied first and overrides (the
+// connector's threshold_overrides) over them. A variable of that shape naming no rule of the file is
+// returned in unknown (the collector's environment may be shared with processes using other rules)
+// rather than refused; a bad value of a known rule's variable is an error naming the variable.
+func LoadWithEnvironment(path string, overrides map[string]any, environ []string) (set *Set, unknown []string, err error) {
+	set, err = Load(path, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	byVariable := map[string]*Rule{}
+	for _, r := range set.Rules {
+		byVariable[overrideVariable(r.ID)] = r
+	}
+	var errs []error
+	for _, entry := range environ {
+		name, value, ok := strings.Cut(entry, "=")
+		if !ok || !strings.HasPrefix(name, overridePrefix) || !strings.HasSuffix(name, overrideSuffix) ||
+			len(name) <= len(overridePrefix)+len(overrideSuffix) {
+			continue
+		}
+		r, known := byVariable[name]
+		if !known {
+			unknown = append(unknown, name)
+			continue
+		}
+		if _, configured := overrides[r.ID]; configured {
+			continue // threshold_overrides is more specific than the environment
+		}
+		v, msg := overrideThreshold(r.Kind, value)
+		if msg != "" {
+			errs = append(errs, fmt.Errorf("%s=%s: %s (rule %s, %s)", name, value, msg, r.ID, set.Source))
+			continue
+		}
+		r.Threshold = v
+	}
+	if err := applyOverrides(set, overrides); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, nil, errors.Join(errs...)
+	}
+	slices.Sort(unknown)
+	return set, unknown, nil
+}
+
 // Parse validates the YAML text of a rules file (no overrides applied); source names it in error
 // messages.
 func Parse(text []byte, source string) (*Set, error) {
@@ -750,13 +796,24 @@ func overrideThreshold(kind string, raw any) (float64, string) {
 	if kind == semconv.RuleKindLatency {
 		return positiveDuration(number)
 	}
+	if math.IsNaN(number) || math.IsInf(number, 0) {
+		return 0, "not a number; accepted: " + numberAccepted
+	}
 	return checkNumberThreshold(kind, number)
 }
 
 // overrideVariable is the Python layer's environment variable for a rule's threshold.
 func overrideVariable(ruleID string) string {
-	return "B2B_OTEL_RULE_" + strings.ReplaceAll(strings.ToUpper(ruleID), ".", "_") + "_THRESHOLD"
+	return overridePrefix + strings.ReplaceAll(strings.ToUpper(ruleID), ".", "_") + overrideSuffix
 }
+
+// OverrideVariable is the environment variable that overrides a rule's threshold.
+func OverrideVariable(ruleID string) string { return overrideVariable(ruleID) }
+
+const (
+	overridePrefix = "B2B_OTEL_RULE_"
+	overrideSuffix = "_THRESHOLD"
+)
 
 // --- YAML scalar helpers
 
