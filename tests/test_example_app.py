@@ -8,30 +8,37 @@ fault must leave behind.
 
 from __future__ import annotations
 
+import doctest
 import itertools
 import os
+import re
 import subprocess
 import sys
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import openai
 import psycopg
 import pytest
 
-from examples.b2bvalue import finance
+from examples.b2bvalue import assistant, finance, llm_server
 from examples.b2bvalue.__main__ import main as cli_main
 from examples.b2bvalue.app import run
 from examples.b2bvalue.faults import (
     ACCEPTED,
     FAULT_EVENT,
     FAULT_NAME_ATTR,
+    LLM_ERROR_STATUSES,
     RULE_OF_FAULT,
     FaultError,
     parse_faults,
 )
+from examples.b2bvalue.llm_server import LlmServer, count_tokens
+from examples.b2bvalue.llm_server import prompt_tokens as llm_prompt_tokens
 from tests.support.otlp_receiver import OTLPReceiver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -356,6 +363,54 @@ def test_a_run_without_faults_leaves_no_fault_telemetry(baseline: Baseline) -> N
     assert "faults injected: none" in baseline.stdout
 
 
+def test_the_report_shows_llm_tokens_per_case_and_per_tenant(baseline: Baseline) -> None:
+    tokens = _reported_tokens(baseline.stdout)
+    assert [tenant for tenant, _, _ in tokens.values()] == ["northwind", "fabrikam", "northwind", "fabrikam"]
+    # Two calls a case, each with a prompt of the case's figures and a short answer.
+    assert all(100 < used_in < 1000 and 20 < used_out < 400 for _, used_in, used_out in tokens.values())
+    for tenant in ("northwind", "fabrikam"):
+        mine = [(i, o) for t, i, o in tokens.values() if t == tenant]
+        line = f"{tenant} 2 case(s) {sum(i for i, _ in mine)} in / {sum(o for _, o in mine)} out"
+        assert line in baseline.stdout
+    assert "LLM: 8 request(s), 0 failed call(s)" in baseline.stdout
+
+
+def test_each_business_case_runs_in_its_tenants_context(baseline: Baseline) -> None:
+    trace = baseline.trace
+    # The tenants take turns: Acme and Umbrella are Northwind's prospects, Globex and Initech Fabrikam's.
+    expected = {"-001": ("northwind", "alice"), "-002": ("fabrikam", "dave"), "-003": ("northwind", "alice")}
+    expected["-004"] = ("fabrikam", "dave")
+    sessions = set()
+    for suffix, (tenant, analyst) in expected.items():
+        root = workflow_of(trace, suffix)
+        assert root["attributes"]["b2b.tenant.id"] == tenant
+        assert root["attributes"]["user.id"] == analyst
+        sessions.add(root["attributes"]["session.id"])
+        inner = list(trace.descendants(root))
+        assert len(inner) > 20
+        # Every span of the case, down to SQL and HTTP, carries the case's tenant and a session
+        # (alert marker spans, the rules' own, carry the tenant of the span that tripped them).
+        assert {s["attributes"].get("b2b.tenant.id") for s in inner} == {tenant}, suffix
+        assert all(s["attributes"].get("session.id") for s in inner if not s["name"].startswith("alert "))
+        # The agents work on the analyst's behalf; the approval is the deal desk's own action.
+        for agent in (s for s in inner if s["name"].startswith("invoke_agent ")):
+            assert agent["attributes"]["user.id"] == analyst
+            assert agent["attributes"]["session.id"] == root["attributes"]["session.id"]
+        approver = {"northwind": "bob", "fabrikam": "erin"}[tenant]
+        decisions = [s for s in inner if s["name"].startswith("audit business_case.")]
+        assert decisions and all(s["attributes"]["b2b.actor.id"] == approver for s in decisions)
+        assert all(s["attributes"]["user.id"] == approver for s in decisions)
+        assert all(s["attributes"]["session.id"] != root["attributes"]["session.id"] for s in decisions)
+    assert len(sessions) == 2  # one signed-in session per analyst
+    # A span's own user.id wins: carol's denied approval inside alice's case names carol.
+    (denied,) = trace.named("access_denied")
+    assert denied["attributes"]["user.id"] == "carol"
+    assert denied["attributes"]["b2b.tenant.id"] == "northwind"
+    logins = {s["attributes"]["user.id"]: s["attributes"]["b2b.tenant.id"] for s in trace.named("login")}
+    assert logins["dave"] == logins["erin"] == "fabrikam"
+    assert logins["alice"] == logins["bob"] == logins["carol"] == "northwind"
+
+
 # --------------------------------------------------------------------------- one test per fault
 
 
@@ -496,6 +551,51 @@ def test_slow_crm_fault_delays_only_the_erp_call(
     assert step["name"] == "execute_step data_integration"
 
 
+def _reported_tokens(stdout: str) -> dict[str, tuple[str, int, int]]:
+    """Case id -> (tenant, input tokens, output tokens) from the run's report."""
+    rows = re.findall(r"^\s+(bc-\w+-\d{3})\s+(\w+)\s.*?\s(\d+)/(\d+)$", stdout, re.MULTILINE)
+    return {case: (tenant, int(tokens_in), int(tokens_out)) for case, tenant, tokens_in, tokens_out in rows}
+
+
+def test_llm_quota_fault_drives_the_token_quota_past_80_percent(
+    otlp_receiver: OTLPReceiver, pg_url: str, log_dir: Path
+) -> None:
+    result = run_b2bvalue(otlp_receiver, pg_url, log_dir, "--cases", "2", "--faults", "llm_quota")
+    trace = Trace(otlp_receiver.spans())
+    ((step, event),) = fault_events(trace, "llm_quota")
+    assert step["name"] == "execute_step roi_calculation"
+    assert step["attributes"]["b2b.business_case.id"].endswith("-001")
+    assert event["attributes"]["b2bvalue.fault.share"] == 0.85
+    quota = re.search(r"token quota remaining (\d+)/(\d+)", result.stdout)
+    assert quota is not None, result.stdout
+    remaining, limit = map(int, quota.groups())
+    assert 1 - remaining / limit > 0.85
+    assert "2/2 business cases built" in result.stdout
+
+
+def test_llm_error_fault_fails_the_first_cases_llm_calls_and_the_case_goes_on(
+    otlp_receiver: OTLPReceiver, pg_url: str, log_dir: Path
+) -> None:
+    result = run_b2bvalue(otlp_receiver, pg_url, log_dir, "--cases", "2", "--faults", "llm_error")
+    trace = Trace(otlp_receiver.spans())
+    ((step, event),) = fault_events(trace, "llm_error")
+    assert step["name"] == "execute_step roi_calculation"
+    assert event["attributes"]["b2bvalue.fault.statuses"] == "429,500,429,500"
+    # Both calls of the first case failed after their one retry; the second case's calls succeeded.
+    assert "LLM: 6 request(s), 2 failed call(s)" in result.stdout
+    tokens = _reported_tokens(result.stdout)
+    first, second = sorted(tokens)
+    assert tokens[first][1:] == (0, 0)
+    assert tokens[second][1] > 100 and tokens[second][2] > 20
+    assert "2/2 business cases built" in result.stdout
+    assert "the model was unavailable (Error code: 500" in result.stderr
+    # The narrative was still written, without the executive summary.
+    assert [s["status_code"] for s in trace.named("invoke_agent narrative_generator_agent")] == [
+        "STATUS_CODE_UNSET",
+        "STATUS_CODE_UNSET",
+    ]
+
+
 def test_every_fault_trips_its_rule(otlp_receiver: OTLPReceiver, pg_url: str, log_dir: Path) -> None:
     # Eight cases make the 100 memory operations the memory failure-rate rule needs; the slow
     # faults stall 0.6 s against thresholds lowered to 0.5 s to keep the test short.
@@ -575,3 +675,212 @@ def test_run_in_process_builds_cases_and_drops_its_schema(pg_url: str, tmp_path:
     with psycopg.connect(pg_url) as conn:
         left = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (summary.schema,)).fetchone()
     assert left is None
+
+
+# --------------------------------------------------------------------------- the LLM provider's API
+
+
+LLM_FACTS = "Write a headline.\nAccount: Acme Manufacturing\nNPV: $1,347,511\nPayback: 14.3 months\nROI: 99 %"
+LLM_MESSAGES: list[Any] = [
+    {"role": "system", "content": "You are a value-selling analyst."},
+    {"role": "user", "content": LLM_FACTS},
+]
+
+
+@pytest.fixture
+def llm() -> Iterator[LlmServer]:
+    with LlmServer() as server:
+        yield server
+
+
+def openai_client(server: LlmServer, **options: Any) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key=server.api_key, **options)
+
+
+def test_the_llm_server_answers_the_openai_client_with_usage_derived_from_the_text(llm: LlmServer) -> None:
+    client = openai_client(llm)
+    response = client.chat.completions.create(model="gpt-4o-mini", messages=LLM_MESSAGES)
+    text = response.choices[0].message.content
+    assert text == "Acme Manufacturing: NPV $1,347,511; payback 14.3 months; ROI 99 %."
+    assert response.choices[0].finish_reason == "stop"
+    assert response.model == "gpt-4o-mini"
+    assert response.object == "chat.completion"
+    usage = response.usage
+    assert usage is not None
+    assert usage.prompt_tokens == llm_prompt_tokens(LLM_MESSAGES) > 30
+    assert usage.completion_tokens == count_tokens(text) > 10
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    # Deterministic: the same question, the same answer and usage.
+    again = client.chat.completions.create(model="gpt-4o-mini", messages=LLM_MESSAGES)
+    assert again.choices[0].message.content == text
+    assert again.usage == usage
+    assert llm.served().statuses == {200: 2}
+
+
+def test_the_llm_server_cuts_a_completion_at_max_completion_tokens(llm: LlmServer) -> None:
+    response = openai_client(llm).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=LLM_MESSAGES,
+        max_completion_tokens=5,
+    )
+    assert response.choices[0].finish_reason == "length"
+    assert response.usage is not None and 0 < response.usage.completion_tokens <= 5
+
+
+def test_the_llm_server_streams_chunks_and_a_final_usage_chunk(llm: LlmServer) -> None:
+    client = openai_client(llm)
+    plain = client.chat.completions.create(model="gpt-4o", messages=LLM_MESSAGES)
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o",
+            messages=LLM_MESSAGES,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert len(chunks) > 4
+    assert all(chunk.object == "chat.completion.chunk" for chunk in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
+        plain.choices[0].message.content
+    )
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    *content, last = chunks
+    assert last.choices == [] and last.usage == plain.usage
+    assert all(chunk.usage is None for chunk in content)
+    # Without include_usage no chunk carries usage.
+    bare = list(
+        client.chat.completions.create(
+            model="gpt-4o",
+            messages=LLM_MESSAGES,
+            stream=True,
+        )
+    )
+    assert all(chunk.usage is None and chunk.choices for chunk in bare)
+
+
+async def test_the_llm_server_serves_the_async_client_streaming(llm: LlmServer) -> None:
+    client = openai.AsyncOpenAI(base_url=llm.base_url, api_key=llm.api_key)
+    try:
+        stream = await client.chat.completions.create(
+            model="gpt-4o",
+            messages=LLM_MESSAGES,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        pieces, usage = [], None
+        async for chunk in stream:
+            pieces.extend(choice.delta.content or "" for choice in chunk.choices)
+            usage = chunk.usage or usage
+    finally:
+        await client.close()
+    assert "".join(pieces).startswith("Acme Manufacturing: NPV")
+    assert usage is not None and usage.completion_tokens == count_tokens("".join(pieces))
+
+
+def _limits(headers: Any) -> dict[str, int]:
+    return {
+        name.removeprefix("x-ratelimit-"): int(headers[name])
+        for name in (
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+        )
+    }
+
+
+def test_rate_limit_headers_shrink_with_every_call(llm: LlmServer) -> None:
+    client = openai_client(llm)
+    seen = []
+    for model in ("gpt-4o-mini", "gpt-4o", "gpt-4o-mini"):
+        raw = client.chat.completions.with_raw_response.create(model=model, messages=LLM_MESSAGES)
+        usage = raw.parse().usage
+        assert usage is not None
+        seen.append((_limits(raw.headers), usage.total_tokens))
+        assert re.fullmatch(r"\d+(\.\d+)?(ms|s)|\d+m\d+s", raw.headers["x-ratelimit-reset-tokens"])
+        assert re.fullmatch(r"\d+(\.\d+)?(ms|s)|\d+m\d+s", raw.headers["x-ratelimit-reset-requests"])
+    assert {limits["limit-tokens"] for limits, _ in seen} == {200_000}
+    assert {limits["limit-requests"] for limits, _ in seen} == {500}
+    assert [limits["remaining-requests"] for limits, _ in seen] == [499, 498, 497]
+    # Each answer's remaining tokens are the previous ones minus what this call used.
+    remaining = 200_000
+    for limits, used in seen:
+        remaining -= used
+        assert limits["remaining-tokens"] == remaining
+
+
+def test_the_rate_limit_window_resets() -> None:
+    with LlmServer(window_s=0.5) as server:
+        client = openai_client(server)
+        first = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=LLM_MESSAGES)
+        assert int(first.headers["x-ratelimit-remaining-requests"]) == 499
+        time.sleep(0.6)
+        later = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=LLM_MESSAGES)
+        assert int(later.headers["x-ratelimit-remaining-requests"]) == 499
+
+
+def test_a_call_over_the_token_budget_gets_a_429_with_retry_after() -> None:
+    with LlmServer(token_limit=100) as server:
+        client = openai_client(server, max_retries=0)
+        client.chat.completions.create(model="gpt-4o", messages=LLM_MESSAGES)
+        with pytest.raises(openai.RateLimitError) as info:
+            client.chat.completions.create(model="gpt-4o", messages=LLM_MESSAGES)
+    response = info.value.response
+    assert response.status_code == 429
+    assert 1 <= int(response.headers["retry-after"]) <= 60
+    assert info.value.code == "rate_limit_exceeded"
+    assert "tokens per min" in info.value.message
+    assert int(response.headers["x-ratelimit-remaining-tokens"]) < 100
+
+
+def test_the_llm_quota_knob_drives_token_utilisation_past_80_percent(llm: LlmServer) -> None:
+    create = openai_client(llm).chat.completions.with_raw_response.create
+    before = _limits(create(model="gpt-4o", messages=LLM_MESSAGES).headers)
+    assert 1 - before["remaining-tokens"] / before["limit-tokens"] < 0.01
+    llm.consume_share(0.85)
+    after = _limits(create(model="gpt-4o", messages=LLM_MESSAGES).headers)
+    assert 1 - after["remaining-tokens"] / after["limit-tokens"] > 0.85
+
+
+def test_the_llm_error_knob_answers_429_then_500_with_retry_after_and_the_client_retries(
+    llm: LlmServer,
+) -> None:
+    client = openai_client(llm, max_retries=1)
+    llm.fail_next(*LLM_ERROR_STATUSES[:2])
+    started = time.monotonic()
+    with pytest.raises(openai.InternalServerError) as info:
+        client.chat.completions.create(model="gpt-4o", messages=LLM_MESSAGES)
+    # The client waited the 429's retry-after before its one retry, which got the 500.
+    assert time.monotonic() - started >= llm.retry_after_s
+    assert info.value.status_code == 500
+    assert float(info.value.response.headers["retry-after"]) == llm.retry_after_s
+    assert llm.served().statuses == {429: 1, 500: 1}
+    # A single 429 is absorbed by the retry.
+    llm.fail_next(429)
+    response = client.chat.completions.create(model="gpt-4o", messages=LLM_MESSAGES)
+    assert response.choices[0].message.content
+    assert llm.served().statuses == {429: 2, 500: 1, 200: 1}
+
+
+def test_the_llm_server_rejects_bad_requests_like_the_real_api(llm: LlmServer) -> None:
+    client = openai_client(llm, max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=llm.base_url, api_key="not-the-key", max_retries=0).chat.completions.create(
+            model="gpt-4o",
+            messages=LLM_MESSAGES,
+        )
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="", messages=LLM_MESSAGES)
+    assert info.value.param == "model"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="gpt-4o", messages=[])
+    assert info.value.param == "messages"
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="text-embedding-3-small", input="x")
+    assert llm.served().prompt_tokens == 0
+
+
+def test_the_llm_modules_doctests_pass() -> None:
+    for module in (llm_server, assistant):
+        result = doctest.testmod(module, verbose=False)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

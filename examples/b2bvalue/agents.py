@@ -4,6 +4,8 @@ They show each spelling of the API: ``async with b2b_otel.agent_span(...)`` (dat
 which also reports its queue depth), ``with b2b_otel.agent_span(...)`` (value drivers), the
 ``@b2b_otel.agent`` decorator on a method (ROI) and on an async generator (narrative streaming).
 Agents hand results to each other through working memory and leave a trail in episodic memory.
+The ROI and narrative agents also ask a language model (see :mod:`.assistant`) for a headline and
+an executive summary: their ``chat`` spans nest under the agent spans.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import psycopg
 import b2b_otel
 
 from . import tools
+from .assistant import PROVIDER, Assistant
 from .auth import Session
 from .faults import FAILING_MEMORY, SLOW_AGENT, Faults
 from .finance import RoiResult
@@ -253,48 +256,90 @@ class ValueDriverAgent:
             )
 
 
+def _payback_text(roi: RoiResult) -> str:
+    return f"{roi.payback_months:.1f} months" if roi.payback_months is not None else "not within three years"
+
+
 class RoiCalculatorAgent:
-    """Runs the financial model on the value drivers and the proposed subscription."""
+    """Runs the financial model on the value drivers and the proposed subscription, and has the
+    model write a one-sentence headline of the result."""
 
     name = "roi_calculator_agent"
 
-    def __init__(self, episodic: EpisodicMemory, working: WorkingMemory) -> None:
+    def __init__(self, episodic: EpisodicMemory, working: WorkingMemory, assistant: Assistant) -> None:
         self._episodic = episodic
         self._working = working
+        self._assistant = assistant
 
-    @b2b_otel.agent("roi_calculator_agent")
+    @b2b_otel.agent("roi_calculator_agent", provider=PROVIDER)
     def run(self, ctx: CaseContext) -> RoiResult:
         """NPV, payback and ROI of one case."""
         integration: Integration = _from_working(self._working, ctx.case_id, "integration")
         drivers: ValueDrivers = _from_working(self._working, ctx.case_id, "value_drivers")
         roi = tools.financial_model(drivers.total, integration.subscription, integration.discount_rate)
-        self._episodic.remember(ctx.case_id, ctx.account_id, self.name, "roi", asdict(roi))
+        headline = self._assistant.headline(
+            ctx.case_id,
+            {
+                "Account": integration.name,
+                "NPV": _usd(roi.npv),
+                "Payback": _payback_text(roi),
+                "ROI": f"{roi.roi_pct:.0f} %",
+                "Discount rate": f"{roi.discount_rate:.1%}",
+            },
+        )
+        self._episodic.remember(
+            ctx.case_id, ctx.account_id, self.name, "roi", {**asdict(roi), "headline": headline}
+        )
         self._working.put(scratch_key(ctx.case_id, "roi"), roi)
+        # Empty when the model was unavailable: the narrative then goes on without a headline.
+        self._working.put(scratch_key(ctx.case_id, "roi_headline"), headline or "")
         return roi
 
 
 class NarrativeGeneratorAgent:
-    """Writes the business case's story, streamed paragraph by paragraph."""
+    """Writes the business case's story, streamed paragraph by paragraph, and ends it with an
+    executive summary streamed from the model."""
 
     name = "narrative_generator_agent"
 
-    def __init__(self, episodic: EpisodicMemory, working: WorkingMemory) -> None:
+    def __init__(self, episodic: EpisodicMemory, working: WorkingMemory, assistant: Assistant) -> None:
         self._episodic = episodic
         self._working = working
+        self._assistant = assistant
 
-    @b2b_otel.agent("narrative_generator_agent")
+    @b2b_otel.agent("narrative_generator_agent", provider=PROVIDER)
     async def stream(self, ctx: CaseContext) -> AsyncIterator[str]:
         """Yield the narrative in chunks; the whole text is remembered once the stream is done."""
         integration: Integration = _from_working(self._working, ctx.case_id, "integration")
         drivers: ValueDrivers = _from_working(self._working, ctx.case_id, "value_drivers")
         roi: RoiResult = _from_working(self._working, ctx.case_id, "roi")
+        headline = str(self._working.get(scratch_key(ctx.case_id, "roi_headline")) or "")
         history = await asyncio.to_thread(self._episodic.recall_account, ctx.account_id, ("roi",))
         earlier = [episode for episode in history if episode.business_case_id != ctx.case_id]
         chunks: list[str] = []
-        for chunk in compose(integration, drivers, roi, [e.content for e in earlier]):
+        lead = [f"{headline}\n"] if headline else []
+        for chunk in [*lead, *compose(integration, drivers, roi, [e.content for e in earlier])]:
             await asyncio.sleep(STREAM_CHUNK_PAUSE_S)
             chunks.append(chunk)
             yield chunk
+        ranked = drivers.ranked()
+        facts = {
+            "Account": f"{integration.name} ({integration.industry})",
+            "Annual value": _usd(drivers.total),
+            "Largest driver": f"{ranked[0][0]} ({_usd(ranked[0][1])})",
+            "NPV": _usd(roi.npv),
+            "Payback": _payback_text(roi),
+            "Data completeness": f"{integration.data_quality:.0%}",
+        }
+        summary: list[str] = []
+        async for piece in self._assistant.stream_summary(ctx.case_id, facts):
+            piece = piece if summary else f"Executive summary: {piece}"
+            summary.append(piece)
+            chunks.append(piece)
+            yield piece
+        if summary:
+            chunks.append("\n")
+            yield "\n"
         text = "".join(chunks)
         await asyncio.to_thread(
             self._episodic.remember, ctx.case_id, ctx.account_id, self.name, "narrative", {"text": text}

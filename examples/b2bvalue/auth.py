@@ -36,8 +36,23 @@ _tracer = trace.get_tracer(__name__)
 
 
 @dataclass(frozen=True)
+class Tenant:
+    """A customer organisation of b2bvalue: its own users build and approve its business cases."""
+
+    id: str
+    name: str
+    analyst: str  # the user who builds the tenant's cases
+    approver: str  # the deal desk that approves and publishes them
+
+
+NORTHWIND = Tenant("northwind", "Northwind Software", analyst="alice", approver="bob")
+FABRIKAM = Tenant("fabrikam", "Fabrikam Cloud", analyst="dave", approver="erin")
+TENANTS: tuple[Tenant, ...] = (NORTHWIND, FABRIKAM)
+
+
+@dataclass(frozen=True)
 class DemoUser:
-    """A user the demo creates, with the password it signs in with."""
+    """A user the demo creates, with the password it signs in with and the tenant it belongs to."""
 
     id: str
     display_name: str
@@ -45,6 +60,7 @@ class DemoUser:
     roles: tuple[str, ...]
     client_address: str
     auth_method: str = "password"
+    tenant: str = NORTHWIND.id
 
 
 # Addresses from private and documentation ranges (RFC 1918, RFC 5737): never a real client.
@@ -57,6 +73,17 @@ DEMO_USERS: tuple[DemoUser, ...] = (
     DemoUser("admin", "Platform admin", "admin-Long-Random-Passphrase-44", ("admin",), "10.20.0.2"),
     # An automation account with far more rights than it needs: the privilege_escalation fault's actor.
     DemoUser("svc-integration", "CRM sync service", "svc-Api-Key-45", ("admin",), "10.20.0.40", "api_key"),
+    DemoUser(
+        "dave", "Dave (value analyst)", "dave-Tidy-Lantern-46", ("analyst",), "10.30.0.21", tenant=FABRIKAM.id
+    ),
+    DemoUser(
+        "erin",
+        "Erin (deal desk approver)",
+        "erin-Quiet-Harbor-47",
+        ("approver", "analyst"),
+        "10.30.0.22",
+        tenant=FABRIKAM.id,
+    ),
 )
 
 

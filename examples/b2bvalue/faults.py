@@ -20,6 +20,13 @@ monitoring design (docs: ``seed/monitoring-and-alerting.md``) with a real cause,
   ``security.sensitive_data`` once scrubbing finds it.
 - ``slow_crm``: the ERP endpoint answers after ``B2BVALUE_SLOW_CRM_S`` (default 5.5 s, past the 5 s
   warning) for the first case. Trips ``external.api.slow``.
+- ``llm_quota``: before the first case's ROI step, another workload on the same API key (a nightly
+  batch job) spends ``B2BVALUE_LLM_QUOTA_SHARE`` (default 85 %) of the LLM provider's token budget
+  for the current minute; the rate-limit headers of every later answer in that minute report over
+  80 % in use. Trips ``external.llm.quota``.
+- ``llm_error``: the LLM provider answers the first case's calls with a 429 (``retry-after``) and,
+  on the client's retry, a 500: both of that case's LLM calls fail (``chat`` spans with
+  ``error.type``), the agents log it and the case is built without the model's text.
 
 Every injection adds the span event ``b2bvalue.fault_injected`` (attribute ``b2bvalue.fault.name``) to
 the span current at that moment, so a trace says which oddities were deliberate.
@@ -39,6 +46,7 @@ from opentelemetry import trace
 FAULTS_ENV = "B2BVALUE_FAULTS"
 SLOW_AGENT_ENV = "B2BVALUE_SLOW_AGENT_S"
 SLOW_CRM_ENV = "B2BVALUE_SLOW_CRM_S"
+LLM_QUOTA_SHARE_ENV = "B2BVALUE_LLM_QUOTA_SHARE"
 
 SLOW_AGENT = "slow_agent"
 FAILING_MEMORY = "failing_memory"
@@ -46,6 +54,8 @@ BRUTEFORCE = "bruteforce"
 PRIVILEGE_ESCALATION = "privilege_escalation"
 SECRET_IN_PAYLOAD = "secret_in_payload"
 SLOW_CRM = "slow_crm"
+LLM_QUOTA = "llm_quota"
+LLM_ERROR = "llm_error"
 
 ACCEPTED: tuple[str, ...] = (
     SLOW_AGENT,
@@ -54,6 +64,8 @@ ACCEPTED: tuple[str, ...] = (
     PRIVILEGE_ESCALATION,
     SECRET_IN_PAYLOAD,
     SLOW_CRM,
+    LLM_QUOTA,
+    LLM_ERROR,
 )
 
 # The rule of the default rules (SPEC section 5) each fault is meant to trip.
@@ -70,6 +82,11 @@ RULE_OF_FAULT: dict[str, str] = {
 # injection is enough to cross them without making the demo tediously slow.
 DEFAULT_SLOW_AGENT_S = 3.5
 DEFAULT_SLOW_CRM_S = 5.5
+# Past the seed's 80 % quota threshold with room for the run's own calls.
+DEFAULT_LLM_QUOTA_SHARE = 0.85
+# What the LLM answers the first case's calls with under llm_error: for each of its two calls a
+# rate limit, then (on the client's one retry) a server error.
+LLM_ERROR_STATUSES: tuple[int, ...] = (429, 500, 429, 500)
 
 FAULT_EVENT = "b2bvalue.fault_injected"
 FAULT_ATTR_PREFIX = "b2bvalue.fault."
@@ -120,6 +137,19 @@ def _seconds(env: str, default: float) -> float:
     return value
 
 
+def _share(env: str, default: float) -> float:
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise FaultError(f"{env}={raw!r} is not a share (e.g. 0.85 or 85%)") from None
+    if not 0.0 <= value <= 1.0:
+        raise FaultError(f"{env}={raw!r} must be between 0 and 1 (0 % and 100 %)")
+    return value
+
+
 @dataclass
 class Faults:
     """The faults of one run plus a tally of the injections actually made."""
@@ -127,6 +157,7 @@ class Faults:
     enabled: frozenset[str] = frozenset()
     slow_agent_s: float = DEFAULT_SLOW_AGENT_S
     slow_crm_s: float = DEFAULT_SLOW_CRM_S
+    llm_quota_share: float = DEFAULT_LLM_QUOTA_SHARE
     injected: Counter[str] = field(default_factory=Counter)
     # Agents run on worker threads (asyncio.to_thread); the tally is shared.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -139,6 +170,7 @@ class Faults:
             enabled=enabled,
             slow_agent_s=_seconds(SLOW_AGENT_ENV, DEFAULT_SLOW_AGENT_S),
             slow_crm_s=_seconds(SLOW_CRM_ENV, DEFAULT_SLOW_CRM_S),
+            llm_quota_share=_share(LLM_QUOTA_SHARE_ENV, DEFAULT_LLM_QUOTA_SHARE),
         )
 
     def __contains__(self, name: object) -> bool:
