@@ -120,6 +120,8 @@ start() {
         # settings off because this is throw-away test data and it makes the suite faster.
         local opts="-c listen_addresses=127.0.0.1 -p $PORT -c unix_socket_directories='$DIR'"
         opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        # pg_stat_statements: the slow statements that prometheus-postgres-exporter reports.
+        opts+=" -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
         if ! as_owner "$BIN/pg_ctl" -D "$DIR" -l "$LOG" -w -t "$READY_TIMEOUT_S" -o "$opts" start \
             >"$DIR/pg_ctl.out" 2>&1; then
             cat "$DIR/pg_ctl.out" >&2 || true
@@ -144,6 +146,13 @@ start() {
         "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qc "CREATE DATABASE $DB" >/dev/null \
             || show_log_and_die "cannot create database $DB"
     fi
+    "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d "$DB" -qc \
+        "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null 2>&1 \
+        || say "warning: cannot create the extension pg_stat_statements in $DB (slow-statement metrics are missing)"
+    local preloaded
+    preloaded="$("$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d "$DB" -tAc "SHOW shared_preload_libraries" 2>/dev/null || true)"
+    [[ "$preloaded" == *pg_stat_statements* ]] \
+        || say "note: this server was started without pg_stat_statements preloaded ('pg.sh stop && pg.sh start' loads it)"
 }
 
 stop() {
