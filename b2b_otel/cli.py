@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import semconv as sc
 from ._internal.errors import ConfigError
@@ -39,7 +39,10 @@ def _config_check(_: argparse.Namespace) -> int:
     for var, value, _doc in rows:
         print(f"  {var.ljust(width)}  {value}")
     if settings.sdk_disabled:
-        print("telemetry disabled (OTEL_SDK_DISABLED): only B2B_OTEL_LOG_DIR and B2B_OTEL_AUDIT_KEY are read")
+        print(
+            "telemetry disabled (OTEL_SDK_DISABLED): only B2B_OTEL_LOG_DIR and the audit trail's "
+            "B2B_OTEL_AUDIT_* variables are read"
+        )
         return 0
     names = settings.enabled_instrumentations()
     print(f"instrumentations that will be installed: {', '.join(names) if names else 'none'}")
@@ -124,8 +127,20 @@ def _audit_verify(args: argparse.Namespace) -> int:
         # The variable is named, never its value.
         print(f"b2b-otel audit verify: {key_env} is not set (or empty)", file=sys.stderr)
         return 2
+    public_key = None
+    witness = None
     try:
-        report = verify([Path(p) for p in args.paths], key.encode("utf-8") if key else None)
+        if args.public_key is not None:
+            public_key = _public_key("audit verify", args.public_key)
+        if args.witness is not None:
+            from .audit_trail.witness import read_witness
+
+            witness, witness_notes = read_witness(Path(args.witness))
+            for note in witness_notes:
+                print(f"  note: {note}", file=sys.stderr)
+        report = verify(
+            [Path(p) for p in args.paths], key.encode("utf-8") if key else None, public_key, witness
+        )
     except (OSError, ValueError) as exc:
         print(f"b2b-otel audit verify: {exc}", file=sys.stderr)
         return 2
@@ -135,6 +150,104 @@ def _audit_verify(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"  note: {note}")
     return 0 if report.ok else 1
+
+
+def _public_key(command: str, path: str) -> Any:
+    """The public key of ``--public-key``; ValueError naming the file (never its content)."""
+    from .audit_trail.signing import load_public_key
+
+    try:
+        return load_public_key(path)
+    except ValueError as exc:
+        raise ValueError(f"--public-key {path}: {exc}") from None
+
+
+def _audit_keygen(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .audit_trail.signing import keygen
+
+    try:
+        private, public, key_id = keygen(Path(args.dir))
+    except FileExistsError as exc:
+        print(f"b2b-otel audit keygen: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"b2b-otel audit keygen: {args.dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {private} (private, 0600) and {public} (public); key id {key_id}")
+    print(f"  the application: B2B_OTEL_AUDIT_SIGNING_KEY={private}")
+    print(f"  auditors: b2b-otel audit verify PATH --public-key {public}")
+    return 0
+
+
+def _audit_prove(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .audit_trail.proof import ProofError, prove
+
+    try:
+        proof = prove([Path(args.path)], args.seq)
+    except ProofError as exc:
+        print(f"b2b-otel audit prove: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"b2b-otel audit prove: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(proof, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _audit_verify_proof(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .audit_trail.proof import verify_proof
+
+    try:
+        public_key = _public_key("audit verify-proof", args.public_key)
+        text = sys.stdin.read() if args.proof == "-" else Path(args.proof).read_text("utf-8")
+        proof = json.loads(text)
+    except (OSError, ValueError) as exc:
+        print(f"b2b-otel audit verify-proof: {exc}", file=sys.stderr)
+        return 2
+    report = verify_proof(proof, public_key)
+    print(report.summary)
+    return 0 if report.ok else 1
+
+
+def _audit_erase(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .audit_trail.erase import EraseError, erase
+
+    try:
+        done = erase([Path(args.path)], args.seq, args.field)
+    except EraseError as exc:
+        print(f"b2b-otel audit erase: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"b2b-otel audit erase: {exc}", file=sys.stderr)
+        return 2
+    if done.already:
+        print(f"seq {args.seq}: details.{args.field} was already erased ({done.file} line {done.line})")
+    else:
+        print(
+            f"seq {args.seq}: details.{args.field} erased ({done.file} line {done.line}); chain, tree and "
+            "proofs still verify"
+        )
+    return 0
+
+
+def _seq(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a record number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"record numbers start at 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,7 +298,47 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="environment variable holding the HMAC key (default B2B_OTEL_AUDIT_KEY; unset = plain SHA-256)",
     )
+    audit_verify.add_argument(
+        "--public-key",
+        metavar="FILE",
+        default=None,
+        help="Ed25519 public key (PEM) of a signed log: checks the tree and every checkpoint's signature",
+    )
+    audit_verify.add_argument(
+        "--witness",
+        metavar="FILE",
+        default=None,
+        help="the collector's audit-checkpoint witness file (OTLP JSON lines): the log must agree with it",
+    )
     audit_verify.set_defaults(func=_audit_verify)
+
+    keygen = audit_commands.add_parser(
+        "keygen", help="write an Ed25519 key pair for signed checkpoints (private 0600, folder 0700)"
+    )
+    keygen.add_argument("dir", metavar="DIR", help="folder for audit-signing.key and audit-signing.pub")
+    keygen.set_defaults(func=_audit_keygen)
+
+    prove = audit_commands.add_parser(
+        "prove", help="print an inclusion proof (JSON) of one record against the latest signed checkpoint"
+    )
+    prove.add_argument("path", metavar="PATH", help="audit.log, or its folder")
+    prove.add_argument("seq", metavar="SEQ", type=_seq, help="the record's seq")
+    prove.set_defaults(func=_audit_prove)
+
+    verify_proof = audit_commands.add_parser(
+        "verify-proof", help="check an inclusion proof with the public key alone (no log needed)"
+    )
+    verify_proof.add_argument("proof", metavar="PROOF", help="the proof's JSON file (- for stdin)")
+    verify_proof.add_argument("--public-key", metavar="FILE", required=True, help="Ed25519 public key (PEM)")
+    verify_proof.set_defaults(func=_audit_verify_proof)
+
+    erase = audit_commands.add_parser(
+        "erase", help="erase one details value of a signed log (chain, tree and proofs still verify)"
+    )
+    erase.add_argument("path", metavar="PATH", help="audit.log, or its folder")
+    erase.add_argument("seq", metavar="SEQ", type=_seq, help="the record's seq")
+    erase.add_argument("--field", metavar="NAME", required=True, help="the details field to erase")
+    erase.set_defaults(func=_audit_erase)
 
     return parser
 

@@ -232,6 +232,14 @@ public key. Proposed. [string, b2b, development]
 """
 B2B_AUDIT_CHECKPOINT_SIGNATURE: Final = "b2b.audit.checkpoint.signature"
 """Ed25519 signature of a checkpoint (hex). Proposed. [string, b2b, development]"""
+B2B_AUDIT_MODE: Final = "b2b.audit.mode"
+"""How an audit log is written, said by its first record's details (with the key id), so that verifying it
+without the key fails. Proposed. [enum, b2b, development]
+"""
+B2B_AUDIT_HMAC_KEY_ID: Final = "b2b.audit.hmac_key_id"
+"""Id of the HMAC key a signed log is also chained with: the first 16 hex digits of HMAC-SHA256(key,
+"b2b-otel audit key id"). Proposed. [string, b2b, development]
+"""
 
 # --- registry.b2b.alert
 B2B_RULE_ID: Final = "b2b.rule.id"
@@ -473,6 +481,23 @@ B2B_AUDIT_ACTION_VALUES: Final[tuple[str, ...]] = (
     "workflow.completed",
     "workflow.failed",
 )
+
+
+class B2bAuditModeValues:
+    """Values of ``b2b.audit.mode``."""
+
+    SHA256: Final = "sha256"
+    """Records chained with plain SHA-256 (no key). [b2b]"""
+    HMAC: Final = "hmac"
+    """Records chained with HMAC-SHA256 (`B2B_OTEL_AUDIT_KEY`). [b2b]"""
+    SIGNED: Final = "signed"
+    """Records are also leaves of a Merkle tree with Ed25519-signed checkpoints
+    (`B2B_OTEL_AUDIT_SIGNING_KEY`); details are salted commitments. [b2b]
+    """
+
+
+B2bAuditMode: TypeAlias = Literal["sha256", "hmac", "signed"]
+B2B_AUDIT_MODE_VALUES: Final[tuple[str, ...]] = ("sha256", "hmac", "signed")
 
 
 class B2bAlertSeverityValues:

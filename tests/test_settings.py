@@ -319,6 +319,10 @@ def test_every_form_instrument_options_allows_is_accepted(tmp_path: Path) -> Non
     readable.write_text("not checked here\n", encoding="utf-8")
     # mTLS files are checked for their PEM block, and are given in pairs.
     key, cert = _pem(tmp_path / "client.key", "PRIVATE KEY"), _pem(tmp_path / "client.pem", "CERTIFICATE")
+    # The audit signing key is loaded: a real Ed25519 key.
+    from b2b_otel.audit_trail.signing import keygen
+
+    signing_key = str(keygen(tmp_path / "audit-keys")[0])
     hints = get_type_hints(InstrumentOptions)
     for field, hint in hints.items():
         partner: dict[str, Any] = {}
@@ -329,6 +333,8 @@ def test_every_form_instrument_options_allows_is_accepted(tmp_path: Path) -> Non
         for value in _samples(field, hint, str(readable)):
             if partner and isinstance(value, str):
                 value = key if field.endswith("_client_key") else cert
+            if field == "audit_signing_key" and isinstance(value, str):
+                value = signing_key
             try:
                 resolve({field: value, **(partner if value is not None else {})}, environ={})
             except ConfigError as exc:  # pragma: no cover - the failure message is the point

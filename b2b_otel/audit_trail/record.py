@@ -51,6 +51,9 @@ class AuditRecorder:
         # Emits the b2b.audit.record log records; set by the composition root once installed.
         self.logger_provider: LoggerProvider | None = None
         self.last_error: str | None = None  # of the last append; None when it reached the disk
+        # Each signed checkpoint this process writes is also a b2b.audit.checkpoint log record: the
+        # collector keeps those in its witness file (docs/audit.md).
+        log.on_checkpoint = self._emit_checkpoint
 
     def record(self, entry: AuditEntry) -> dict[str, Any]:
         """Append ``entry`` (on disk before this returns) and emit its ``b2b.audit.record`` log record.
@@ -94,6 +97,31 @@ class AuditRecorder:
         error = self.last_error
         state = "last_write_failed" if error else "writable"
         return {"path": str(self.log.path), "state": state, "error": error}
+
+    def close(self) -> None:
+        """Write the last checkpoint (signed logs) and emit it while the log records still export."""
+        self.log.close()
+
+    def _emit_checkpoint(self, checkpoint: Mapping[str, Any]) -> None:
+        if self.logger_provider is None:
+            return
+        try:
+            from .witness import attributes_of
+
+            self.logger_provider.get_logger(sc.DERIVED_SCOPE).emit(
+                severity_number=SeverityNumber.INFO,
+                severity_text="INFO",
+                body=(
+                    f"audit checkpoint {checkpoint['checkpoint']}: {checkpoint['tree_size']} records, "
+                    f"root {checkpoint['root_hash']}"
+                ),
+                attributes=attributes_of(checkpoint),
+                event_name=sc.EVENT_B2B_AUDIT_CHECKPOINT,
+            )
+        except Exception as exc:
+            selflog.warn_once_a_minute(
+                "audit-checkpoint-record", "b2b_otel: audit checkpoint record failed: %r", exc
+            )
 
     def _emit(self, written: Mapping[str, Any], entry: AuditEntry) -> None:
         if self.logger_provider is None:

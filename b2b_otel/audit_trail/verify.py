@@ -10,7 +10,15 @@ Problems found, by kind (see ``docs/audit.md``):
   an earlier seq);
 - ``reordered``: a record of the chain found out of its place;
 - ``truncated``: the signed head record says the chain goes on beyond the last line;
-- ``head``: the head record is missing, unreadable, or not signed with this key.
+- ``head``: the head record is missing, unreadable, or not signed with this key;
+- ``mode``: the log says it is written in a mode (HMAC, signed) the verifier was not given the key for,
+  or the verifier was given a key the log does not use;
+- ``checkpoint``: a checkpoint line that does not fit the log (its number, previous hash, tree size or
+  root hash);
+- ``signature``: a checkpoint not signed by the given public key;
+- ``forked``: the log disagrees with a checkpoint the witness saw (rewritten from an older point).
+
+Erased ``details`` values (``b2b-otel audit erase``) are reported as erased, never as a failure.
 """
 
 from __future__ import annotations
@@ -20,24 +28,40 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import merkle
 from .chain import (
     ANCHOR_SUFFIX,
     DEFAULT_LOG_NAME,
     GENESIS_HASH,
     HASH_HEX,
     HEAD_SUFFIX,
+    MARK_HMAC_KEY_ID,
+    MARK_KEY_ID,
+    MARK_LOG_ID,
+    MARK_MODE,
+    MODE_HMAC,
+    MODE_SHA256,
+    MODE_SIGNED,
     RECORD_FIELDS,
     STRING_FIELDS,
     ChainTip,
+    checkpoint_hash,
+    checkpoint_problem,
+    committed_details,
+    hmac_key_id,
     is_sidecar,
+    leaf_data,
     normalise_key,
-    read_tip,
+    read_state,
     record_hash,
     rotation_of,
     sidecar,
 )
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 
 @dataclass(frozen=True)
@@ -58,12 +82,24 @@ class VerifyReport:
     problem: str = ""
     where: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # What a signed log adds; not compared, so that reports of plain logs compare as before.
+    mode: str = field(default="", compare=False)
+    checkpoints: int = field(default=0, compare=False)
+    witnessed: int = field(default=0, compare=False)
+    erased: tuple[tuple[int, str], ...] = field(default=(), compare=False)
 
     def summary(self) -> str:
         """One line: ``OK: 3 records, chain intact (seq 1..3)`` or ``FAIL: seq 2: edited (...)``."""
         if self.ok:
             span = f" (seq {self.first_seq}..{self.last_seq})" if self.records else " (no records)"
-            return f"OK: {self.records} records, chain intact{span}"
+            extra = ""
+            if self.mode == MODE_SIGNED:
+                extra = f"; tree and {self.checkpoints} signed checkpoint(s) verified"
+                if self.witnessed:
+                    extra += f", {self.witnessed} agree with the witness"
+            if self.erased:
+                extra += f"; {len(self.erased)} erased value(s)"
+            return f"OK: {self.records} records, chain intact{span}{extra}"
         return f"FAIL: seq {self.bad_seq}: {self.kind} ({self.problem})"
 
 
@@ -77,6 +113,9 @@ class _Entry:
     hash: str = ""
     hash_ok: bool = False
     malformed: str | None = None
+    leaf: bytes = b""
+    erased: tuple[str, ...] = ()
+    checkpoint: dict[str, Any] | None = None  # a checkpoint line (not a record)
 
     @property
     def where(self) -> str:
@@ -136,7 +175,7 @@ def chain_files(paths: Sequence[Path]) -> tuple[list[Path], Path | None]:
     return order, live
 
 
-def _parse(entry: _Entry, raw: bytes, key: bytes | None) -> None:
+def _parse(entry: _Entry, raw: bytes, key: bytes | None, signed: bool = False) -> None:
     def reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         obj = dict(pairs)
         if len(obj) != len(pairs):
@@ -163,6 +202,9 @@ def _parse(entry: _Entry, raw: bytes, key: bytes | None) -> None:
     if not isinstance(obj, dict):
         entry.malformed = "not a JSON object"
         return
+    if "checkpoint" in obj and "seq" not in obj:
+        entry.checkpoint = obj
+        return
     seq = obj.get("seq")
     if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1:
         entry.seq = seq
@@ -184,46 +226,169 @@ def _parse(entry: _Entry, raw: bytes, key: bytes | None) -> None:
         entry.malformed = f"bad value of {', '.join(bad)}"
         return
     entry.prev_hash, entry.hash = obj["prev_hash"], obj["hash"]
+    if signed:
+        committed, erased, problems = committed_details(obj["details"])
+        if problems:
+            entry.malformed = problems[0]
+            return
+        obj = {**obj, "details": committed}
+        entry.erased = tuple(erased)
+        entry.leaf = merkle.leaf_hash(leaf_data(obj))
     entry.hash_ok = hmac.compare_digest(record_hash(obj, key), entry.hash)
 
 
-def _entries(files: Sequence[Path], key: bytes | None) -> Iterator[_Entry]:
+def _entries(
+    files: Sequence[Path],
+    key: bytes | None,
+    signed: bool = False,
+    checkpoints: list[_Entry] | None = None,
+) -> Iterator[_Entry]:
+    """The records of ``files`` in order; checkpoint lines go to ``checkpoints`` (index: records before)."""
     index = 0
     for path in files:
         with path.open("rb") as f:
             for number, raw in enumerate(f, 1):
                 entry = _Entry(index, path, number)
-                _parse(entry, raw.rstrip(b"\n"), key)
+                _parse(entry, raw.rstrip(b"\n"), key, signed)
+                if entry.checkpoint is not None:
+                    if checkpoints is not None:
+                        checkpoints.append(entry)
+                    continue
                 index += 1
                 yield entry
+
+
+class _Tree:
+    """The Merkle tree and the checkpoints of a signed log, checked as the walk goes."""
+
+    def __init__(
+        self,
+        public_key: Ed25519PublicKey | None,
+        marks: dict[str, Any],
+        start: merkle.Frontier,
+        last: dict[str, Any],
+        wanted: set[int],
+    ) -> None:
+        self.public_key = public_key
+        self.log_id, self.key_id = marks.get(MARK_LOG_ID), marks.get(MARK_KEY_ID)
+        self.frontier = start
+        self.last_number = int(last.get("number", 0))
+        self.last_hash = str(last.get("hash", GENESIS_HASH))
+        self.last_size = int(last.get("tree_size", 0) or 0)
+        self.wanted = wanted
+        self.roots: dict[int, bytes] = {}
+        self.seen: dict[int, dict[str, Any]] = {}  # checkpoint number -> checkpoint
+        self.count = 0
+        self.erased: list[tuple[int, str]] = []
+
+    def add(self, entry: _Entry) -> None:
+        self.frontier.append(entry.leaf)
+        if self.frontier.size in self.wanted:
+            self.roots[self.frontier.size] = self.frontier.root()
+        self.erased.extend((entry.seq or 0, name) for name in entry.erased)
+
+    def check(self, entry: _Entry, first_seq: int) -> None:
+        cp = entry.checkpoint
+        assert cp is not None
+        seq = max(self.last_size + 1, first_seq)
+        if seq > self.frontier.size and self.frontier.size >= first_seq:
+            seq = self.frontier.size
+        problem = checkpoint_problem(cp)
+        if problem is not None:
+            raise _Fail(seq, "malformed", problem, entry.where)
+        number, size = cp["checkpoint"], cp["tree_size"]
+        if number != self.last_number + 1:
+            what = "missing" if number > self.last_number + 1 else "repeated or out of order"
+            raise _Fail(
+                seq,
+                "checkpoint",
+                f"checkpoint {number} follows checkpoint {self.last_number}: a checkpoint is {what}",
+                entry.where,
+            )
+        if cp["prev_checkpoint_hash"] != self.last_hash:
+            raise _Fail(
+                seq,
+                "checkpoint",
+                f"checkpoint {number} does not link to checkpoint {self.last_number}",
+                entry.where,
+            )
+        if cp["log_id"] != self.log_id or cp["key_id"] != self.key_id:
+            raise _Fail(seq, "checkpoint", f"checkpoint {number} is of another log or key", entry.where)
+        if size != self.frontier.size:
+            raise _Fail(
+                seq,
+                "checkpoint",
+                f"checkpoint {number} claims {size} records where the log has {self.frontier.size}",
+                entry.where,
+            )
+        if cp["root_hash"] != self.frontier.root().hex():
+            raise _Fail(
+                seq,
+                "checkpoint",
+                f"checkpoint {number}'s root hash is not the root of seq 1..{size} as the files hold them",
+                entry.where,
+            )
+        from .signing import signature_ok
+
+        if self.public_key is None or not signature_ok(self.public_key, cp):
+            raise _Fail(
+                seq,
+                "signature",
+                f"checkpoint {number} is not signed by the given public key (key id {self.key_id})",
+                entry.where,
+            )
+        self.last_number, self.last_hash, self.last_size = number, checkpoint_hash(cp), size
+        self.seen[number] = cp
+        self.count += 1
 
 
 class _Walk:
     """One pass over the chain with one record of lookahead; rescans only to classify a failure."""
 
-    def __init__(self, files: Sequence[Path], key: bytes | None, anchor: ChainTip | None) -> None:
-        self.files, self.key, self.anchor = files, key, anchor
+    def __init__(
+        self,
+        files: Sequence[Path],
+        key: bytes | None,
+        anchor: ChainTip | None,
+        tree: _Tree | None = None,
+    ) -> None:
+        self.files, self.key, self.anchor, self.tree = files, key, anchor, tree
         self.count = 0
         self.first_seq: int | None = None
         self.prev: _Entry | None = None
 
     def later(self, after: int) -> Iterator[_Entry]:
-        return (e for e in _entries(self.files, self.key) if e.index > after)
+        return (e for e in _entries(self.files, self.key, self.tree is not None) if e.index > after)
 
     def run(self, watch_seq: int | None) -> str | None:
         """Walk the chain; returns the hash of record ``watch_seq`` (for the head check) if seen."""
         watched: str | None = None
-        it = _entries(self.files, self.key)
+        pending: list[_Entry] = []
+        tree = self.tree
+        it = _entries(self.files, self.key, tree is not None, pending)
         current = next(it, None)
         while current is not None:
             following = next(it, None)
+            self.checkpoints(pending, current.index)
             self.check(current, following)
             self.count += 1
             if current.seq == watch_seq:
                 watched = current.hash
+            if tree is not None:
+                tree.add(current)
             self.prev = current
             current = following
+        self.checkpoints(pending, None)
         return watched
+
+    def checkpoints(self, pending: list[_Entry], before: int | None) -> None:
+        """Check the checkpoint lines found before record ``before`` (None: all that are left)."""
+        while pending and (before is None or pending[0].index <= before):
+            entry = pending.pop(0)
+            if self.tree is None:
+                seq = (self.prev.seq or 0) + 1 if self.prev is not None else 1
+                raise _Fail(seq, "checkpoint", "a checkpoint line in a log that is not signed", entry.where)
+            self.tree.check(entry, self.first_seq or 1)
 
     def expected(self) -> tuple[int, str]:
         """(seq, prev_hash) the next record must have."""
@@ -328,10 +493,92 @@ class _Walk:
         raise _Fail(exp_seq if r.prev_hash == exp_prev else r.seq, "edited", problem, r.where)
 
 
-def verify(paths: Sequence[Path], key: bytes | None) -> VerifyReport:
+def first_record(files: Sequence[Path]) -> dict[str, Any] | None:
+    """The first record of the oldest file (checkpoint lines skipped), parsed, or None."""
+    for path in files:
+        with path.open("rb") as f:
+            for raw in f:
+                if not raw.strip():
+                    continue
+                try:
+                    obj = json.loads(raw.decode("utf-8"))
+                except (UnicodeDecodeError, ValueError, RecursionError):
+                    return None
+                if isinstance(obj, dict) and "checkpoint" in obj and "seq" not in obj:
+                    continue
+                return obj if isinstance(obj, dict) else None
+    return None
+
+
+def _marks(files: Sequence[Path], anchor_state: dict[str, Any]) -> dict[str, Any]:
+    """How the log says it is written: the first record's marker, or the anchor's when seq 1 is gone."""
+    first = first_record(files)
+    if first is not None and first.get("seq") == 1:
+        details = first.get("details")
+        if isinstance(details, dict) and isinstance(details.get(MARK_MODE), str):
+            return {k: details.get(k) for k in (MARK_MODE, MARK_KEY_ID, MARK_LOG_ID, MARK_HMAC_KEY_ID)}
+        return {}
+    if anchor_state.get("mode") in (MODE_HMAC, MODE_SIGNED):
+        return {
+            MARK_MODE: anchor_state["mode"],
+            MARK_KEY_ID: anchor_state.get("key_id"),
+            MARK_LOG_ID: anchor_state.get("log_id"),
+            MARK_HMAC_KEY_ID: anchor_state.get("hmac_key_id"),
+        }
+    return {}
+
+
+def _mode_problem(
+    marks: dict[str, Any], key: bytes | None, public_key: Ed25519PublicKey | None
+) -> tuple[str, str] | None:
+    """(kind, problem) when the verifier's keys do not fit the log's mode, else None."""
+    mode = marks.get(MARK_MODE)
+    if mode == MODE_SIGNED:
+        if public_key is None:
+            return "mode", (
+                f"the log is signed (key id {marks.get(MARK_KEY_ID)}); verify it with --public-key: "
+                "without it a rewritten log cannot be told from the original"
+            )
+        from .signing import key_id
+
+        if key_id(public_key) != marks.get(MARK_KEY_ID):
+            return "signature", (
+                f"the log says it is signed by key id {marks.get(MARK_KEY_ID)}; the public key given has "
+                f"id {key_id(public_key)}"
+            )
+        wanted = marks.get(MARK_HMAC_KEY_ID)
+        if wanted and key is None:
+            return "mode", f"the log is also chained with an HMAC key (key id {wanted}): give it (--key-env)"
+        if wanted and hmac_key_id(key or b"") != wanted:
+            return "mode", f"the log is chained with HMAC key id {wanted}, the key given has another id"
+        if not wanted and key is not None:
+            return "mode", "the log is not chained with an HMAC key, but one was given"
+        return None
+    if public_key is not None:
+        return "mode", (
+            "the log is not signed (its first record does not say so): it was written without a signing "
+            "key, or rewritten without one"
+        )
+    if mode == MODE_HMAC and key is None:
+        return "mode", (
+            f"the log is chained with an HMAC key (key id {marks.get(MARK_KEY_ID)}); give it "
+            "(B2B_OTEL_AUDIT_KEY or --key-env): without it a rewritten log cannot be told apart"
+        )
+    return None
+
+
+def verify(
+    paths: Sequence[Path],
+    key: bytes | None,
+    public_key: Ed25519PublicKey | None = None,
+    witness: Sequence[dict[str, Any]] | None = None,
+) -> VerifyReport:
     """Check the chain in ``paths`` (a log's files, or its directory) with ``key`` (None = SHA-256).
 
-    Raises OSError when a file cannot be read and ValueError when the paths are not one log.
+    A signed log needs ``public_key``: then the tree and every checkpoint are checked too, and, with
+    ``witness`` (checkpoints read by :func:`.witness.read_witness`), that the log agrees with each
+    checkpoint the witness saw. Raises OSError when a file cannot be read and ValueError when the
+    paths are not one log.
 
     Example::
 
@@ -345,62 +592,179 @@ def verify(paths: Sequence[Path], key: bytes | None) -> VerifyReport:
         rotation = rotation_of(files[0].name)
         assert rotation is not None
         base = files[0].with_name(rotation[0])
-    anchor, _ = read_tip(sidecar(base, ANCHOR_SUFFIX), "anchor", key)
+    anchor, anchor_state, _ = read_state(sidecar(base, ANCHOR_SUFFIX), "anchor", key)
     head: ChainTip | None = None
+    head_state: dict[str, Any] = {}
     head_problem: str | None = None
     if live is not None:
         head_path = sidecar(live, HEAD_SUFFIX)
-        head, head_problem = read_tip(head_path, "head", key)
+        head, head_state, head_problem = read_state(head_path, "head", key)
         if head is None and head_problem is None:
             head_problem = f"{head_path.name} is missing"
-    walk = _Walk(files, key, anchor)
+    marks = _marks(files, anchor_state)
+    mode = str(marks.get(MARK_MODE) or (MODE_HMAC if key else MODE_SHA256))
+    mismatch = _mode_problem(marks, key, public_key)
+    if mismatch is not None:
+        return VerifyReport(False, 0, None, None, 1, mismatch[0], mismatch[1], str(files[0]), mode=mode)
+    tree: _Tree | None = None
+    witnessed = [dict(w) for w in witness or () if w.get("log_id") == marks.get(MARK_LOG_ID)]
+    if mode == MODE_SIGNED:
+        start, last = merkle.Frontier(), {}
+        first = first_record(files)
+        if first is not None and first.get("seq") != 1 and anchor_state.get("tree") is not None:
+            try:
+                start = merkle.Frontier.from_json(anchor_state["tree"])
+            except ValueError:
+                start = merkle.Frontier()
+            last = dict(anchor_state.get("checkpoint") or {})
+        tree = _Tree(public_key, marks, start, last, {int(w["tree_size"]) for w in witnessed})
+    walk = _Walk(files, key, anchor, tree)
     try:
         watched = walk.run(head.seq if head is not None else None)
     except _Fail as fail:
         return VerifyReport(
-            False, walk.count, walk.first_seq, None, fail.seq, fail.kind, fail.problem, fail.where
+            False, walk.count, walk.first_seq, None, fail.seq, fail.kind, fail.problem, fail.where, mode=mode
         )
     last_seq = walk.prev.seq if walk.prev is not None else None
     end = last_seq if last_seq is not None else 0
     notes: list[str] = []
+
+    def failed(seq: int, kind: str, problem: str, where: str) -> VerifyReport:
+        return VerifyReport(False, walk.count, walk.first_seq, last_seq, seq, kind, problem, where, mode=mode)
+
     if live is not None:
         where = str(sidecar(live, HEAD_SUFFIX))
         if head is None:
-            return VerifyReport(
-                False,
-                walk.count,
-                walk.first_seq,
-                last_seq,
-                end + 1,
-                "head",
-                f"{head_problem}; a cut-off tail cannot be ruled out",
-                where,
-            )
+            return failed(end + 1, "head", f"{head_problem}; a cut-off tail cannot be ruled out", where)
         if head.seq > end:
             span = f"seq {end + 1}" if head.seq == end + 1 else f"seq {end + 1}..{head.seq}"
-            return VerifyReport(
-                False,
-                walk.count,
-                walk.first_seq,
-                last_seq,
+            return failed(
                 end + 1,
                 "truncated",
                 f"the head record says the chain ends at seq {head.seq}; {span} cut off",
                 where,
             )
         genesis = head.seq == 0 and head.hash == GENESIS_HASH
-        first = walk.first_seq or 1
-        if not genesis and head.seq >= first and watched is not None and watched != head.hash:
-            return VerifyReport(
-                False,
-                walk.count,
-                walk.first_seq,
-                last_seq,
-                head.seq,
-                "edited",
-                "the record does not match the head record's hash",
-                where,
-            )
+        first_seq = walk.first_seq or 1
+        if not genesis and head.seq >= first_seq and watched is not None and watched != head.hash:
+            return failed(head.seq, "edited", "the record does not match the head record's hash", where)
         if head.seq < end:
             notes.append(f"head record lags at seq {head.seq} (a writer stopped before updating it)")
-    return VerifyReport(True, walk.count, walk.first_seq, last_seq, notes=tuple(notes))
+        head_cp = head_state.get("checkpoint")
+        if tree is not None and isinstance(head_cp, dict) and isinstance(head_cp.get("number"), int):
+            if head_cp["number"] > tree.last_number:
+                return failed(
+                    tree.last_size + 1,
+                    "truncated",
+                    f"the head record says checkpoint {head_cp['number']} was written; the files end at "
+                    f"checkpoint {tree.last_number}",
+                    where,
+                )
+            seen = tree.seen.get(head_cp["number"])
+            if seen is not None and checkpoint_hash(seen) != head_cp.get("hash"):
+                return failed(
+                    int(head_cp.get("tree_size") or end),
+                    "checkpoint",
+                    f"checkpoint {head_cp['number']} is not the one the head record names",
+                    where,
+                )
+    checkpoints, agreed = 0, 0
+    erased: tuple[tuple[int, str], ...] = ()
+    if tree is not None:
+        checkpoints, erased = tree.count, tuple(tree.erased)
+        if tree.last_size < end:
+            span = (
+                f"seq {tree.last_size + 1}"
+                if tree.last_size + 1 == end
+                else f"seq {tree.last_size + 1}..{end}"
+            )
+            notes.append(f"{span} not yet covered by a signed checkpoint (the next one covers them)")
+        if witness is not None:
+            outcome = _against_witness(tree, witnessed, len(witness), end, str(files[-1]))
+            if isinstance(outcome, tuple):
+                return failed(*outcome)
+            agreed = outcome
+            latest = max((int(w["checkpoint"]) for w in witnessed), default=0)
+            if tree.last_number > latest:
+                notes.append(
+                    f"checkpoints {latest + 1}..{tree.last_number} are not in the witness file yet"
+                    if tree.last_number > latest + 1
+                    else f"checkpoint {tree.last_number} is not in the witness file yet"
+                )
+    for seq, name in erased[:20]:
+        notes.append(f"seq {seq}: details.{name} erased")
+    if len(erased) > 20:
+        notes.append(f"... and {len(erased) - 20} more erased values")
+    return VerifyReport(
+        True,
+        walk.count,
+        walk.first_seq,
+        last_seq,
+        notes=tuple(notes),
+        mode=mode,
+        checkpoints=checkpoints,
+        witnessed=agreed,
+        erased=erased,
+    )
+
+
+def _against_witness(
+    tree: _Tree, witnessed: list[dict[str, Any]], total: int, end: int, where: str
+) -> int | tuple[int, str, str, str]:
+    """How many witnessed checkpoints the log agrees with, or the failure (seq, kind, problem, where)."""
+    from .signing import signature_ok
+
+    if not witnessed:
+        if tree.count == 0 and end == 0:
+            return 0
+        return (
+            1,
+            "forked",
+            f"the witness holds no checkpoint of this log (log id {tree.log_id}; {total} checkpoint(s) of "
+            "other logs): the log was replaced, or its checkpoints never reached the witness",
+            where,
+        )
+    agreed_size = 0
+    for w in sorted(witnessed, key=lambda c: (int(c["checkpoint"]), int(c["tree_size"]))):
+        number, size = int(w["checkpoint"]), int(w["tree_size"])
+        if w.get("key_id") != tree.key_id or tree.public_key is None or not signature_ok(tree.public_key, w):
+            return (
+                agreed_size + 1,
+                "forked",
+                f"the witness holds checkpoint {number} of this log signed by another key (key id "
+                f"{w.get('key_id')}): the log was re-signed",
+                where,
+            )
+        if size > tree.frontier.size:
+            return (
+                tree.frontier.size + 1,
+                "truncated",
+                f"the witness saw checkpoint {number} covering seq 1..{size}; the log ends at seq {end}",
+                where,
+            )
+        root = tree.roots.get(size)
+        if root is None or root.hex() != w["root_hash"]:
+            return (
+                agreed_size + 1,
+                "forked",
+                f"the witness saw checkpoint {number} with another root for seq 1..{size}: the log was "
+                f"rewritten after seq {agreed_size}",
+                where,
+            )
+        mine = tree.seen.get(number)
+        if mine is None:
+            return (
+                agreed_size + 1 if agreed_size < size else size,
+                "checkpoint",
+                f"checkpoint {number}, which the witness saw, is missing from the log",
+                where,
+            )
+        if checkpoint_hash(mine) != checkpoint_hash(w):
+            return (
+                agreed_size + 1,
+                "forked",
+                f"the log's checkpoint {number} is not the one the witness saw (re-signed)",
+                where,
+            )
+        agreed_size = max(agreed_size, size)
+    return len(witnessed)

@@ -101,7 +101,7 @@ def instrument(**overrides: Unpack[InstrumentOptions]) -> Telemetry:
 
 
 # OTEL_SDK_DISABLED turns telemetry off, not the audit trail: then only these are read and validated.
-_AUDIT_FIELDS = ("log_dir", "audit_key")
+_AUDIT_FIELDS = ("log_dir", "audit_key", "audit_signing_key", "audit_checkpoint_interval")
 
 
 def _only(fields: tuple[str, ...], overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -132,6 +132,8 @@ def _disabled_handle(settings: Settings) -> Telemetry:
     """A no-op handle whose ``audit()`` still writes the audit trail."""
     telemetry = Telemetry(settings, None)
     telemetry.audit = _build_audit(settings, Scrubber(settings.redact_allow_keys, enabled=settings.redact))
+    if telemetry.audit is not None:
+        telemetry._on_shutdown.append(telemetry.audit.close)
     audit_record.bind(telemetry.audit)
     return telemetry
 
@@ -141,7 +143,23 @@ def _build_audit(settings: Settings, scrubber: Scrubber) -> AuditRecorder | None
     if path is None:
         return None
     key = settings.audit_key.encode("utf-8") if settings.audit_key else None
-    return AuditRecorder(AuditLog(path / DEFAULT_LOG_NAME, key=key), scrubber)
+    signing_key = None
+    if settings.audit_signing_key is not None:
+        from ..audit_trail.signing import load_private_key
+
+        try:
+            signing_key = load_private_key(settings.audit_signing_key)
+        except ValueError as exc:  # validated by resolve(); the file changed since
+            raise ConfigError(
+                [Problem("B2B_OTEL_AUDIT_SIGNING_KEY", repr(settings.audit_signing_key), str(exc))]
+            ) from None
+    log = AuditLog(
+        path / DEFAULT_LOG_NAME,
+        key=key,
+        signing_key=signing_key,
+        checkpoint_interval=settings.audit_checkpoint_interval,
+    )
+    return AuditRecorder(log, scrubber)
 
 
 def _install_signal_handlers(telemetry: Telemetry) -> None:
@@ -529,6 +547,8 @@ def _install(telemetry: Telemetry) -> None:
     derivation.logger_provider = telemetry.logger_provider
     if telemetry.audit is not None:
         telemetry.audit.logger_provider = telemetry.logger_provider
+        # The last signed checkpoint is written (and emitted) before the log records stop.
+        telemetry._on_shutdown.append(telemetry.audit.close)
     _add_context_processors(telemetry.tracer_provider, telemetry.logger_provider)
 
     if telemetry._owns[sc.SignalValues.TRACES]:

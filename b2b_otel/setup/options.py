@@ -340,6 +340,19 @@ class InstrumentOptions(TypedDict, total=False):
     string. Secret: never printed.
     """
 
+    audit_signing_key: str | None
+    """``B2B_OTEL_AUDIT_SIGNING_KEY``: Ed25519 private-key PEM file (b2b-otel audit keygen DIR): the audit
+    records become leaves of a Merkle tree, details are stored as erasable salted commitments, and signed
+    checkpoints are written to audit.log and emitted as b2b.audit.checkpoint log records; see
+    [audit.md](audit.md). Accepted: a readable, unencrypted Ed25519 private key in PEM (PKCS#8).
+    """
+
+    audit_checkpoint_interval: float | str
+    """``B2B_OTEL_AUDIT_CHECKPOINT_INTERVAL``: how often a signed checkpoint of the audit trail is written
+    (when records were added since the last one), and at shutdown; with B2B_OTEL_AUDIT_SIGNING_KEY.
+    Accepted: a duration: 10, 10s, 500ms, 1m; at least 100ms.
+    """
+
     redact: bool | str
     """``B2B_OTEL_REDACT``: scrub sensitive data before export. Accepted: a boolean."""
 

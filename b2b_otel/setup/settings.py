@@ -27,6 +27,7 @@ from .. import semconv as sc
 from .._internal.durations import parse_duration
 from .._internal.errors import ConfigError, Problem
 from .._internal.sizes import parse_size
+from ..scrub import Scrubber
 from . import libraries, propagation
 
 # The signals, as OTEL_EXPORTER_OTLP_{SIGNAL}_* and the signal of b2b.telemetry.dropped name them.
@@ -182,7 +183,6 @@ _SECONDS = Bounds(0.0, MAX_DURATION_S, unit="s")
 _COUNT = Bounds(1, MAX_COUNT)
 _RATIO = Bounds(0.0, 1.0)
 _BUFFER_BYTES = Bounds(64 * 1024, 2**50)  # 64 KiB .. 1 PiB
-_CHECKPOINT_INTERVAL = Bounds(0.1, MAX_DURATION_S, unit="s")
 _CHECKPOINT_INTERVAL = Bounds(0.1, MAX_DURATION_S, unit="s")
 
 Bool = Annotated[bool, BeforeValidator(_parse_bool)]
@@ -764,11 +764,16 @@ def show_value(row: Row, value: Any) -> str:
         return f"{value * 1000:g}ms"
     if isinstance(value, float) and row.field == "shutdown_timeout":
         return f"{value:g}s"
+    # Free-form values (OTEL_RESOURCE_ATTRIBUTES=api.token=...) are scrubbed like telemetry.
     if isinstance(value, tuple):
-        return ",".join(value) if value else "(empty)"
+        return _SHOWN.text(",".join(value)) if value else "(empty)"
     if isinstance(value, dict):
-        return ",".join(f"{k}={v}" for k, v in value.items()) if value else "(empty)"
-    return str(value)
+        clean = _SHOWN.attributes(value) or value
+        return _SHOWN.text(",".join(f"{k}={v}" for k, v in clean.items())) if value else "(empty)"
+    return _SHOWN.text(str(value))
+
+
+_SHOWN = Scrubber()
 
 
 # --- resolution --------------------------------------------------------------------------------------
@@ -866,7 +871,7 @@ def _shown_raw(row: Row, value: Any) -> str:
     if row.field in URL_FIELDS:
         # A URL of the wrong type is shown by its type only: it may hold credentials too.
         return repr(show_value(row, value)) if isinstance(value, str) else f"<{type(value).__name__}>"
-    return repr(value if isinstance(value, str) else show_value(row, value))
+    return repr(_SHOWN.text(value) if isinstance(value, str) else show_value(row, value))
 
 
 def _reason(error: Any) -> str:

@@ -311,6 +311,16 @@ const B2BAuditKeyIDKey = "b2b.audit.key_id"
 // signature of a checkpoint (hex). Proposed. [string, b2b, development]
 const B2BAuditCheckpointSignatureKey = "b2b.audit.checkpoint.signature"
 
+// B2BAuditModeKey is the attribute key b2b.audit.mode: How an audit log is written, said by its
+// first record's details (with the key id), so that verifying it without the key fails. Proposed.
+// [enum, b2b, development]
+const B2BAuditModeKey = "b2b.audit.mode"
+
+// B2BAuditHmacKeyIDKey is the attribute key b2b.audit.hmac_key_id: Id of the HMAC key a signed log
+// is also chained with: the first 16 hex digits of HMAC-SHA256(key, "b2b-otel audit key id").
+// Proposed. [string, b2b, development]
+const B2BAuditHmacKeyIDKey = "b2b.audit.hmac_key_id"
+
 // B2BRuleIDKey is the attribute key b2b.rule.id: Id of the rule that fired. The default ids are
 // listed in rules.yaml; a custom rules file may add its own. [string, b2b, stable]
 const B2BRuleIDKey = "b2b.rule.id"
@@ -551,6 +561,24 @@ const B2BAuditActionWorkflowFailed = "workflow.failed"
 // B2BAuditActionValues returns the values of b2b.audit.action, in registry order.
 func B2BAuditActionValues() []string {
 	return []string{B2BAuditActionPrivilegeChange, B2BAuditActionWorkflowCompleted, B2BAuditActionWorkflowFailed}
+}
+
+// B2BAuditModeSha256 is the value sha256 of b2b.audit.mode: Records chained with plain SHA-256 (no
+// key). [b2b]
+const B2BAuditModeSha256 = "sha256"
+
+// B2BAuditModeHmac is the value hmac of b2b.audit.mode: Records chained with HMAC-SHA256
+// (`B2B_OTEL_AUDIT_KEY`). [b2b]
+const B2BAuditModeHmac = "hmac"
+
+// B2BAuditModeSigned is the value signed of b2b.audit.mode: Records are also leaves of a Merkle
+// tree with Ed25519-signed checkpoints (`B2B_OTEL_AUDIT_SIGNING_KEY`); details are salted
+// commitments. [b2b]
+const B2BAuditModeSigned = "signed"
+
+// B2BAuditModeValues returns the values of b2b.audit.mode, in registry order.
+func B2BAuditModeValues() []string {
+	return []string{B2BAuditModeSha256, B2BAuditModeHmac, B2BAuditModeSigned}
 }
 
 // B2BAlertSeverityCritical is the value critical of b2b.alert.severity: Act now. [b2b]
