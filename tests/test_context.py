@@ -339,6 +339,8 @@ def test_derived_records_marker_spans_and_file_lines_carry_the_triggering_spans_
     performance = [json.loads(line) for line in (tmp_path / "performance.log").read_text().splitlines()]
     sla = next(line for line in performance if line.get("event") == "AGENT_SLOW")
     assert sla["attributes"][TENANT] == "acme"
+    execution = next(line for line in performance if line.get("event") == "AGENT_EXECUTION")
+    assert execution["tenant"] == "acme"
     security = [json.loads(line) for line in (tmp_path / "security.log").read_text().splitlines()]
     assert security[0]["attributes"][TENANT] == "globex"
 
@@ -473,3 +475,38 @@ def test_alertmanager_alerts_have_a_tenant_label() -> None:
     assert labels["tenant"] == "acme"
     assert labels["gen_ai_agent_name"] == "a"
     assert "tenant" not in sink.alert(_record({}))["labels"]
+
+
+def test_b2b_otels_own_worker_threads_do_not_run_in_the_context_that_started_them(
+    otlp_receiver: OTLPReceiver, tmp_path: Path, clean: None
+) -> None:
+    from b2b_otel.derive.processor import DerivationProcessor
+    from b2b_otel.derive.sink import AgentExecution, Sink
+    from b2b_otel.rules import load_rules
+    from b2b_otel.scrub import Scrubber
+
+    start(otlp_receiver, tmp_path, instrumentations="none")  # context into threads is on
+
+    seen: list[tuple[dict[str, Any], bool]] = []
+
+    class Probe(Sink):
+        name = "probe"
+
+        def agent_execution(self, execution: AgentExecution) -> None:
+            span_context = trace.get_current_span().get_span_context()
+            seen.append((dict(baggage.get_all()), span_context.is_valid))
+
+    processor = DerivationProcessor(load_rules(None, {}), Scrubber(), [Probe()])
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    try:
+        # The first span's end starts the worker: inside tenant acme's context and an open span.
+        with b2b_otel.context(tenant_id="acme"), tracer.start_as_current_span("request"):
+            tracer.start_span("invoke_agent a", attributes={"gen_ai.operation.name": "invoke_agent"}).end()
+        with b2b_otel.context(tenant_id="globex"):
+            tracer.start_span("invoke_agent b", attributes={"gen_ai.operation.name": "invoke_agent"}).end()
+        assert processor.force_flush(5000)
+    finally:
+        processor.shutdown()
+    assert seen == [({}, False), ({}, False)]

@@ -27,6 +27,7 @@ from .. import semconv as sc
 from .._internal import selflog
 from .._internal.sdk_private import always_sampled_tracer, finished_attributes
 from .._internal.spancontext import context_of
+from .._internal.threads import start_detached
 from .._version import __version__
 from ..api.metrics import instruments, pool_stats
 from ..audit_trail.record import AuditRecorder, entry_of_span
@@ -112,6 +113,11 @@ def facts_of(span: ReadableSpan) -> SpanFacts:
         trace_id=context.trace_id if context else 0,
         span_id=context.span_id if context else 0,
     )
+
+
+def _tenant(scrubber: Scrubber, attributes: Any) -> str | None:
+    tenant = attributes.get(sc.B2B_TENANT_ID)
+    return None if tenant is None else str(scrubber.value(sc.B2B_TENANT_ID, str(tenant)))
 
 
 class DerivationProcessor(SpanProcessor):
@@ -289,7 +295,7 @@ class DerivationProcessor(SpanProcessor):
         with self._start_lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="b2b-otel-derive", daemon=True)
-                self._thread.start()
+                start_detached(self._thread)  # not in the context of the span whose end started it
 
     def _reinit_after_fork(self) -> None:
         # The worker thread does not exist in a forked child: start afresh, keep the rules.
@@ -391,6 +397,7 @@ class DerivationProcessor(SpanProcessor):
                 end_s=(span.end_time or 0) / 1e9 or self.clock(),
                 trace_id=facts.trace_id,
                 span_id=facts.span_id,
+                tenant=_tenant(self.scrubber, attributes),
             )
             for sink in self.sinks:
                 self._guard(sink.name, sink.agent_execution, execution)

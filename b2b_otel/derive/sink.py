@@ -25,6 +25,8 @@ class AgentExecution:
     end_s: float
     trace_id: int
     span_id: int
+    tenant: str | None = None
+    """The span's ``b2b.tenant.id`` (b2b_otel.context), already scrubbed; None without one."""
 
 
 @runtime_checkable

@@ -16,6 +16,7 @@ from typing import Any
 from .. import semconv as sc
 from .._internal import selflog
 from .._internal.formats import iso
+from .._internal.threads import start_detached
 from ..derive.records import DerivedRecord
 from ..derive.sink import Sink
 
@@ -111,7 +112,7 @@ class AlertmanagerSink(Sink):
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="b2b-otel-alertmanager", daemon=True)
-            self._thread.start()
+            start_detached(self._thread)
 
     def _run(self) -> None:
         import httpx

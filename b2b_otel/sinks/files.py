@@ -103,6 +103,8 @@ class LocalFiles(Sink):
             "duration_s": round(seconds, 6),
             **ids,
         }
+        if execution.tenant is not None:
+            obj["tenant"] = execution.tenant
         self._write(PERFORMANCE, self._line(obj, text))
         if error_type:
             message = f"{agent} failed: {error_type}"
