@@ -8,14 +8,17 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/engine"
+	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/rules"
 	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive/internal/semconv"
 )
 
@@ -26,7 +29,16 @@ type vector struct {
 	Name        string          `json:"name"`
 	Description string          `json:"description"`
 	MaxGroups   int             `json:"max_groups"` // optional: bound each window rule's groups
-	Input       json.RawMessage `json:"input"`
+	// optional: B2B_OTEL_RULE_<ID>_THRESHOLD variables, read as the connector reads its environment
+	ThresholdOverrides map[string]string `json:"threshold_overrides"`
+	Input              json.RawMessage   `json:"input"`
+	// optional: sampled gauge values, judged after the spans
+	Gauges []struct {
+		Source       string         `json:"source"`
+		TimeUnixNano string         `json:"time_unix_nano"`
+		Value        json.Number    `json:"value"`
+		Attributes   map[string]any `json:"attributes"`
+	} `json:"gauges"`
 	Expected    []struct {
 		RuleID         string         `json:"rule_id"`
 		EventName      string         `json:"event_name"`
@@ -61,7 +73,31 @@ func TestConformanceVectors(t *testing.T) {
 			if v.MaxGroups > 0 {
 				maxGroups = v.MaxGroups
 			}
-			got := runVector(t, v.Input, maxGroups)
+			var environ []string
+			for name, value := range v.ThresholdOverrides {
+				environ = append(environ, name+"="+value)
+			}
+			set, unknown, err := rules.LoadWithEnvironment("", nil, environ)
+			if err != nil || len(unknown) > 0 {
+				t.Fatalf("threshold_overrides: %v %v", err, unknown)
+			}
+			h := newHarness(t, set, maxGroups)
+			if len(v.Input) > 0 {
+				runVector(t, h, v.Input)
+			}
+			for _, g := range v.Gauges {
+				at, err := strconv.ParseInt(g.TimeUnixNano, 10, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				value, err := g.Value.Float64()
+				if err != nil {
+					t.Fatal(err)
+				}
+				h.now = at
+				judgeSample(t, h, g.Source, value, g.Attributes)
+			}
+			got := h.records()
 			if len(got) != len(v.Expected) {
 				t.Fatalf("%s\n%d records %v, want %d", v.Description, len(got), idsOf(got), len(v.Expected))
 			}
@@ -101,14 +137,47 @@ func TestConformanceVectors(t *testing.T) {
 	}
 }
 
-// runVector feeds the spans in order, the clock at each span's end, with the built-in rules.
-func runVector(t *testing.T, input []byte, maxGroups int) []plog.LogRecord {
+// judgeSample sends a sampled value through the connector's metrics -> logs path: a gauge point of
+// the metric, or for pool_utilisation the used and maximum connections of a pool that make it.
+func judgeSample(t *testing.T, h *harness, source string, value float64, attrs map[string]any) {
+	t.Helper()
+	md := pmetric.NewMetrics()
+	ms := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics()
+	if source == engine.PoolUtilisation {
+		pool, _ := attrs[semconv.DBClientConnectionPoolNameKey].(string)
+		count := ms.AppendEmpty()
+		count.SetName(semconv.MetricDBClientConnectionCount)
+		used := count.SetEmptySum().DataPoints().AppendEmpty()
+		used.SetIntValue(int64(math.Round(value * 1000)))
+		used.Attributes().PutStr(semconv.DBClientConnectionPoolNameKey, pool)
+		used.Attributes().PutStr(semconv.StateKey, semconv.StateUsed)
+		maxMetric := ms.AppendEmpty()
+		maxMetric.SetName(semconv.MetricDBClientConnectionMax)
+		limit := maxMetric.SetEmptySum().DataPoints().AppendEmpty()
+		limit.SetIntValue(1000)
+		limit.Attributes().PutStr(semconv.DBClientConnectionPoolNameKey, pool)
+	} else {
+		m := ms.AppendEmpty()
+		m.SetName(source)
+		dp := m.SetEmptyGauge().DataPoints().AppendEmpty()
+		dp.SetDoubleValue(value)
+		if err := dp.Attributes().FromRaw(attrs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn := &metricsToLogs{core: h.core, next: h.sink}
+	if err := conn.ConsumeMetrics(context.Background(), md); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runVector feeds the spans in order, the clock at each span's end.
+func runVector(t *testing.T, h *harness, input []byte) {
 	t.Helper()
 	td, err := (&ptrace.JSONUnmarshaler{}).UnmarshalTraces(input)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, defaultRules(t, nil), maxGroups)
 	for i := 0; i < td.ResourceSpans().Len(); i++ {
 		rs := td.ResourceSpans().At(i)
 		for j := 0; j < rs.ScopeSpans().Len(); j++ {
@@ -128,7 +197,6 @@ func runVector(t *testing.T, input []byte, maxGroups int) []plog.LogRecord {
 			}
 		}
 	}
-	return h.records()
 }
 
 // sameValue compares an attribute with a JSON value of a vector: floats with a relative tolerance

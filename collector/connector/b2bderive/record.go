@@ -67,6 +67,13 @@ func writeAttributes(attrs pcommon.Map, f *engine.Firing) {
 			v.CopyTo(attrs.PutEmpty(key))
 		}
 	}
+	// The tenant the triggering span worked for, as the Python layer's records say it (a window rule
+	// not grouped by it may hold other tenants' spans too).
+	if _, grouped := attrs.Get(semconv.B2BTenantIDKey); !grouped {
+		if v, ok := f.Facts.Attrs.Get(semconv.B2BTenantIDKey); ok {
+			v.CopyTo(attrs.PutEmpty(semconv.B2BTenantIDKey))
+		}
+	}
 }
 
 // message is the record's body, worded as the Python layer words it.
