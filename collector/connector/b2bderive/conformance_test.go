@@ -26,9 +26,9 @@ import (
 const vectorsDir = "../../../conformance/vectors"
 
 type vector struct {
-	Name        string          `json:"name"`
-	Description string          `json:"description"`
-	MaxGroups   int             `json:"max_groups"` // optional: bound each window rule's groups
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	MaxGroups   int    `json:"max_groups"` // optional: bound each window rule's groups
 	// optional: B2B_OTEL_RULE_<ID>_THRESHOLD variables, read as the connector reads its environment
 	ThresholdOverrides map[string]string `json:"threshold_overrides"`
 	Input              json.RawMessage   `json:"input"`
@@ -39,7 +39,7 @@ type vector struct {
 		Value        json.Number    `json:"value"`
 		Attributes   map[string]any `json:"attributes"`
 	} `json:"gauges"`
-	Expected    []struct {
+	Expected []struct {
 		RuleID         string         `json:"rule_id"`
 		EventName      string         `json:"event_name"`
 		SeverityNumber int32          `json:"severity_number"`
