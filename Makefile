@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: all install check collector-check collector-generate lint typecheck docs test test-unit test-e2e pg-start pg-stop demo down clean \
-	stack-build stack-up stack-down stack-status
+	stack-build stack-up stack-down stack-status bench
 
 all: test
 
@@ -65,6 +65,12 @@ test-unit: install
 # The product's first impression: the example workload through the local stack, and where to look.
 demo: install pg-start stack-up
 	@$(PY) -m examples.b2bvalue demo $(DEMO_ARGS)
+
+# The benchmarks, not part of `make test`: each scenario against plain OpenTelemetry, alternating rounds,
+# a table and benchmarks/results.json (docs/performance.md). Sustained load needs the local stack's collector.
+# BENCH_ARGS="--only hot_path,startup" runs some of them.
+bench: install stack-up
+	@$(PY) -m benchmarks $(BENCH_ARGS)
 
 # The local observability stack (collector, Jaeger, Prometheus, Alertmanager): scripts/stack.sh.
 # A first stack-build compiles two Go binaries (minutes); later ones only what changed.

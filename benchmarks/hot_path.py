@@ -1,142 +1,261 @@
-"""Hot-path cost of b2b_otel against plain OpenTelemetry, measured in the same process.
+"""Scenario 1, the hot path: one agent invocation through ``@b2b_otel.agent`` against the same by hand.
 
-Prints ratios against a baseline run in the same process, never verdicts: these machines are noisy.
-Every variant runs the same workload, one agent invocation as a span around a trivial function, on
-an SDK TracerProvider whose spans go to a batch processor with an exporter that discards them:
+Both cases run in this process against one loopback OTLP/HTTP receiver in another process:
 
-- plain span: ``tracer.start_as_current_span`` with the two GenAI attributes;
-- plain span + metrics: the same plus the duration histogram and execution counter recorded by hand
-  (what an application would write to get the metrics b2b_otel gives);
-- b2b_otel without rules: ``@b2b_otel.agent`` (span, attributes, both metrics), derivation removed;
-- b2b_otel: ``@b2b_otel.agent`` with the derivation processor judging every span in its worker.
+- b2b-otel: ``instrument()`` (rules, scrubbing, local files, OTLP/HTTP for every signal) and an
+  ``@b2b_otel.agent`` function with four attributes from the decorator and four set in its body;
+  its span, ``gen_ai.invoke_agent.duration`` and ``b2b.agent.executions`` come from b2b-otel;
+- plain OpenTelemetry: a TracerProvider with the same BatchSpanProcessor and OTLP/HTTP span
+  exporter, a MeterProvider with an OTLP/HTTP metric reader, and the same span, eight attributes,
+  histogram record and counter add written by hand.
 
-It also reports the worker's CPU time per span (the rules engine run synchronously on the same spans),
-which the application pays for through the GIL when it is CPU bound.
+One round is N calls and then a flush of the tracer provider, so what the export thread and the
+rules worker do for those calls is inside the round (``total``); ``call`` is the loop alone. Rounds
+alternate between the cases; medians are reported. Variants: the rules layer off (the derivation
+processor removed: scrubbing and export stay), and a CPU-bound application thread running all the
+time (the worker threads' cost through the GIL shows as a slower main thread and a slower spinner).
 
-    python benchmarks/hot_path.py [--spans 20000] [--rounds 5]
+    python -m benchmarks.hot_path [--spans 5000] [--rounds 7] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from opentelemetry import metrics, trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from benchmarks.common import Receiver, alternate, emit, median, result, row
+
+AGENT = "roi_calculator_agent"
+SPAN_NAME = f"invoke_agent {AGENT}"
 
 
-class Discard(SpanExporter):
-    """Accepts every batch and keeps nothing."""
+def body() -> int:
+    """The agent's own work: four attributes of its result on the current span."""
+    from opentelemetry import trace
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
+    span = trace.get_current_span()
+    span.set_attribute("gen_ai.request.model", "gpt-4o-mini")
+    span.set_attribute("b2b.business_case.id", "case-0042")
+    span.set_attribute("b2bvalue.roi.npv", 125_000.5)
+    span.set_attribute("b2bvalue.roi.pct", 18.25)
+    return 1
 
-    def shutdown(self) -> None:
-        pass
+
+class Spinner:
+    """A CPU-bound application thread: pure-Python work, counted in iterations."""
+
+    def __init__(self) -> None:
+        self.iterations = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-cpu", daemon=True)
+
+    def _run(self) -> None:
+        stop = self._stop
+        while not stop.is_set():
+            total = 0
+            for i in range(2_000):
+                total += i * i
+            self.iterations += 1
+
+    def __enter__(self) -> Spinner:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
-def per_call(func: Callable[[], Any], count: int) -> float:
-    started = time.perf_counter()
-    for _ in range(count):
-        func()
-    return (time.perf_counter() - started) / count
+def scenario(spans: int, rounds: int) -> dict[str, Any]:
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace import SpanKind
+
+    import b2b_otel
+    from b2b_otel import semconv as sc
+
+    with Receiver() as receiver, tempfile.TemporaryDirectory(prefix="b2b-bench-") as logs:
+        telemetry = b2b_otel.instrument(
+            service_name="bench",
+            otlp_endpoint=receiver.endpoint,
+            otlp_protocol="http/protobuf",
+            log_dir=logs,
+            instrumentations="none",
+        )
+        provider = telemetry.tracer_provider
+        assert isinstance(provider, TracerProvider)
+        derivation = telemetry.derivation
+        multi = provider._active_span_processor
+        with_rules = multi._span_processors
+        without_rules = tuple(p for p in with_rules if p is not derivation)
+
+        @b2b_otel.agent(AGENT, agent_id="roi-1", conversation_id="conv-42")
+        def b2b_call() -> int:
+            return body()
+
+        resource = Resource.create({"service.name": "bench-plain"})
+        plain_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+        plain_provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{receiver.endpoint}/v1/traces"))
+        )
+        reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{receiver.endpoint}/v1/metrics"))
+        plain_meters = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
+        tracer = plain_provider.get_tracer("bench.plain")
+        meter = plain_meters.get_meter("bench.plain")
+        info = sc.METRICS[sc.METRIC_GEN_AI_INVOKE_AGENT_DURATION]
+        histogram = meter.create_histogram(
+            info.name,
+            unit=info.unit,
+            explicit_bucket_boundaries_advisory=list(info.buckets) if info.buckets else None,
+        )
+        counter = meter.create_counter(sc.METRIC_B2B_AGENT_EXECUTIONS, unit="{execution}")
+        start_attributes = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": AGENT,
+            "gen_ai.agent.id": "roi-1",
+            "gen_ai.conversation.id": "conv-42",
+        }
+
+        def plain_call() -> int:
+            started = time.perf_counter()
+            with tracer.start_as_current_span(SPAN_NAME, kind=SpanKind.INTERNAL, attributes=start_attributes):
+                value = body()
+            histogram.record(
+                time.perf_counter() - started,
+                {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": AGENT},
+            )
+            counter.add(1, {"gen_ai.agent.name": AGENT, "outcome": "success"})
+            return value
+
+        calls: dict[str, list[float]] = {}
+        spinners: dict[str, list[float]] = {}
+
+        def measure(
+            name: str, call: Callable[[], int], flush: Callable[[], Any], rules: bool | None = None
+        ) -> Callable[[], float]:
+            def one_round() -> float:
+                if rules is not None:
+                    multi._span_processors = with_rules if rules else without_rules
+                started = time.perf_counter()
+                for _ in range(spans):
+                    call()
+                looped = time.perf_counter()
+                flush()
+                done = time.perf_counter()
+                calls.setdefault(name, []).append((looped - started) / spans)
+                return (done - started) / spans
+
+            return one_round
+
+        def spinning(name: str, inner: Callable[[], float]) -> Callable[[], float]:
+            def one_round() -> float:
+                with Spinner() as spinner:
+                    time.sleep(0.02)  # the spinner holds the GIL's rhythm before the round starts
+                    started = time.perf_counter()
+                    value = inner()
+                    seconds = time.perf_counter() - started
+                    iterations = spinner.iterations
+                spinners.setdefault(name, []).append(iterations / seconds)
+                return value
+
+            return one_round
+
+        b2b_flush = provider.force_flush
+        plain_flush = plain_provider.force_flush
+        # Warm both paths (first-call caches, the exporters' connections) outside the rounds.
+        for _ in range(200):
+            b2b_call()
+            plain_call()
+        b2b_flush()
+        plain_flush()
+        warm = receiver.wait_for_spans(400)
+
+        results = alternate(
+            {
+                "plain": measure("plain", plain_call, plain_flush),
+                "b2b": measure("b2b", b2b_call, b2b_flush, rules=True),
+                "b2b_no_rules": measure("b2b_no_rules", b2b_call, b2b_flush, rules=False),
+            },
+            rounds,
+        )
+        gil = alternate(
+            {
+                "plain_cpu": spinning("plain_cpu", measure("plain_cpu", plain_call, plain_flush)),
+                "b2b_cpu": spinning("b2b_cpu", measure("b2b_cpu", b2b_call, b2b_flush, rules=True)),
+            },
+            rounds,
+        )
+        multi._span_processors = with_rules
+        results.update(gil)
+        expected = warm + spans * rounds * 5
+        received = receiver.wait_for_spans(expected, timeout_s=30)
+        health = telemetry.health()
+        plain_provider.shutdown()
+        plain_meters.shutdown()
+        telemetry.shutdown()
+
+    m = {name: median(values) for name, values in results.items()}
+    c = {name: median(values) for name, values in calls.items()}
+    s = {name: median(values) for name, values in spinners.items()}
+    rows = [
+        row("plain OpenTelemetry", m["plain"] * 1e6, "us/call", m["plain"] * 1e6),
+        row("b2b-otel", m["b2b"] * 1e6, "us/call", m["plain"] * 1e6),
+        row("b2b-otel, rules layer off", m["b2b_no_rules"] * 1e6, "us/call", m["plain"] * 1e6),
+        row("plain OpenTelemetry + CPU-bound thread", m["plain_cpu"] * 1e6, "us/call", m["plain_cpu"] * 1e6),
+        row("b2b-otel + CPU-bound thread", m["b2b_cpu"] * 1e6, "us/call", m["plain_cpu"] * 1e6),
+        row("CPU-bound thread beside plain", s["plain_cpu"], "iterations/s", s["plain_cpu"], digits=1),
+        row("CPU-bound thread beside b2b-otel", s["b2b_cpu"], "iterations/s", s["plain_cpu"], digits=1),
+    ]
+    dropped = {signal: values["dropped"] for signal, values in health["signals"].items()}
+    dropped["rules_unjudged"] = health["rules"].get("unjudged", {})
+    return result(
+        "hot_path",
+        "hot path: one agent invocation (span, 8 attributes, duration histogram, counter, OTLP/HTTP)",
+        rows,
+        m["b2b"] / m["plain"],
+        1.10,
+        "b2b-otel / plain OpenTelemetry, per call including its export (median of rounds)",
+        details={
+            "spans_per_round": spans,
+            "rounds": rounds,
+            "ratios": {
+                "b2b": round(m["b2b"] / m["plain"], 3),
+                "b2b_no_rules": round(m["b2b_no_rules"] / m["plain"], 3),
+                "b2b_cpu_thread": round(m["b2b_cpu"] / m["plain_cpu"], 3),
+                "cpu_thread_progress": round(s["b2b_cpu"] / s["plain_cpu"], 3),
+            },
+            "call_only_us": {name: round(value * 1e6, 2) for name, value in c.items()},
+            "spans_sent": expected,
+            "spans_received": received,
+            "dropped": dropped,
+        },
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--spans", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--spans", type=int, default=5_000, help="calls per round")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
     args = parser.parse_args()
+    value = scenario(args.spans, args.rounds)
+    if args.json:
+        emit(value)
+    else:
+        from benchmarks.run import print_table
 
-    import b2b_otel
-
-    telemetry = b2b_otel.instrument(
-        traces_exporter="none",
-        metrics_exporter="none",
-        logs_exporter="none",
-        log_dir="none",
-        instrumentations="none",
-    )
-    provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider)
-    provider.add_span_processor(BatchSpanProcessor(Discard(), max_queue_size=args.spans * 4))
-    derivation = telemetry.derivation
-    assert derivation is not None
-    with_rules = provider._active_span_processor._span_processors
-    without_rules = tuple(p for p in with_rules if p is not derivation)
-
-    plain_provider = TracerProvider(shutdown_on_exit=False)
-    plain_provider.add_span_processor(BatchSpanProcessor(Discard(), max_queue_size=args.spans * 4))
-    tracer = plain_provider.get_tracer("bench")
-    meter = metrics.get_meter("bench")
-    histogram = meter.create_histogram("bench.invoke_agent.duration", unit="s")
-    counter = meter.create_counter("bench.agent.executions")
-    attributes = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "bench"}
-
-    def plain_span() -> int:
-        with tracer.start_as_current_span("invoke_agent bench", attributes=attributes):
-            return 1
-
-    def plain_span_metrics() -> int:
-        started = time.perf_counter()
-        with tracer.start_as_current_span("invoke_agent bench", attributes=attributes):
-            result = 1
-        histogram.record(time.perf_counter() - started, attributes)
-        counter.add(1, {"gen_ai.agent.name": "bench", "outcome": "success"})
-        return result
-
-    @b2b_otel.agent("bench")
-    def b2b_agent() -> int:
-        return 1
-
-    results: dict[str, list[float]] = {k: [] for k in ("plain", "plain+metrics", "b2b-no-rules", "b2b")}
-    for _ in range(args.rounds):
-        results["plain"].append(per_call(plain_span, args.spans))
-        results["plain+metrics"].append(per_call(plain_span_metrics, args.spans))
-        provider._active_span_processor._span_processors = without_rules
-        results["b2b-no-rules"].append(per_call(b2b_agent, args.spans))
-        provider._active_span_processor._span_processors = with_rules
-        results["b2b"].append(per_call(b2b_agent, args.spans))
-        derivation.force_flush(60_000)  # let the worker catch up before the next round
-
-    # The worker's own CPU per span, measured synchronously on captured spans.
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    captured = InMemorySpanExporter()
-    provider._active_span_processor._span_processors = (*without_rules, SimpleSpanProcessor(captured))
-    for _ in range(args.spans):
-        b2b_agent()
-    spans = captured.get_finished_spans()
-    started = time.perf_counter()
-    for span in spans:
-        derivation._judge_span(span)
-    worker = (time.perf_counter() - started) / len(spans)
-
-    base = statistics.median(results["plain"])
-    print(
-        f"{'variant':<28}{'us/span':>10}{'ratio':>9}   (median of {args.rounds} rounds x {args.spans} spans)"
-    )
-    labels = {
-        "plain": "plain OTel span",
-        "plain+metrics": "plain OTel span + metrics",
-        "b2b-no-rules": "b2b_otel.agent, no rules",
-        "b2b": "b2b_otel.agent with rules",
-    }
-    for key, label in labels.items():
-        value = statistics.median(results[key])
-        print(f"{label:<28}{value * 1e6:>10.2f}{value / base:>8.2f}x")
-    fair = statistics.median(results["plain+metrics"])
-    print(f"{'rules worker CPU per span':<28}{worker * 1e6:>10.2f}{worker / base:>8.2f}x")
-    for key in ("b2b", "b2b-no-rules"):
-        ratio = statistics.median(results[key]) / fair
-        print(f"{labels[key]} / plain OTel span + metrics: {ratio:.2f}x")
+        print_table([value])
 
 
 if __name__ == "__main__":
