@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import doctest
 import itertools
+import json
 import os
 import re
 import subprocess
@@ -32,6 +33,7 @@ from examples.b2bvalue.faults import (
     ACCEPTED,
     FAULT_EVENT,
     FAULT_NAME_ATTR,
+    GAUGE_RULE_OF_FAULT,
     LLM_ERROR_STATUSES,
     RULE_OF_FAULT,
     FaultError,
@@ -221,6 +223,73 @@ def test_agents_reach_postgresql_through_memory_spans(baseline: Baseline) -> Non
     assert len(lookups) == 2
     assert all(s["attributes"]["b2b.memory.cache.hit"] is True for s in lookups)
     assert all(trace.calls(s, "db.system.name") == [] for s in lookups)
+
+
+def test_the_roi_and_narrative_agents_call_the_llm_through_chat_spans(baseline: Baseline) -> None:
+    trace = baseline.trace
+    for root in trace.named("invoke_workflow build_business_case"):
+        tenant = root["attributes"]["b2b.tenant.id"]
+        agents = {
+            s["attributes"]["gen_ai.agent.name"]: s
+            for s in trace.descendants(root)
+            if s["name"].startswith("invoke_agent ")
+        }
+        callers = (("roi_calculator_agent", "gpt-4o-mini"), ("narrative_generator_agent", "gpt-4o"))
+        for agent_name, model in callers:
+            agent = agents[agent_name]
+            assert agent["attributes"]["gen_ai.provider.name"] == "openai"
+            (chat,) = [c for c in trace.children(agent) if c["name"].startswith("chat ")]
+            assert chat["name"] == f"chat {model}"
+            assert chat["kind"] == "SPAN_KIND_CLIENT"
+            attributes = chat["attributes"]
+            assert attributes["gen_ai.operation.name"] == "chat"
+            assert attributes["gen_ai.provider.name"] == "openai"
+            assert attributes["gen_ai.request.model"] == attributes["gen_ai.response.model"] == model
+            assert attributes["server.address"] == "127.0.0.1"
+            assert attributes["b2b.tenant.id"] == tenant
+            assert attributes["gen_ai.usage.input_tokens"] > 50
+            assert attributes["gen_ai.usage.output_tokens"] > 10
+            assert chat["status_code"] != "STATUS_CODE_ERROR"
+        (stream,) = trace.children(agents["narrative_generator_agent"], "chat gpt-4o")
+        assert stream["attributes"]["gen_ai.request.stream"] is True
+        # The other agents make no LLM call and carry no usage.
+        for agent_name in ("data_integration_agent", "value_driver_agent"):
+            assert "gen_ai.usage.input_tokens" not in agents[agent_name]["attributes"]
+        # Content is off by default: no prompt or completion text on the spans.
+        assert not [key for key in stream["attributes"] if "message" in key or "content" in key]
+
+
+def test_agent_and_workflow_spans_carry_the_sums_of_their_llm_calls(baseline: Baseline) -> None:
+    trace = baseline.trace
+    reported = _reported_tokens(baseline.stdout)
+    for root in trace.named("invoke_workflow build_business_case"):
+        calls = [s for s in trace.descendants(root) if s["name"].startswith("chat ")]
+        assert len(calls) == 2
+        for agent in (s for s in trace.descendants(root) if s["name"].startswith("invoke_agent ")):
+            inside = [c for c in calls if trace.parent(c) is agent]
+            if not inside:
+                continue
+            for key in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"):
+                assert agent["attributes"][key] == sum(c["attributes"][key] for c in inside)
+            assert agent["attributes"]["b2b.llm.cost"] > 0
+        attributes = root["attributes"]
+        tokens_in = sum(c["attributes"]["gen_ai.usage.input_tokens"] for c in calls)
+        tokens_out = sum(c["attributes"]["gen_ai.usage.output_tokens"] for c in calls)
+        assert (attributes["gen_ai.usage.input_tokens"], attributes["gen_ai.usage.output_tokens"]) == (
+            tokens_in,
+            tokens_out,
+        )
+        agents_cost = [
+            s["attributes"]["b2b.llm.cost"]
+            for s in trace.descendants(root)
+            if s["name"].startswith("invoke_agent ") and "b2b.llm.cost" in s["attributes"]
+        ]
+        assert attributes["b2b.llm.cost"] == pytest.approx(sum(agents_cost))
+        # gpt-4o-mini at $0.15/$0.60 and gpt-4o at $2.50/$10 per million tokens: about a tenth of a cent.
+        assert 0.0002 < attributes["b2b.llm.cost"] < 0.01
+        # What the telemetry says equals what the provider's responses told the application.
+        case_id = attributes["b2b.business_case.id"]
+        assert reported[case_id] == (attributes["b2b.tenant.id"], tokens_in, tokens_out)
 
 
 def test_tools_call_the_crm_and_erp_over_http(baseline: Baseline) -> None:
@@ -571,6 +640,23 @@ def test_llm_quota_fault_drives_the_token_quota_past_80_percent(
     remaining, limit = map(int, quota.groups())
     assert 1 - remaining / limit > 0.85
     assert "2/2 business cases built" in result.stdout
+    # The provider's headers became the quota gauge, and the gauge rule fired once (info, operations).
+    logs = otlp_receiver.wait_for_logs(
+        lambda items: any(r["attributes"].get("b2b.rule.id") == "external.llm.quota" for r in items)
+    )
+    (record,) = [r for r in logs if r["attributes"].get("b2b.rule.id") == "external.llm.quota"]
+    assert record["event_name"] == "b2b.sla.breach"
+    assert record["severity_number"] == 9
+    attributes = record["attributes"]
+    assert attributes["gen_ai.provider.name"] == "openai"
+    assert attributes["b2b.llm.quota.kind"] == "tokens"
+    assert attributes["b2b.alert.tier"] == "operations"
+    assert 0.85 < attributes["b2b.observed.value"] < 0.9
+    assert attributes["b2b.threshold.value"] == 0.8
+    lines = [json.loads(line) for line in (log_dir / "performance.log").read_text().splitlines()]
+    quota_lines = [line for line in lines if line.get("event") == "EXTERNAL_LLM_QUOTA"]
+    observed = [line["attributes"]["b2b.observed.value"] for line in quota_lines]
+    assert observed == [attributes["b2b.observed.value"]]
 
 
 def test_llm_error_fault_fails_the_first_cases_llm_calls_and_the_case_goes_on(
@@ -589,6 +675,15 @@ def test_llm_error_fault_fails_the_first_cases_llm_calls_and_the_case_goes_on(
     assert tokens[second][1] > 100 and tokens[second][2] > 20
     assert "2/2 business cases built" in result.stdout
     assert "the model was unavailable (Error code: 500" in result.stderr
+    # The failed calls are chat spans with the error; the first case's workflow spent nothing.
+    chats = [s for s in trace.spans if s["name"].startswith("chat ")]
+    failed = [s for s in chats if s["status_code"] == "STATUS_CODE_ERROR"]
+    assert sorted(s["name"] for s in failed) == ["chat gpt-4o", "chat gpt-4o-mini"]
+    assert {s["attributes"]["error.type"] for s in failed} == {"openai.InternalServerError"}
+    callers = [trace.parent(span) for span in failed]
+    assert {s["attributes"]["b2b.business_case.id"] for s in callers if s is not None} == {first}
+    assert "gen_ai.usage.input_tokens" not in workflow_of(trace, "-001")["attributes"]
+    assert workflow_of(trace, "-002")["attributes"]["gen_ai.usage.input_tokens"] == tokens[second][1]
     # The narrative was still written, without the executive summary.
     assert [s["status_code"] for s in trace.named("invoke_agent narrative_generator_agent")] == [
         "STATUS_CODE_UNSET",
@@ -614,7 +709,7 @@ def test_every_fault_trips_its_rule(otlp_receiver: OTLPReceiver, pg_url: str, lo
             "B2B_OTEL_RULE_EXTERNAL_API_SLOW_THRESHOLD": "0.5s",
         },
     )
-    expected = set(RULE_OF_FAULT.values())
+    expected = set(RULE_OF_FAULT.values()) | set(GAUGE_RULE_OF_FAULT.values())
     logs = otlp_receiver.wait_for_logs(
         lambda items: expected <= {r["attributes"].get("b2b.rule.id") for r in items}, timeout=15
     )

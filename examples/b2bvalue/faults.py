@@ -68,7 +68,8 @@ ACCEPTED: tuple[str, ...] = (
     LLM_ERROR,
 )
 
-# The rule of the default rules (SPEC section 5) each fault is meant to trip.
+# The rule of the default rules (SPEC section 5) each fault is meant to trip, for the rules that
+# judge spans (their firings leave a marker span ``alert {rule id}`` in the trace).
 RULE_OF_FAULT: dict[str, str] = {
     SLOW_AGENT: "agent.execution.slow",
     FAILING_MEMORY: "memory.failure_rate.high",
@@ -76,6 +77,11 @@ RULE_OF_FAULT: dict[str, str] = {
     PRIVILEGE_ESCALATION: "security.privilege.escalation",
     SECRET_IN_PAYLOAD: "security.sensitive_data",
     SLOW_CRM: "external.api.slow",
+}
+# Faults whose rule judges a sampled gauge rather than a span: the derived record has no trace and
+# no marker span. llm_error trips no default rule: it shows as failed ``chat`` spans (error.type).
+GAUGE_RULE_OF_FAULT: dict[str, str] = {
+    LLM_QUOTA: "external.llm.quota",
 }
 
 # Defaults sit just past the seed's thresholds (agent 3 s, external API 5 s) so that one
