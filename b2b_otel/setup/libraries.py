@@ -13,6 +13,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from .._internal import selflog
 from ..api.metrics import report_gauge
 from ..llm import quota
+from . import lazy
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ LIBRARIES: dict[str, Library] = {
 # The LLM client instrumentations: their spans are priced and summed, their responses' rate-limit
 # headers read, and their message content governed by B2B_OTEL_CAPTURE_CONTENT.
 LLM_CLIENTS = frozenset({"openai", "anthropic"})
+# Instrumented when the application imports their library (setup/lazy.py), so that instrument()
+# imports none of them itself; logging is imported already, and the process metrics start at once.
+LAZY = frozenset({"psycopg", "httpx", "openai", "anthropic"})
 
 
 def _importable(module: str) -> bool:
@@ -271,6 +276,15 @@ def _environment(values: dict[str, str | None]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def _on_import(name: str, *args: Any) -> lazy.Callback:
+    """What installs ``name`` once the application imported its library: :func:`install` again."""
+
+    def callback(_module: object) -> None:
+        install((name,), *args)
+
+    return callback
+
+
 def install(
     names: tuple[str, ...],
     tracer_provider: Any,
@@ -281,6 +295,11 @@ def install(
     """Instrument each named library; returns the names actually installed by this call."""
     installed: list[str] = []
     for name in names:
+        if name in LAZY and LIBRARIES[name].module not in sys.modules:
+            later = _on_import(name, tracer_provider, meter_provider, logger_provider, capture_content)
+            lazy.when_imported(LIBRARIES[name].module, later)
+            installed.append(name)
+            continue
         try:
             instrumentor = FACTORIES[name]()
         except Exception as exc:
@@ -326,6 +345,8 @@ def install(
 def uninstall(names: list[str]) -> None:
     """Undo :func:`install` for the given names, restoring the original library functions."""
     for name in names:
+        if name in LAZY and lazy.cancel(LIBRARIES[name].module):
+            continue  # its library was never imported: nothing was patched
         try:
             instrumentor = FACTORIES[name]()
             if instrumentor.is_instrumented_by_opentelemetry:
