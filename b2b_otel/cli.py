@@ -25,11 +25,19 @@ def _config_check(_: argparse.Namespace) -> int:
     except ConfigError as exc:
         problems.append(str(exc))
     rules = None
+    prices = None
     if settings is None or not settings.sdk_disabled:
         try:
             rules = _effective_rules(settings.rules_file if settings else None)
         except ConfigError as exc:
             problems.append(str(exc))
+        if settings is not None:
+            from .llm.prices import load_prices
+
+            try:
+                prices = load_prices(settings.llm_prices_file)
+            except ConfigError as exc:
+                problems.append(str(exc))
     if problems or settings is None:
         print("\n".join(problems), file=sys.stderr)
         return 1
@@ -54,6 +62,8 @@ def _config_check(_: argparse.Namespace) -> int:
             print(f"{signal}: otlp {target.protocol} -> {mask_url(target.endpoint)}{mtls}")
     if rules is not None:
         print(f"rules: {len(rules.enabled())} enabled of {len(rules)} ({settings.rules_file or 'built-in'})")
+    if prices is not None:
+        print(f"llm prices: {len(prices.prices)} model names, taken {prices.taken} ({prices.source})")
     for warning in config_warnings(settings):
         print(f"warning: {warning}", file=sys.stderr)
     return 0

@@ -1,9 +1,11 @@
 """The wheel as a user installs it: built from this tree, installed into fresh virtual environments.
 
 What a user meets after ``pip install b2b-otel``: the newest patch pair of the OpenTelemetry SDK and
-contrib release line it admits, an installation beside a framework instrumentation of the same
-contrib release, the default install without the gRPC extra, and a wheel holding what the package
-needs and nothing else. Every environment is checked with ``pip check`` and a smoke ``instrument()``.
+contrib release line it admits (the library instrumentations are extras, so a contrib package that
+lags a patch release holds back only the extra that needs it), an installation beside a framework
+instrumentation of the newest contrib release, the instrumentation extras with ``auto`` picking what
+is installed, the default install without the gRPC extra, and a wheel holding what the package needs
+and nothing else. Every environment is checked with ``pip check`` and a smoke ``instrument()``.
 
 These tests talk to the package index through pip (its download cache makes a warm run take well
 under a minute). An unreachable index fails them: a skipped packaging test would hide exactly the
@@ -31,16 +33,23 @@ pytestmark = pytest.mark.packaging
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The OpenTelemetry packages b2b-otel depends on, by release train: the SDK side (1.x) and the
-# contrib side (0.xbN), which are published in pairs.
+# The OpenTelemetry packages a plain install of b2b-otel brings, by release train: the SDK side (1.x)
+# and the contrib side (0.xbN), which are published in pairs.
 SDK_SIDE = ("opentelemetry-api", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http")
 CONTRIB_SIDE = (
     "opentelemetry-semantic-conventions",
     "opentelemetry-instrumentation",
     "opentelemetry-instrumentation-logging",
-    "opentelemetry-instrumentation-psycopg",
-    "opentelemetry-instrumentation-httpx",
 )
+# The instrumentation extras and the OpenTelemetry packages each brings.
+EXTRAS = {
+    "psycopg": ("opentelemetry-instrumentation-psycopg",),
+    "httpx": ("opentelemetry-instrumentation-httpx",),
+    "system-metrics": ("opentelemetry-instrumentation-system-metrics",),
+    "threading": ("opentelemetry-instrumentation-threading",),
+    "openai": ("opentelemetry-instrumentation-genai-openai", "opentelemetry-util-genai"),
+    "anthropic": ("opentelemetry-instrumentation-genai-anthropic", "opentelemetry-util-genai"),
+}
 GRPC_EXPORTER = "opentelemetry-exporter-otlp-proto-grpc"
 FASTAPI = "opentelemetry-instrumentation-fastapi"
 
@@ -78,6 +87,32 @@ GRPC_ACCEPTED = textwrap.dedent(
     """
 )
 
+AUTO_PICKS = textwrap.dedent(
+    """
+    import json, b2b_otel
+    telemetry = b2b_otel.instrument(
+        service_name="extras-smoke", traces_exporter="none", metrics_exporter="none",
+        logs_exporter="none", log_dir="none",
+    )
+    instrumented = sorted(telemetry.instrumented)
+    b2b_otel.shutdown(2.0)
+    print(json.dumps(instrumented))
+    """
+)
+
+NAMED_BUT_MISSING = textwrap.dedent(
+    """
+    import os, sys, b2b_otel
+    os.environ["B2B_OTEL_INSTRUMENTATIONS"] = sys.argv[1]
+    try:
+        b2b_otel.instrument(service_name="missing", log_dir="none")
+    except b2b_otel.ConfigError as exc:
+        print(exc)
+    else:
+        raise SystemExit("instrument() accepted an instrumentation that is not installed")
+    """
+)
+
 GRPC_REFUSED = textwrap.dedent(
     """
     import os, b2b_otel
@@ -109,10 +144,10 @@ def _pip(*args: str, python: Path | None = None, timeout: float = 300) -> str:
     return done.stdout
 
 
-def _run(python: Path, code: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+def _run(python: Path, code: str, cwd: Path, env: dict[str, str] | None = None, *args: str) -> str:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "B2B_OTEL_"))}
     done = subprocess.run(
-        [str(python), "-c", code],
+        [str(python), "-c", code, *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -149,16 +184,30 @@ def _installed(python: Path) -> dict[str, Version]:
     return {row["name"].lower(): Version(row["version"]) for row in json.loads(out)}
 
 
-def _requirements(wheel: Path) -> dict[str, Requirement]:
+def _all_requirements(wheel: Path) -> list[Requirement]:
     with zipfile.ZipFile(wheel) as archive:
         name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         metadata = archive.read(name).decode()
-    requirements = [
+    return [
         Requirement(line.split(":", 1)[1].strip())
         for line in metadata.splitlines()
         if line.startswith("Requires-Dist:")
     ]
+
+
+def _requirements(wheel: Path) -> dict[str, Requirement]:
+    """The requirements of a plain install (no extra)."""
+    requirements = _all_requirements(wheel)
     return {r.name.lower(): r for r in requirements if r.marker is None or "extra" not in str(r.marker)}
+
+
+def _extra_requirements(wheel: Path, extra: str) -> dict[str, Requirement]:
+    """The requirements one extra adds (its own lines; ``all`` names the others)."""
+    return {
+        r.name.lower(): r
+        for r in _all_requirements(wheel)
+        if r.marker is not None and r.marker.evaluate({"extra": extra}) and r.name != "b2b-otel"
+    }
 
 
 def _line_of(requirement: Requirement) -> str:
@@ -217,7 +266,7 @@ def test_wheel_holds_the_package_its_data_and_license_and_no_examples_or_tests(w
     assert not [n for n in names if "/examples/" in f"/{n}" or "/tests/" in f"/{n}" or "conftest" in n]
 
 
-def test_wheel_metadata_declares_license_python_versions_urls_and_the_grpc_extra(wheel: Path) -> None:
+def test_wheel_metadata_declares_license_python_versions_urls_and_the_extras(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         metadata = archive.read(name).decode()
@@ -228,6 +277,16 @@ def test_wheel_metadata_declares_license_python_versions_urls_and_the_grpc_extra
     for label in ("Homepage", "Documentation", "Changelog", "Issues"):
         assert f"Project-URL: {label}, https://github.com/b2b-otel/b2b-otel" in headers
     assert f'Requires-Dist: {GRPC_EXPORTER}~=1.45.1; extra == "grpc"' in headers
+    for extra in (*EXTRAS, "grpc", "all"):
+        assert f"Provides-Extra: {extra}" in headers, extra
+    for extra, packages in EXTRAS.items():
+        assert set(packages) <= set(_extra_requirements(wheel, extra)), extra
+    (everything,) = [
+        r
+        for r in _all_requirements(wheel)
+        if r.name == "b2b-otel" and r.marker and r.marker.evaluate({"extra": "all"})
+    ]
+    assert everything.extras == {*EXTRAS, "grpc"}  # all = every other extra, by name
     description = metadata.split("\n\n", 1)[1]
     # The PyPI page opens with what it is, the install and the use; the repository's commands come later.
     opening = description.split("\n## Documentation")[0]
@@ -235,16 +294,29 @@ def test_wheel_metadata_declares_license_python_versions_urls_and_the_grpc_extra
     assert "make demo" not in opening and "make test" not in opening
 
 
+def test_a_plain_install_needs_no_library_instrumentation(wheel: Path) -> None:
+    plain = set(_requirements(wheel))
+    for packages in EXTRAS.values():
+        assert not plain & set(packages), plain & set(packages)
+    assert plain >= {*SDK_SIDE, *CONTRIB_SIDE}
+
+
 def test_dependency_ranges_admit_the_newest_published_patch_of_each_opentelemetry_package(
     wheel: Path, pip_is_recent: None
 ) -> None:
     requirements = _requirements(wheel)
+    extras = {name: r for extra in EXTRAS for name, r in _extra_requirements(wheel, extra).items()}
     exact = [
-        str(r) for name, r in requirements.items() if name.startswith("opentelemetry") and "==" in str(r)
+        str(r)
+        for name, r in {**requirements, **extras}.items()
+        if name.startswith("opentelemetry") and any(spec.operator in ("==", "===") for spec in r.specifier)
     ]
     assert not exact, f"exact pins break installs beside a newer patch: {exact}"
     for package in (*SDK_SIDE, *CONTRIB_SIDE):
         requirement = requirements[package]
+        newest = _newest_in_line(package, _line_of(requirement))
+        assert requirement.specifier.contains(newest, prereleases=True), f"{requirement} refuses {newest}"
+    for package, requirement in extras.items():
         newest = _newest_in_line(package, _line_of(requirement))
         assert requirement.specifier.contains(newest, prereleases=True), f"{requirement} refuses {newest}"
 
@@ -252,14 +324,14 @@ def test_dependency_ranges_admit_the_newest_published_patch_of_each_opentelemetr
 # --- installed into fresh environments ---------------------------------------------------------------
 
 
-def test_installs_with_the_newest_patch_pair_and_its_grpc_extra(
-    wheel: Path, newest_pair: dict[str, Version], pip_is_recent: None, tmp_path: Path
+def test_a_plain_install_takes_the_newest_sdk_and_contrib_pair_and_its_grpc_extra(
+    wheel: Path, newest_pair: dict[str, Any], pip_is_recent: None, tmp_path: Path
 ) -> None:
     python = _fresh_venv(tmp_path / "venv")
     _pip("install", "--quiet", f"b2b-otel[grpc] @ {wheel.as_uri()}", python=python)
     _pip("check", python=python)
     installed = _installed(python)
-    # pip takes the newest pair every contrib package of b2b-otel has been released for ...
+    # pip takes the newest pair every contrib package of a plain install has been released for ...
     for package in CONTRIB_SIDE:
         assert installed[package] == newest_pair["contrib"], (package, installed[package], newest_pair)
     # ... and the SDK that pair's semantic conventions pin (pip check holds the pins): one pair.
@@ -267,35 +339,55 @@ def test_installs_with_the_newest_patch_pair_and_its_grpc_extra(
     assert installed["opentelemetry-api"] == sdk == installed[GRPC_EXPORTER]
     assert installed["opentelemetry-exporter-otlp-proto-http"] == sdk
     if newest_pair["lagging"]:
-        # Not a failure: the ranges admit the newest pair (test above); pip waits for the laggards.
+        # Not a failure of b2b-otel: the ranges admit the newest pair (test above); pip waits for them.
         print(
             f"newest pair published: SDK {newest_pair['sdk']} / contrib {newest_pair['newest_contrib']}; "
             f"installed {sdk} / {newest_pair['contrib']}: not yet released for it: {newest_pair['lagging']}"
         )
     else:
         assert sdk == newest_pair["sdk"], (sdk, newest_pair)
+        assert installed["opentelemetry-instrumentation"] == newest_pair["newest_contrib"]
+    assert not {p for packages in EXTRAS.values() for p in packages} & set(installed)
     assert json.loads(_run(python, SMOKE, tmp_path))["rules"] > 0
     assert json.loads(_run(python, GRPC_ACCEPTED, tmp_path)) == ["otlp/grpc"]
 
 
-def test_installs_beside_the_fastapi_instrumentation_of_the_same_contrib_release(
-    wheel: Path, newest_pair: dict[str, Version], pip_is_recent: None, tmp_path: Path
+def test_installs_beside_the_fastapi_instrumentation_of_the_newest_contrib_release(
+    wheel: Path, newest_pair: dict[str, Any], pip_is_recent: None, tmp_path: Path
 ) -> None:
     python = _fresh_venv(tmp_path / "venv")
-    fastapi = f"{FASTAPI}=={newest_pair['contrib']}"
+    fastapi = f"{FASTAPI}=={newest_pair['newest_contrib']}"
     _pip("install", "--quiet", f"b2b-otel @ {wheel.as_uri()}", fastapi, "fastapi", python=python)
     _pip("check", python=python)
     installed = _installed(python)
-    assert installed[FASTAPI] == installed["opentelemetry-instrumentation"] == newest_pair["contrib"]
+    assert installed[FASTAPI] == installed["opentelemetry-instrumentation"] == newest_pair["newest_contrib"]
     _run(python, "from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor as F; F()", tmp_path)
     assert json.loads(_run(python, SMOKE, tmp_path))["service"] == "packaging-smoke"
 
 
-def test_installs_without_grpc_and_grpc_protocol_is_a_config_error_naming_the_extra(
+def test_instrumentation_extras_install_and_auto_picks_each_whose_library_is_there(
+    wheel: Path, newest_pair: dict[str, Any], pip_is_recent: None, tmp_path: Path
+) -> None:
+    python = _fresh_venv(tmp_path / "venv")
+    # Three extras with their client libraries (system metrics' psutil comes with its instrumentation);
+    # psycopg, with neither its extra nor its library, stays out of auto.
+    spec = f"b2b-otel[openai,system-metrics,httpx] @ {wheel.as_uri()}"
+    _pip("install", "--quiet", spec, "openai", "httpx", python=python)
+    _pip("check", python=python)
+    installed = _installed(python)
+    assert "opentelemetry-instrumentation-genai-openai" in installed
+    assert "opentelemetry-instrumentation-psycopg" not in installed and "psycopg" not in installed
+    if not newest_pair["lagging"]:
+        assert installed["opentelemetry-instrumentation"] == newest_pair["newest_contrib"]
+    assert json.loads(_run(python, AUTO_PICKS, tmp_path)) == ["httpx", "logging", "openai", "system_metrics"]
+
+
+def test_installs_without_grpc_and_a_missing_extra_is_a_config_error_naming_it(
     wheel: Path, pip_is_recent: None, tmp_path: Path
 ) -> None:
     python = _fresh_venv(tmp_path / "venv")
-    _pip("install", "--quiet", str(wheel), python=python)
+    # The anthropic client without b2b-otel's anthropic extra (its instrumentation).
+    _pip("install", "--quiet", str(wheel), "anthropic", python=python)
     _pip("check", python=python)
     installed = _installed(python)
     assert GRPC_EXPORTER not in installed and "grpcio" not in installed
@@ -305,3 +397,9 @@ def test_installs_without_grpc_and_grpc_protocol_is_a_config_error_naming_the_ex
     message = _run(python, GRPC_REFUSED, tmp_path)
     assert "OTEL_EXPORTER_OTLP_PROTOCOL='grpc'" in message
     assert "pip install 'b2b-otel[grpc]'" in message
+    message = _run(python, NAMED_BUT_MISSING, tmp_path, None, "anthropic")
+    assert "B2B_OTEL_INSTRUMENTATIONS='anthropic': anthropic: its instrumentation is not installed" in message
+    assert "pip install 'b2b-otel[anthropic]'" in message
+    message = _run(python, NAMED_BUT_MISSING, tmp_path, None, "psycopg")
+    assert "psycopg: its library is not installed (import psycopg)" in message
+    assert json.loads(_run(python, AUTO_PICKS, tmp_path)) == ["logging"]  # auto: nothing else is complete

@@ -23,7 +23,7 @@ from importlib import resources
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from .._internal.errors import ConfigError, Problem
 
@@ -41,6 +41,13 @@ def _finite(value: float) -> float:
     if not math.isfinite(value) or value < 0:
         raise ValueError("not a finite price >= 0")
     return value
+
+
+def _iso_date(value: Any) -> Any:
+    # The loader keeps dates as text (below), so that an impossible date is this field's problem.
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        raise ValueError("not a date")
+    return datetime.date.fromisoformat(value.strip())
 
 
 UsdPerMillion = Annotated[float, AfterValidator(_finite)]
@@ -65,7 +72,7 @@ class PricesFile(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     version: Literal[1]
-    prices_taken: datetime.date
+    prices_taken: Annotated[datetime.date, BeforeValidator(_iso_date)]
     models: list[ModelPrice] = Field(min_length=1)
 
 
@@ -206,9 +213,19 @@ def parse_prices(text: str, source: str) -> PriceTable:
 
 # --- checking ------------------------------------------------------------------------------------
 
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, with dates left as text."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _compose(text: str, source: str) -> tuple[yaml.Node | None, Any]:
     """The node tree (for line numbers) and the data; a file that is no YAML is one problem."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         root = loader.get_single_node()
         if root is not None and _node_count(root) > MAX_NODES:

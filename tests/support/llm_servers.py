@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -44,6 +44,8 @@ class LLMServer:
     openai_quota: Quota = field(default_factory=Quota)
     anthropic_quota: Quota = field(default_factory=Quota)
     failures: list[int] = field(default_factory=list)  # statuses for the next requests, first first
+    # (input, output) tokens of one request, from its body; None: input_tokens / output_tokens.
+    usage_of: Callable[[dict[str, Any]], tuple[int, int]] | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -111,16 +113,20 @@ class LLMServer:
             self._send_json(handler, status, error, headers)
             return
         model = str(body.get("model", ""))
+        answer = self
+        if self.usage_of is not None:  # a copy with this request's usage (requests run concurrently)
+            tokens_in, tokens_out = self.usage_of(body)
+            answer = LLMServer(input_tokens=tokens_in, output_tokens=tokens_out, reply=self.reply)
         if anthropic:
             if body.get("stream"):
-                self._send_events(handler, _anthropic_events(self, model), headers)
+                self._send_events(handler, _anthropic_events(answer, model), headers)
             else:
-                self._send_json(handler, 200, _anthropic_message(self, model), headers)
+                self._send_json(handler, 200, _anthropic_message(answer, model), headers)
         elif body.get("stream"):
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            self._send_events(handler, _openai_chunks(self, model, usage), headers)
+            self._send_events(handler, _openai_chunks(answer, model, usage), headers)
         else:
-            self._send_json(handler, 200, _openai_completion(self, model), headers)
+            self._send_json(handler, 200, _openai_completion(answer, model), headers)
 
     @staticmethod
     def _send_json(
@@ -244,21 +250,30 @@ def _anthropic_events(server: LLMServer, model: str) -> Iterator[tuple[str | Non
     start_usage = {**_anthropic_usage(server), "output_tokens": 1}
     started = {**message, "content": [], "usage": start_usage}
     yield "message_start", {"type": "message_start", "message": started}
-    yield "content_block_start", {
-        "type": "content_block_start",
-        "index": 0,
-        "content_block": {"type": "text", "text": ""},
-    }
-    for word in server.reply.split(" "):
-        yield "content_block_delta", {
-            "type": "content_block_delta",
+    yield (
+        "content_block_start",
+        {
+            "type": "content_block_start",
             "index": 0,
-            "delta": {"type": "text_delta", "text": word + " "},
-        }
+            "content_block": {"type": "text", "text": ""},
+        },
+    )
+    for word in server.reply.split(" "):
+        yield (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": word + " "},
+            },
+        )
     yield "content_block_stop", {"type": "content_block_stop", "index": 0}
-    yield "message_delta", {
-        "type": "message_delta",
-        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-        "usage": {"output_tokens": server.output_tokens},
-    }
+    yield (
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": server.output_tokens},
+        },
+    )
     yield "message_stop", {"type": "message_stop"}
