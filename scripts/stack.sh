@@ -13,6 +13,12 @@
 #             postgres-exporter 127.0.0.1:9187 prometheus-postgres-exporter against scripts/pg.sh's PostgreSQL
 #                                            (B2B_STACK_PG_URL), collector/prometheus/postgres-exporter-queries.yaml
 #             prometheus    127.0.0.1:9090   collector/prometheus/prometheus.yml
+#   up --gateways N
+#           the two-tier topology instead of the one gateway (docs/collector.md, "Two tiers"): N gateway
+#           replicas (gateway.yaml + gateway-replica.yaml) on 127.0.0.1:4417/4418, 4517/4518, ... (health
+#           13233, 13333, ...; own metrics 8988, 9088, ...; computed metrics 8989, 9089, ...), each with
+#           its files, queue and log under $B2B_STACK_DIR/gateway-K/, and an agent collector (agent.yaml)
+#           where the gateway listens otherwise, 127.0.0.1:4317/4318 (health 13133, own metrics 8888)
 #   down    stop them (SIGTERM, then SIGKILL after B2B_STACK_STOP_TIMEOUT_S)
 #   status  what runs and whether it answers; exit 0 only when everything does
 #
@@ -50,6 +56,15 @@ PYTHON="${PYTHON:-python3}"
 PIECES=(webhook alertmanager jaeger otelcol-b2b node-exporter postgres-exporter prometheus)
 STOP_ORDER=(otelcol-b2b prometheus jaeger alertmanager webhook node-exporter postgres-exporter)
 SKIP=",${B2B_STACK_SKIP:-},"
+# The two-tier topology (up --gateways N): replicas gateway-1..N and the agent in otelcol-b2b's place.
+GATEWAYS=0
+# A replica's port: the gateway's port + 100 x its number (gateway-1 OTLP gRPC on 4417, ...).
+gateway_port() { echo $(($2 + 100 * ${1#gateway-})); }
+fleet_pieces() {
+    local k
+    for ((k = 1; k <= GATEWAYS; k++)); do echo "gateway-$k"; done
+    echo agent
+}
 skipped() { [[ "$SKIP" == *",$1,"* ]]; }
 
 say() { echo "stack.sh: $*"; }
@@ -66,6 +81,8 @@ ready_url() {
         prometheus) echo "http://127.0.0.1:9090/-/ready" ;;
         node-exporter) echo "http://127.0.0.1:9100/metrics" ;;
         postgres-exporter) echo "http://127.0.0.1:9187/" ;;
+        gateway-*) echo "http://127.0.0.1:$(gateway_port "$1" 13133)/" ;;
+        agent) echo "http://127.0.0.1:13133/" ;;
     esac
 }
 
@@ -79,6 +96,9 @@ ports() {
         prometheus) echo "9090" ;;
         node-exporter) echo "9100" ;;
         postgres-exporter) echo "9187" ;;
+        gateway-*) local port
+            for port in 4317 4318 13133 8888 8889; do gateway_port "$1" "$port"; done | tr '\n' ' ' ;;
+        agent) echo "4317 4318 13133 8888" ;;
     esac
 }
 
@@ -89,6 +109,7 @@ exe_name() {
         alertmanager) echo "prometheus-alertmanager" ;;
         node-exporter) echo "prometheus-node-exporter" ;;
         postgres-exporter) echo "prometheus-postgres-exporter" ;;
+        gateway-* | agent) echo "otelcol-b2b" ;;
         *) echo "$1" ;;
     esac
 }
@@ -110,6 +131,20 @@ command_of() {
             CMD=("$BIN/jaeger" --config="file:$REPO/collector/config/jaeger.yaml") ;;
         otelcol-b2b)
             CMD=("$BIN/otelcol-b2b" --config="file:$REPO/collector/config/gateway.yaml") ;;
+        gateway-*)
+            CMD=(env "B2B_STACK_DIR=$STACK_DIR/$1"
+                "B2B_GATEWAY_GRPC_PORT=$(gateway_port "$1" 4317)" "B2B_GATEWAY_HTTP_PORT=$(gateway_port "$1" 4318)"
+                "B2B_GATEWAY_HEALTH_PORT=$(gateway_port "$1" 13133)" "B2B_GATEWAY_METRICS_PORT=$(gateway_port "$1" 8888)"
+                "B2B_GATEWAY_PROMETHEUS_PORT=$(gateway_port "$1" 8889)"
+                "$BIN/otelcol-b2b" --config="file:$REPO/collector/config/gateway.yaml"
+                --config="file:$REPO/collector/config/gateway-replica.yaml") ;;
+        agent)
+            local k endpoints=""
+            for ((k = 1; k <= GATEWAYS; k++)); do
+                endpoints+="${endpoints:+, }127.0.0.1:$(gateway_port "gateway-$k" 4317)"
+            done
+            CMD=(env "B2B_GATEWAY_ENDPOINTS=[$endpoints]"
+                "$BIN/otelcol-b2b" --config="file:$REPO/collector/config/agent.yaml") ;;
         prometheus)
             CMD=(prometheus
                 --config.file="$REPO/collector/prometheus/prometheus.yml"
@@ -277,7 +312,8 @@ start_piece() {
     # The collector's own log file is set in gateway.yaml; console output (startup errors, panics)
     # goes to a second file. The others log to stderr, all of it into the piece's log.
     local out="$LOG_DIR/$piece.log"
-    [[ "$piece" != otelcol-b2b ]] || out="$LOG_DIR/$piece.console.log"
+    [[ "$piece" != otelcol-b2b && "$piece" != gateway-* && "$piece" != agent ]] || out="$LOG_DIR/$piece.console.log"
+    [[ "$piece" != gateway-* ]] || mkdir -p "$STACK_DIR/$piece/logs"
     local -a CMD
     command_of "$piece"
     mark_logs "$piece"
@@ -299,13 +335,38 @@ start_piece() {
 }
 
 up() {
+    while (($#)); do
+        case "$1" in
+            --gateways)
+                [[ "${2:-}" =~ ^[1-9][0-9]?$ ]] || die "--gateways N: N is the number of gateway replicas, 1 to 99 (got '${2:-}')"
+                GATEWAYS="$2"
+                shift 2 ;;
+            --gateways=*) set -- --gateways "${1#--gateways=}" "${@:2}" ;;
+            *) die "up: unknown argument '$1'; accepted: --gateways N" ;;
+        esac
+    done
     build
     mkdir -p "$STACK_DIR" "$LOG_DIR" "$RUN_DIR" "$STACK_DIR/prometheus" "$STACK_DIR/alertmanager"
     export B2B_STACK_DIR="$STACK_DIR"
     # The local stack listens on loopback only, whatever a deployment's environment says.
     export B2B_LISTEN_HOST=127.0.0.1
-    local i=0 n=${#PIECES[@]} piece
-    for piece in "${PIECES[@]}"; do
+    local -a pieces=()
+    if ((GATEWAYS)); then
+        running_pid otelcol-b2b >/dev/null && die "the one gateway runs: 'stack.sh down' before 'up --gateways $GATEWAYS'"
+        echo "$GATEWAYS" >"$RUN_DIR/gateways"
+        for piece in "${PIECES[@]}"; do
+            if [[ "$piece" == otelcol-b2b ]]; then
+                mapfile -t -O "${#pieces[@]}" pieces < <(fleet_pieces)
+            else
+                pieces+=("$piece")
+            fi
+        done
+    else
+        [[ ! -f "$RUN_DIR/gateways" ]] || die "the two-tier topology runs ($(<"$RUN_DIR/gateways") gateways): 'stack.sh down' first"
+        pieces=("${PIECES[@]}")
+    fi
+    local i=0 n=${#pieces[@]} piece
+    for piece in "${pieces[@]}"; do
         i=$((i + 1))
         if skipped "$piece"; then
             say "[$i/$n] $piece skipped (B2B_STACK_SKIP)"
@@ -338,7 +399,15 @@ stop_piece() {
 }
 
 down() {
-    local piece
+    local piece file
+    # The two-tier topology first: the agent flushes to the replicas, the replicas to Jaeger.
+    stop_piece agent
+    for file in "$RUN_DIR"/gateway-*.pid; do
+        [[ -e "$file" ]] || continue
+        piece="$(basename "$file" .pid)"
+        stop_piece "$piece"
+    done
+    rm -f "$RUN_DIR/gateways"
     for piece in "${STOP_ORDER[@]}"; do
         stop_piece "$piece"
     done
@@ -347,7 +416,19 @@ down() {
 
 status() {
     local piece pid url all_up=0
-    for piece in "${PIECES[@]}"; do
+    local -a pieces=("${PIECES[@]}")
+    if [[ -f "$RUN_DIR/gateways" ]]; then
+        GATEWAYS="$(<"$RUN_DIR/gateways")"
+        pieces=()
+        for piece in "${PIECES[@]}"; do
+            if [[ "$piece" == otelcol-b2b ]]; then
+                mapfile -t -O "${#pieces[@]}" pieces < <(fleet_pieces)
+            else
+                pieces+=("$piece")
+            fi
+        done
+    fi
+    for piece in "${pieces[@]}"; do
         url="$(ready_url "$piece")"
         if skipped "$piece"; then
             if probe "$url"; then
@@ -374,8 +455,8 @@ status() {
 
 case "${1:-}" in
     build) build ;;
-    up) up ;;
+    up) shift; up "$@" ;;
     down) down ;;
     status) status ;;
-    *) echo "usage: $0 build|up|down|status" >&2; exit 2 ;;
+    *) echo "usage: $0 build|up [--gateways N]|down|status" >&2; exit 2 ;;
 esac
