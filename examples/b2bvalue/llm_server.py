@@ -257,28 +257,26 @@ class RateLimiter:
         with self._lock:
             now = time.monotonic()
             self._roll(now)
-            kind = None
             if self._requests + 1 > self.request_limit:
-                kind = "requests"
+                kind, limit, used, requested = "requests", self.request_limit, self._requests, 1
             elif self._tokens + tokens > self.token_limit:
-                kind = "tokens"
-            self._requests = min(self.request_limit, self._requests + 1)
-            if kind is None:
+                kind, limit, used, requested = "tokens", self.token_limit, self._tokens, tokens
+            else:
+                self._requests += 1
                 self._tokens += tokens
+                return self._headers(now)
+            # A refused request still counts against the request limit, as with the real API.
+            self._requests = min(self.request_limit, self._requests + 1)
             headers = self._headers(now)
-        if kind is not None:
             wait = max(1, math.ceil(self._window_start + self.window_s - now))
-            limit = self.request_limit if kind == "requests" else self.token_limit
-            used = f"Used {self._requests}" if kind == "requests" else f"Used {self._tokens}"
-            raise ApiError(
-                HTTPStatus.TOO_MANY_REQUESTS,
-                f"Rate limit reached for {model} on {kind} per min: Limit {limit}, {used}, "
-                f"Requested {1 if kind == 'requests' else tokens}. Please try again in {wait}s.",
-                kind,
-                "rate_limit_exceeded",
-                headers={**headers, "retry-after": str(wait)},
-            )
-        return headers
+        raise ApiError(
+            HTTPStatus.TOO_MANY_REQUESTS,
+            f"Rate limit reached for {model} on {kind} per min: Limit {limit}, Used {used}, "
+            f"Requested {requested}. Please try again in {wait}s.",
+            kind,
+            "rate_limit_exceeded",
+            headers={**headers, "retry-after": str(wait)},
+        )
 
     def headers(self) -> dict[str, str]:
         """The rate-limit headers as of now (sent with error answers too)."""
