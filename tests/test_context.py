@@ -510,3 +510,42 @@ def test_b2b_otels_own_worker_threads_do_not_run_in_the_context_that_started_the
     finally:
         processor.shutdown()
     assert seen == [({}, False), ({}, False)]
+
+
+def test_a_real_alertmanager_receives_the_tenant_label(alertmanager: Any, clean: None) -> None:
+    telemetry = b2b_otel.instrument(
+        service_name="context-test",
+        alertmanager_url=alertmanager.url,
+        log_dir="none",
+        traces_exporter="none",
+        metrics_exporter="none",
+        logs_exporter="none",
+        instrumentations="none",
+    )
+    with b2b_otel.context(tenant_id="acme-gmbh", user_id="operator-1"):
+        b2b_otel.security.access_denied("u-2", "case/1", "delete")
+    assert telemetry.force_flush(15)
+    (alert,) = alertmanager.wait_for_alerts(1)
+    assert alert["labels"]["alertname"] == "security.access.violation"
+    assert alert["labels"]["tenant"] == "acme-gmbh"
+    assert alert["labels"]["service"] == "context-test"
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        ({"max_span_attribute_length": 4}, {TENANT: "acme", USER: "u-17"}),  # the SDK's value-length limit
+        ({"max_span_attributes": 1}, {USER: "u-17"}),  # the SDK's count limit keeps the newest
+    ],
+)
+def test_the_sdks_span_limits_still_apply(limits: dict[str, int], expected: dict[str, str]) -> None:
+    from opentelemetry.sdk.trace import SpanLimits
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=SpanLimits(**limits), shutdown_on_exit=False)
+    provider.add_span_processor(ContextSpanProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with b2b_otel.context(tenant_id="acme-gmbh", user_id="u-17"):
+        provider.get_tracer("t").start_span("s").end()
+    (span,) = exporter.get_finished_spans()
+    assert context_of(span) == expected

@@ -39,6 +39,7 @@ from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.trace import Span, SpanProcessor
 
 from .. import semconv as sc
+from .._internal import sdk_private
 from . import arguments
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -302,11 +303,15 @@ class ContextSpanProcessor(SpanProcessor):
             entries = baggage.get_all(parent_context)
             if not entries:
                 return
-            attributes = span.attributes
-            for key in KEYS:
-                value = entries.get(key)
-                if value is not None and (attributes is None or key not in attributes):
-                    span.set_attribute(key, _recorded(value))
+            bounded = getattr(span, "_attributes", None)
+            present = span.attributes or {} if bounded is None else sdk_private.finished_attributes(bounded)
+            missing = {
+                key: _recorded(value)
+                for key in KEYS
+                if (value := entries.get(key)) is not None and key not in present
+            }
+            if missing and not sdk_private.add_checked_text(bounded, missing):
+                span.set_attributes(missing)
         except Exception:  # a processor error would break the application's span start
             pass
 
@@ -333,12 +338,19 @@ class ContextLogProcessor(LogRecordProcessor):
             if not entries:
                 return
             attributes = record.attributes
-            for key in KEYS:
-                value = entries.get(key)
-                if value is not None and (attributes is None or key not in attributes):
-                    if attributes is None:
-                        record.attributes = attributes = {}
-                    attributes[key] = _recorded(value)  # type: ignore[index]
+            present = attributes or {}
+            missing = {
+                key: _recorded(value)
+                for key in KEYS
+                if (value := entries.get(key)) is not None and key not in present
+            }
+            if not missing or sdk_private.add_checked_text(attributes, missing):
+                return
+            if attributes is None:
+                record.attributes = dict(missing)
+                return
+            for key, value in missing.items():
+                attributes[key] = value  # type: ignore[index]
         except Exception:
             pass
 
