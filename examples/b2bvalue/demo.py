@@ -198,6 +198,12 @@ def summary(log_dir: Path, started: float) -> int:
         f"  local files  {log_dir}/critical.log security.log performance.log audit.log\n"
         f"  collector    {collector_files}/derived.jsonl security.jsonl audit.jsonl\n"
         f"               and its logs in {collector_files}/logs\n"
+        "  dashboards   collector/grafana/dashboards/: b2b-operations.json, b2b-business.json,\n"
+        "               b2b-security.json, b2b-performance.json (Grafana JSON, each panel's PromQL in its\n"
+        "               targets; provisioning in collector/grafana/provisioning)\n"
+        f"  alert rules  collector/prometheus/rules/ (firing: {PROMETHEUS}/alerts),\n"
+        "               routing collector/alertmanager/alertmanager.yml\n"
+        "  runbook      docs/runbook.md\n"
         "  stop         make down"
     )
     return problems
