@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from typing_extensions import Unpack
 
+# First, before the SDK is imported: one of its import-time warnings quotes OTEL_RESOURCE_ATTRIBUTES.
+from .scrub import logfilter as _logfilter  # noqa: F401
+
+# isort: split
 from . import security
 from ._internal.errors import AuditError, ConfigError
 from ._version import __version__

@@ -204,3 +204,143 @@ def test_gunicorn_worker_flushes_on_the_masters_sigterm(
     stderr: Any = process.stderr.read() if process.stderr else ""
     assert "Worker exiting" in stderr, stderr
     assert_everything_arrived(otlp_receiver)
+
+
+# --- telemetry made during the framework's graceful shutdown -----------------------------------------
+#
+# uvicorn runs the lifespan's shutdown half after the signal, then puts back the handlers it found
+# (SIG_DFL) and sends itself the signal again: the process ends without atexit. The application here
+# never calls b2b_otel.shutdown().
+
+
+def assert_lifespan_telemetry_arrived(receiver: OTLPReceiver, processes: int = 1) -> None:
+    """The N work spans and logs of before the signal, and the lifespan's span and log of after it."""
+
+    def complete() -> bool:
+        names = [s["name"] for s in receiver.spans()]
+        bodies = [str(r["body"]) for r in receiver.logs()]
+        return (
+            len([n for n in names if n.startswith("work ")]) == N
+            and names.count("lifespan shutdown") == processes
+            and len([b for b in bodies if b.startswith("work ")]) == N
+            and bodies.count("lifespan shutdown done") == processes
+        )
+
+    receiver.wait_until(complete, timeout=60, what="the work and the lifespan shutdown's span and log")
+    shutdown_span = next(s for s in receiver.spans() if s["name"] == "lifespan shutdown")
+    assert shutdown_span["attributes"]["app.shutdown.token"] == "[REDACTED:secret_key]"
+
+
+def lifespan_env(receiver: OTLPReceiver, log_dir: Path, **extra: str) -> dict[str, str]:
+    env = app_env(receiver, log_dir)
+    env.update(extra)
+    return env
+
+
+@pytest.mark.parametrize(
+    ("workers", "own_handler"),
+    [(1, False), (1, True), (2, False), (2, True)],
+    ids=["one-process", "one-process-app-handler", "workers", "workers-app-handler"],
+)
+def test_uvicorn_lifespan_shutdown_telemetry_arrives_without_an_explicit_shutdown(
+    otlp_receiver: OTLPReceiver,
+    tmp_path: Path,
+    processes: list[subprocess.Popen[str]],
+    workers: int,
+    own_handler: bool,
+) -> None:
+    # One process imports the application before uvicorn takes the signals; each of --workers N
+    # imports it after (inside uvicorn's signal capture), so b2b_otel's handler then sits in front
+    # of uvicorn's and is not the one uvicorn puts back before sending itself the signal again.
+    port = free_port()
+    env = lifespan_env(otlp_receiver, tmp_path, APP_OWN_HANDLER="1" if own_handler else "0")
+    args = [sys.executable, "-m", "uvicorn", "tests.apps.lifespan_app:app", "--port", str(port)]
+    process = start(processes, [*args, "--workers", str(workers)], env)
+    get(f"http://127.0.0.1:{port}/work?n={N}")
+    assert_nothing_sent_yet(otlp_receiver)
+    process.send_signal(signal.SIGTERM)
+    code = process.wait(60)
+    stdout = process.stdout.read() if process.stdout else ""
+    stderr = process.stderr.read() if process.stderr else ""
+    assert code in (0, -signal.SIGTERM), (code, stderr)
+    assert stdout.count("lifespan shutdown finished") == workers, (stdout, stderr)  # not cut short
+    assert stderr.count("Application shutdown complete") == workers, stderr
+    assert stdout.count("app handler ran") == (workers if own_handler else 0), stdout
+    assert_lifespan_telemetry_arrived(otlp_receiver, workers)
+
+
+def test_uvicorn_worker_under_gunicorn_lifespan_shutdown_telemetry_arrives(
+    otlp_receiver: OTLPReceiver, tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    pytest.importorskip("gunicorn")
+    pytest.importorskip("uvicorn.workers")
+    port = free_port()
+    process = start(
+        processes,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            "1",
+            "--worker-class",
+            "uvicorn.workers.UvicornWorker",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--graceful-timeout",
+            "30",
+            "tests.apps.lifespan_app:app",
+        ],
+        lifespan_env(otlp_receiver, tmp_path),
+    )
+    get(f"http://127.0.0.1:{port}/work?n={N}")
+    assert_nothing_sent_yet(otlp_receiver)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(90) == 0
+    stdout = process.stdout.read() if process.stdout else ""
+    assert "lifespan shutdown finished" in stdout, stdout
+    assert_lifespan_telemetry_arrived(otlp_receiver)
+
+
+def test_sig_dfl_put_back_during_a_shutdown_puts_our_flush_in_front_and_shutdown_undoes_it() -> None:
+    # In this process, without sending the final signal: what uvicorn does once its graceful shutdown is
+    # over (put back SIG_DFL, then raise the signal again) must meet our handler, not the bare default.
+    from b2b_otel.setup.signals import SignalFlush
+
+    builtin = signal.signal
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    flushes: list[bool] = []
+    framework: list[int] = []
+
+    def framework_handler(signum: int, frame: Any) -> None:
+        framework.append(signum)
+
+    try:
+        signal.signal(signal.SIGTERM, framework_handler)
+        handlers = SignalFlush(flushes.append, 5.0)
+        assert handlers.install() == ["SIGTERM", "SIGINT"]
+        assert signal.signal is builtin  # nothing is interposed before a signal arrived
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the application's own choice: honoured
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        signal.signal(signal.SIGTERM, handlers._handle)
+        handlers._previous[int(signal.SIGTERM)] = framework_handler
+
+        signal.raise_signal(signal.SIGTERM)
+        assert flushes == [False] and framework == [signal.SIGTERM]  # flushed, then the framework's
+        assert signal.signal is not builtin
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the framework puts back what it found
+        assert signal.getsignal(signal.SIGTERM) == handlers._handle  # ours is in front of it
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # anything else passes through
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        assert signal.getsignal(signal.SIGTERM) == handlers._handle
+
+        handlers.uninstall()
+        assert signal.signal is builtin
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler ours stood in front of
+    finally:
+        signal.signal = builtin
+        for sig, handler in before.items():
+            signal.signal(sig, handler)

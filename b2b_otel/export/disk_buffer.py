@@ -9,6 +9,10 @@ Opt-in with ``B2B_OTEL_EXPORT_BUFFER_DIR``; ``docs/export-buffer.md`` explains t
   write fails the check and is skipped and counted (``reason=buffer_corrupt``), never fatal;
 - every process writes in its own owner folder, held with ``flock`` while it lives; a process adopts the
   folders of dead ones (the lock is free) at start and while idle, so nothing waits for its old owner;
+- a forked child shares nothing of its parent's buffer (``os.register_at_fork``): it lets go of its copy
+  of the parent's lock file, forgets the parent's batches (the parent still owns and replays them),
+  gets fresh thread locks (one held by another thread at the fork would never be released in the
+  child) and claims a folder of its own when it first has a batch to keep;
 - the bytes on disk of one signal and process stay under ``max_bytes``: the oldest batches go first,
   counted as ``b2b.telemetry.dropped{reason=buffer_full}``;
 - replay runs in a background thread with exponential backoff; while the backend is down new batches go
@@ -25,6 +29,7 @@ import secrets
 import struct
 import threading
 import time
+import weakref
 import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -142,9 +147,11 @@ class BatchStore:
         self._closed = False
         self._lock_fd = -1
         self._pid = os.getpid()
+        self._unclaimed = False  # a forked child claims its own folder when it first keeps a batch
         _make_dir(Path(root))
         _make_dir(self.signal_dir)
         self.own_dir = self._claim_own_dir()
+        _STORES.add(self)
         self.adopt_orphans()
 
     # --- ownership
@@ -161,23 +168,45 @@ class BatchStore:
         self._lock_fd = fd
         return final
 
-    def _check_fork(self) -> None:
-        """In a forked child: let go of the parent's folder (the parent still owns it), take a new one."""
-        if os.getpid() == self._pid:
-            return
+    def _after_fork_in_child(self) -> None:
+        """In a forked child, right after the fork (``os.register_at_fork``): share nothing of the parent's.
+
+        The lock may have been held by another thread of the parent at the fork: a fresh one. The
+        parent's batches stay the parent's; the child's folder is claimed when it first keeps one.
+        """
+        self._lock = threading.Lock()
+        self._forget_parent()
+
+    def _forget_parent(self) -> None:
         self._pid = os.getpid()
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)  # the child's copy only; the parent keeps its lock
+        fd, self._lock_fd = self._lock_fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)  # the child's copy only; the parent's flock stays held by its own
+            except OSError:
+                pass
         self._entries.clear()
         self._inflight = None
         self._bytes = 0
+        self._seq = 0
         self._counts = _Counts()
-        self.own_dir = self._claim_own_dir()
+        self._unclaimed = not self._closed
+
+    def _check_fork(self) -> None:
+        """Under the lock: a fork the at-fork hook did not see (a fork outside ``os.fork``), and the
+        folder of a forked child, claimed on first use."""
+        if os.getpid() != self._pid:
+            self._forget_parent()
+        if self._unclaimed:
+            self.own_dir = self._claim_own_dir()
+            self._unclaimed = False
 
     def adopt_orphans(self) -> int:
         """Take over the batches of dead processes' folders; returns how many. Never raises."""
         adopted: list[Entry] = []
         corrupt: list[int] = []
+        if self._unclaimed or os.getpid() != self._pid:
+            return 0  # a forked child adopts once it has a folder of its own to adopt into
         try:
             candidates = sorted(self.signal_dir.iterdir())
         except OSError:
@@ -397,6 +426,22 @@ class BatchStore:
             os.close(fd)
 
 
+# Every store and replayer of this process, for the at-fork hook (weakly: a closed one goes away).
+_STORES: weakref.WeakSet[BatchStore] = weakref.WeakSet()
+_REPLAYERS: weakref.WeakSet[_Replaying] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_STORES):
+        store._after_fork_in_child()
+    for replayer in list(_REPLAYERS):
+        replayer._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _make_dir(path: Path) -> None:
     path.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
     try:
@@ -449,8 +494,21 @@ class _Replaying:
         self._thread: threading.Thread | None = None
         self._thread_pid = 0
         self._thread_lock = threading.Lock()
+        _REPLAYERS.add(self)
         if len(store):
             self._ensure_thread()
+
+    def _after_fork_in_child(self) -> None:
+        """Fresh locks and events (another thread may have held one at the fork); no replay thread."""
+        stopped = self._stop.is_set()
+        self._stop = threading.Event()
+        if stopped:
+            self._stop.set()
+        self._wake = threading.Event()
+        self._thread_lock = threading.Lock()
+        self._thread = None
+        self._thread_pid = 0
+        self._backend_down = False  # the child finds out for itself
 
     def _send(self, payload: bytes) -> SendOutcome:
         try:

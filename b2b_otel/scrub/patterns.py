@@ -197,7 +197,13 @@ KEY = re.compile(
     r"(?<![A-Za-z0-9_.\-])(?P<key>[A-Za-z0-9_.\-]+)"
     r"(?P<sep>\\{0,3}[\"']?[ \t]{0,3}(?::=|=>|[:=])[ \t]{0,3})"
 )
-_VALUE_PLAIN = r"(?:[^\s,;&\"'\\)}\]]|\\(?!\\{0,2}[\"']))+"
+# An unquoted value runs to white space or a quote: "password=ab,cd;ef" and "pwd=x)y" are secrets
+# whole. A ",", ";" or "&" ends it only where the next "key=" begins ("pwd=x;user=bob", a query
+# string, an ODBC connection string); the look-ahead is bounded, so the match stays linear.
+# Punctuation and closing brackets that end the value in prose are given back in code
+# (``plain_value_end``).
+_NEXT_PAIR = r"[ \t]?[A-Za-z_][A-Za-z0-9_.\-]{0,63}(?: [A-Za-z][A-Za-z0-9_]{0,31})?[ \t]?="
+_VALUE_PLAIN = r"(?:[^\s\"'\\,;&]|\\(?!\\{0,2}[\"'])|[,;&](?!" + _NEXT_PAIR + r"))+"
 AUTH_SCHEME = re.compile(
     r"(?i)(?:basic|bearer|token|negotiate|ntlm|apikey|digest|aws4-hmac-sha256|hoba|mutual)[ \t]{1,5}"
 )
@@ -208,6 +214,8 @@ VALUE = re.compile(
     r"|(?i:digest|aws4-hmac-sha256|hoba|mutual)[ \t][^\r\n]*"  # schemes with parameter lists
     r"|(?i:basic|bearer|token|negotiate|ntlm|apikey)[ \t]{1,5}" + _VALUE_PLAIN + r"|" + _VALUE_PLAIN
 )
+# The auth schemes whose value is a parameter list, taken to the end of the line.
+PARAMETER_SCHEME = re.compile(r"(?i)(?:digest|aws4-hmac-sha256|hoba|mutual)[ \t]")
 # The word before a key, to read "api key" and "private key" in prose.
 PREVIOUS_WORD = re.compile(r"([A-Za-z]{2,20})[ \t_-]{1,3}$")
 # A Cookie / Set-Cookie header line carries several name=value pairs: the whole rest of the line goes.
@@ -217,7 +225,7 @@ PROSE = re.compile(
     r"(?i)(?<![A-Za-z0-9_\-])(?P<key>passwords?|passwd|passphrase|pass[ \t]phrase|secret|client[ \t]secret"
     r"|api[ \t_-]?key|private[ \t_-]?key|access[ \t_-]?key|secret[ \t_-]?key|token|credentials?)"
     r"(?P<sep>[ \t]{1,3}(?:is|was|are|were|equals|set[ \t]to|reads)[ \t]{1,3}[:=]?[ \t]{0,3}[\"'`]?)"
-    r"(?P<value>[^\s\"'`,;]+)"
+    r"(?P<value>(?:[^\s\"'`,;&]|[,;&](?!" + _NEXT_PAIR + r"))+)"
 )
 # Words that follow "the password is" without being the password.
 PROSE_NOT_A_VALUE = frozenset(
@@ -316,12 +324,109 @@ PEM = re.compile(
     r"(?:[^-]|-(?!----END))*"
     r"(?:-----END (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY-----)?"
 )
-# The password of a URL's userinfo anywhere in text: "see https://bob:s3cret@host/x". Free text does
-# not percent-encode: the password runs to the last "@" before a space or "/" ("p#ss@rd@host").
+# A URL's userinfo anywhere in text: "see https://bob:s3cret@host/x", "https://ghp_x@github.com/o/r".
+# Free text does not percent-encode: the password runs to the last "@" before a space or "/"
+# ("p#ss@rd@host"). What of it is secret is decided by ``userinfo_secret``.
 URL_USERINFO = re.compile(
-    r"(?i)(?<![A-Za-z0-9+.\-])[a-z][a-z0-9+.\-]{0,30}://(?P<user>[^\s:/?#@\[\]]{0,256}):"
-    r"(?P<password>[^\s/]+)@"
+    r"(?i)(?<![A-Za-z0-9+.\-])(?P<scheme>[a-z][a-z0-9+.\-]{0,30})://(?P<user>[^\s:/?#@\[\]]{0,256})"
+    r"(?::(?P<password>[^\s/]+))?@"
 )
+# Userinfo without a scheme: "alice:pw@db:5432", Go's "app:pw@tcp(10.0.0.5:3306)/db", a proxy
+# "user:pw@proxy:8080". Starts only at the beginning of a word; the password is bounded.
+BARE_USERINFO = re.compile(
+    r"(?<![^\s\"'(<{=,;])(?P<user>[A-Za-z_][A-Za-z0-9._~%+\-]{0,63}):"
+    r"(?P<password>[^\s/\"'<>]{1,128})@(?=[A-Za-z0-9\[])"
+)
+# "word:x@host" forms that are not credentials: URIs without "//" (mailto:bob@example.com) and
+# fields holding an address (from:alice@example.com).
+BARE_USERINFO_NOT_A_USER = frozenset(
+    [
+        "mailto",
+        "sip",
+        "sips",
+        "xmpp",
+        "tel",
+        "cid",
+        "mid",
+        "urn",
+        "tag",
+        "news",
+        "im",
+        "pres",
+        "acct",
+        "did",
+        "email",
+        "e-mail",
+        "mail",
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "sender",
+        "recipient",
+        "reply-to",
+        "contact",
+    ]
+)
+# Schemes whose user-only userinfo is a login name, the credential being a key or asked for apart.
+LOGIN_SCHEMES = frozenset(["ssh", "sftp", "scp", "git+ssh", "ssh+git", "svn+ssh", "rsync"])
+# Access tokens that services take as the user name of a URL (GitHub, GitLab, Slack, Stripe, AWS).
+_TOKEN_PREFIXES = (
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "glpat-",
+    "gldt-",
+    "xoxa-",
+    "xoxb-",
+    "xoxp-",
+    "xoxs-",
+    "sk-",
+    "sk_live_",
+    "sk_test_",
+    "rk_live_",
+    "AKIA",
+    "ASIA",
+)
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def token_like(user: str) -> bool:
+    """Whether a URL's user name looks like an access token rather than a login name.
+
+    A known token prefix (``ghp_``, ``glpat-``, ``xoxb-``, ``sk-``...), 32 characters or more, or 20
+    or more mixing letters and digits (percent escapes aside: ``john.smith%40corp.com`` is a login).
+    """
+    if user.startswith(_TOKEN_PREFIXES) or len(user) >= 32:
+        return True
+    if len(user) < 20:
+        return False
+    bare = _PERCENT_ESCAPE.sub("", user)
+    return any(c.isdigit() for c in bare) and any(c.isalpha() for c in bare)
+
+
+def userinfo_secret(scheme: str, user: str, password: str | None) -> str:
+    """What of a URL's userinfo is secret: ``"none"``, ``"password"`` or ``"all"``.
+
+    - With a password: the password; the user name too when it looks like a token
+      (``https://ghp_...:x-oauth-basic@github.com``). A login name (``alice``) is an identity the
+      reader needs, not a secret.
+    - Without one: services take a token as the user name (``https://<token>@github.com``, a Sentry
+      DSN's key, ``https://<api key>@api.example.com``), so a user-only userinfo is secret, except a
+      login name under the SSH-family schemes (``ssh://git@github.com``), whose credential is a key.
+    """
+    if password is not None:
+        return "all" if token_like(user) else "password"
+    if not user:
+        return "none"
+    if scheme.lower() in LOGIN_SCHEMES and not token_like(user):
+        return "none"
+    return "all"
+
+
 # SQL: a statement, and its string literals (standard '' escapes, backslash escapes, or cut off).
 SQL_STATEMENT = re.compile(
     r"(?i)\b(?:insert[ \t\r\n]+into|update\b|delete[ \t\r\n]+from|select\b|merge[ \t\r\n]+into"
@@ -358,6 +463,65 @@ CARD_CONTEXT = re.compile(
 )
 CARD_KEY = re.compile(r"(?i)card|(?<![a-z])(?:cc|ccn|pan|payment)(?![a-z])")
 CARD_CONTEXT_WINDOW = 40
+# Identifiers that are not cards, whatever their digits: "order 4111111111111111", "invoice no.
+# 5500000000000004", "tracking#: ...". Only a contiguous run right after one of these words (or
+# under a key naming one, ``b2b.order.id``) is spared, and only when no card word is near: a card
+# written in groups, or next to "card", "paid", "visa"..., is still a card. The list is short on
+# purpose: a word that also goes with cards ("transaction", "account", "customer", "payment",
+# "reference", "receipt") or that names anything at all ("case", "request", "record", "event") is
+# not in it, because leaking a card is worse than redacting an identifier.
+_ID_WORDS = (
+    r"order|invoice|inv|ticket|tracking|shipment|parcel|consignment|sku|isbn|imei|iccid|serial|po"
+    r"|booking|reservation|confirmation|build|job|trace|span"
+)
+_ID_SUFFIX = r"(?:[ _.\-]?(?:id|ids|no|nr|num|number|code|key))"
+CARD_NOT_CONTEXT = re.compile(
+    r"(?i)(?<![a-z])(?:" + _ID_WORDS + r")s?" + _ID_SUFFIX + r"?\.?"
+    r"[ \t]{0,3}(?:[:=#]|is|was)?[ \t]{0,3}[\"'#]?[ \t]{0,3}\Z"
+)
+CARD_NOT_KEY = re.compile(r"(?i)(?<![a-z])(?:" + _ID_WORDS + r")s?" + _ID_SUFFIX + r"\Z")
+
+
+def plain_value_end(text: str, start: int, end: int, key_start: int) -> int:
+    """Where an unquoted value ``text[start:end]`` after the key at ``key_start`` really ends.
+
+    A value is matched to white space; what closes the sentence or the structure around it is given
+    back: a trailing ``.``, ``,``, ``;`` or ``:`` ("password=x, then"), and a closing bracket that
+    closes one opened before the key on the same line ("f(pwd=x)", "{password=x}"), never one that
+    the value opened itself or that nothing opened ("pwd=x)y" and "pwd=x)" are secrets whole). At most
+    a few characters are given back, never the first one; the counts are bounded, so this is linear.
+    """
+    line_start = max(text.rfind("\n", max(0, key_start - _OPENER_WINDOW), key_start) + 1, 0)
+    line_start = max(line_start, key_start - _OPENER_WINDOW)
+    balance: dict[str, int] = {}
+    opened_before: dict[str, int] = {}
+    given = 0
+    while end > start + 1 and given < _MAX_GIVEN_BACK:
+        char = text[end - 1]
+        if char in _TRAILING_PUNCTUATION:
+            pass
+        elif char in _CLOSERS:
+            opener = _CLOSERS[char]
+            if char not in balance:
+                balance[char] = text.count(opener, start, end) - text.count(char, start, end)
+                opened_before[char] = text.count(opener, line_start, key_start) - text.count(
+                    char, line_start, key_start
+                )
+            if balance[char] >= 0 or opened_before[char] <= 0:
+                break
+            balance[char] += 1
+            opened_before[char] -= 1
+        else:
+            break
+        end -= 1
+        given += 1
+    return end
+
+
+_TRAILING_PUNCTUATION = ".,;:"
+_CLOSERS = {")": "(", "]": "[", "}": "{", ">": "<"}
+_MAX_GIVEN_BACK = 8
+_OPENER_WINDOW = 256
 
 
 def luhn_valid(digits: str) -> bool:

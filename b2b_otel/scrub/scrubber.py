@@ -25,6 +25,9 @@ PATTERN_NAMES = sc.B2B_SCRUB_PATTERN_VALUES
 # Attributes holding a URL (or its query): parsed, so that secret-named parameters are redacted.
 _URL_KEYS = frozenset((sc.URL_FULL, sc.URL_QUERY, sc.URL_ORIGINAL, sc.HTTP_URL, sc.HTTP_TARGET))
 
+# Attribute keys already judged (keys repeat: a few hundred in an application); cleared when full.
+_KEY_CACHE_SIZE = 4096
+
 # Nested values deeper than this are not walked: they are replaced, never exported unchecked.
 MAX_DEPTH = 16
 UNCHECKED = "[REDACTED:scrub_failed]"
@@ -69,6 +72,8 @@ class Scrubber:
     def __init__(self, allow_keys: Iterable[str] = (), enabled: bool = True) -> None:
         self.allow_keys = frozenset(allow_keys)
         self.enabled = enabled
+        # key -> (the key scrubbed, None when it is clean; the patterns found in it)
+        self._keys: dict[str, tuple[str | None, tuple[str, ...]]] = {}
 
     # --- free text
 
@@ -87,8 +92,11 @@ class Scrubber:
             result = _sub(p.BEARER, result, _PATTERN.BEARER_TOKEN, found)
         if "basic" in lowered:
             result = _basic(result, found)
-        if "://" in result:
-            result = _url_userinfo(result, found)
+        if "@" in result:
+            if "://" in result:
+                result = _url_userinfo(result, found)
+            if ":" in result:
+                result = _bare_userinfo(result, found)
         if any(c.isdigit() for c in result):
             result = _cards(result, field, found)
             result = _sub(p.SSN, result, _PATTERN.US_SSN, found)
@@ -142,16 +150,29 @@ class Scrubber:
             return value if all(a is b for a, b in zip(items, value, strict=True)) else items
         if isinstance(value, (bytes, bytearray)):
             return self._bytes(key, bytes(value), report)
-        return value
+        if isinstance(value, (set, frozenset)):
+            return tuple(self._value(key, item, report, depth + 1) for item in value)
+        # A datetime, Decimal, UUID or any object in a log body or a nested attribute: OTLP has no
+        # type for it (its encoder would refuse the whole batch), and its str() may hold a secret.
+        return self.text(_safe_str(value), key, report)
 
     def _mapping(self, key: str, value: Mapping[Any, Any], report: Report | None, depth: int) -> Any:
         changed: dict[Any, Any] | None = None
         for name, item in value.items():
-            child = str(name)
+            child = name if isinstance(name, str) else _safe_str(name)
             path = f"{key}.{child}" if key else child
             if path in self.allow_keys or child in self.allow_keys:
                 continue
-            clean_name = self.text(child, path, report) if isinstance(name, str) else name
+            clean_name = name
+            clean_child, patterns = self._key_verdict(child)
+            if clean_child is not None:
+                # The field of a finding never holds the secret: it names the key as scrubbed.
+                path = f"{key}.{clean_child}" if key else clean_child
+                if isinstance(name, str):
+                    clean_name = clean_child
+                if report is not None:
+                    for pattern in patterns:
+                        report(Finding(path, pattern))
             clean = self._value(path, item, report, depth)
             if clean is not item or clean_name is not name:
                 if changed is None:
@@ -162,12 +183,11 @@ class Scrubber:
         return value if changed is None else changed
 
     def _bytes(self, key: str, value: bytes, report: Report | None) -> bytes:
-        try:
-            decoded = value.decode("utf-8")
-        except UnicodeDecodeError:
-            return value
+        # Bytes that are not all UTF-8 are still searched: a secret in ASCII next to one stray byte
+        # must not pass. The stray bytes go through unchanged (surrogateescape).
+        decoded = value.decode("utf-8", "surrogateescape")
         clean = self.text(decoded, key, report)
-        return value if clean == decoded else clean.encode("utf-8")
+        return value if clean == decoded else clean.encode("utf-8", "surrogateescape")
 
     def attributes(
         self, attributes: Mapping[str, Any] | None, report: Report | None = None
@@ -177,12 +197,34 @@ class Scrubber:
             return None
         changed: dict[str, Any] | None = None
         for key, value in attributes.items():
-            clean = self.value(key, value, report)
-            if clean is not value and clean != value:
+            clean_key, patterns = self._key_verdict(key)
+            if clean_key is not None and report is not None:
+                for pattern in patterns:
+                    report(Finding(clean_key, pattern))
+            clean = self.value(key if clean_key is None else clean_key, value, report)
+            if clean_key is not None:
+                if changed is None:
+                    changed = dict(attributes)
+                del changed[key]
+                changed[clean_key] = clean
+            elif clean is not value and clean != value:
                 if changed is None:
                     changed = dict(attributes)
                 changed[key] = clean
         return changed
+
+    def _key_verdict(self, key: str) -> tuple[str | None, tuple[str, ...]]:
+        """A key with a secret in it (``{f"header.{raw}": ...}``) redacted, or None when it is clean;
+        and the patterns found. Keys repeat, so the verdict is cached per key."""
+        cached = self._keys.get(key)
+        if cached is None:
+            found: list[Finding] = []
+            clean = self.text(key, "", found.append) if key not in self.allow_keys else key
+            cached = (None if clean == key else clean, tuple(f.pattern for f in found))
+            if len(self._keys) >= _KEY_CACHE_SIZE:
+                self._keys.clear()
+            self._keys[key] = cached
+        return cached
 
     def mapping(self, data: Mapping[str, Any], report: Report | None = None) -> dict[str, Any]:
         """A scrubbed copy of a nested mapping (``audit()`` details): keys judged, values walked."""
@@ -198,11 +240,15 @@ class Scrubber:
         except ValueError:
             return value
         netloc = parts.netloc
-        if "@" in netloc and ":" in netloc.split("@", 1)[0]:
-            user = netloc.split("@", 1)[0].split(":", 1)[0]
-            netloc = f"{user}:{marker(_PATTERN.SECRET_KEY)}@{netloc.rsplit('@', 1)[1]}"
-            if report is not None:
-                report(Finding(field, _PATTERN.SECRET_KEY))
+        if "@" in netloc:
+            userinfo, host = netloc.rsplit("@", 1)
+            user, colon, password = userinfo.partition(":")
+            found: list[str] = []
+            clean = _userinfo(parts.scheme, user, password if colon else None, found)
+            if clean is not None:
+                netloc = f"{clean}@{host}"
+                if report is not None:
+                    report(Finding(field, _PATTERN.SECRET_KEY))
         query = parts.query
         if query:
             pairs = parse_qsl(query, keep_blank_values=True)
@@ -235,11 +281,31 @@ class Scrubber:
 # --------------------------------------------------------------------------- the text passes
 
 
+def _safe_str(value: Any) -> str:
+    """``str(value)``, or its type's name when its ``__str__`` raises (never raises itself)."""
+    try:
+        return str(value)
+    except Exception:
+        try:
+            return f"<{type(value).__name__}>"
+        except Exception:
+            return "<object>"
+
+
 def _sub(pattern: re.Pattern[str], value: str, name: str, found: list[str]) -> str:
     result, count = pattern.subn(marker(name), value)
     if count:
         found.append(name)
     return result
+
+
+_MARKER_START = "[REDACTED:"
+
+
+def _marker_end(value: str, start: int) -> int:
+    """The end of the marker that starts at ``start``."""
+    match = _MARKERS.match(value, start)
+    return match.end() if match is not None else start
 
 
 def _is_redacted(value: str) -> bool:
@@ -259,28 +325,57 @@ def _basic(value: str, found: list[str]) -> str:
     return p.BASIC.sub(replace, value)
 
 
+def _userinfo(scheme: str, user: str, password: str | None, found: list[str]) -> str | None:
+    """The replacement of a userinfo (without its ``@``), or None when nothing of it is secret."""
+    if password is not None and _is_redacted(password):
+        return None
+    secret = p.userinfo_secret(scheme, user, password)
+    if secret == "none":
+        return None
+    found.append(_PATTERN.SECRET_KEY)
+    mark = marker(_PATTERN.SECRET_KEY)
+    return f"{user}:{mark}" if secret == "password" else mark
+
+
 def _url_userinfo(value: str, found: list[str]) -> str:
     def replace(match: re.Match[str]) -> str:
-        if _is_redacted(match.group("password")):
+        clean = _userinfo(match.group("scheme"), match.group("user"), match.group("password"), found)
+        if clean is None:
             return match.group(0)
-        found.append(_PATTERN.SECRET_KEY)
-        head = match.group(0)[: match.start("password") - match.start()]
-        return f"{head}{marker(_PATTERN.SECRET_KEY)}@"
+        return f"{match.group(0)[: match.start('user') - match.start()]}{clean}@"
 
     return p.URL_USERINFO.sub(replace, value)
 
 
+def _bare_userinfo(value: str, found: list[str]) -> str:
+    """``user:password@host`` without a scheme (a DSN, a proxy): the password goes, the user stays."""
+
+    def replace(match: re.Match[str]) -> str:
+        user, password = match.group("user"), match.group("password")
+        if user.lower() in p.BARE_USERINFO_NOT_A_USER or _is_redacted(password):
+            return match.group(0)
+        clean = _userinfo("", user, password, found)
+        return match.group(0) if clean is None else f"{clean}@"
+
+    return p.BARE_USERINFO.sub(replace, value)
+
+
 def _cards(value: str, field: str, found: list[str]) -> str:
     keyed = bool(field) and bool(p.CARD_KEY.search(field))
+    id_keyed = bool(field) and not keyed and bool(p.CARD_NOT_KEY.search(field))
 
     def replace(match: re.Match[str]) -> str:
         text = match.string
+        before = max(0, match.start() - p.CARD_CONTEXT_WINDOW)
         context = keyed or bool(
-            p.CARD_CONTEXT.search(text, max(0, match.start() - p.CARD_CONTEXT_WINDOW), match.start())
+            p.CARD_CONTEXT.search(text, before, match.start())
             or p.CARD_CONTEXT.search(text, match.end(), match.end() + p.CARD_CONTEXT_WINDOW // 2)
         )
+        identifier = not context and (
+            id_keyed or bool(p.CARD_NOT_CONTEXT.search(text, before, match.start()))
+        )
         run = match.group(0)
-        clean = _card_run(run, context)
+        clean = _card_run(run, context, identifier)
         if clean != run:
             found.append(_PATTERN.CREDIT_CARD)
         return clean
@@ -291,14 +386,16 @@ def _cards(value: str, field: str, found: list[str]) -> str:
 _CARD_SEPARATOR = re.compile(r"([ .\-])")
 
 
-def _card_run(run: str, context: bool) -> str:
+def _card_run(run: str, context: bool, identifier: bool = False) -> str:
     """A digit run with every card number in it replaced.
 
     Every sub-run of consecutive groups with 13 to 19 digits is a candidate ("4111 1111 1111 1111
     123": a card and its CVV; "qty 2 4111 1111 1111 1111"). A candidate is a card when it passes
     Luhn and either the text around it says card (``context``) or it starts with a known issuer
-    prefix and is grouped like a card. Every group of a card is redacted, so overlapping candidates
-    cannot leave a group behind. A sub-run spans at most 19 digits, so this stays linear in the run.
+    prefix and is grouped like a card, except a run of digits without separators right after a word
+    naming another identifier (``identifier``: "order 4111111111111111"). Every group of a card is
+    redacted, so overlapping candidates cannot leave a group behind. A sub-run spans at most 19
+    digits, so this stays linear in the run.
     """
     low, high = p.CARD_DIGITS
     pieces = _CARD_SEPARATOR.split(run)
@@ -318,6 +415,7 @@ def _card_run(run: str, context: bool) -> str:
                     or (
                         p.issuer_prefix(digits)
                         and p.card_like_grouping(groups[first : last + 1], separators[first:last])
+                        and not (identifier and len(groups) == 1)
                     )
                 )
             ):
@@ -385,9 +483,15 @@ def _key_values(value: str, found: list[str]) -> str:
             out.append(value[position : match.end()])
             position = match.end()
             continue
+        end = secret.end()
+        if value.startswith(_MARKER_START, secret.start()):
+            # Already redacted by an earlier pass ("token:[REDACTED:secret_key]@host"): keep what follows.
+            end = _marker_end(value, secret.start())
+        elif value[secret.start()] not in "\"'\\" and not p.PARAMETER_SCHEME.match(value, secret.start()):
+            end = p.plain_value_end(value, secret.start(), end, match.start())
         out.append(value[position : match.end()])
-        out.append(_redacted_form(secret.group(0), found))
-        position = secret.end()
+        out.append(_redacted_form(value[secret.start() : end], found))
+        position = end
     if not out:
         return value
     out.append(value[position:])
@@ -435,9 +539,11 @@ def _prose(value: str, found: list[str]) -> str:
     def replace(match: re.Match[str]) -> str:
         secret = match.group("value")
         word = secret.strip(".!?:").lower()
-        if not word or word in p.PROSE_NOT_A_VALUE or _is_redacted(secret):
+        if not word or word in p.PROSE_NOT_A_VALUE or secret.startswith(_MARKER_START):
             return match.group(0)
         found.append(_PATTERN.SECRET_KEY)
-        return f"{match.group('key')}{match.group('sep')}{marker(_PATTERN.SECRET_KEY)}"
+        end = p.plain_value_end(match.string, match.start("value"), match.end("value"), match.start())
+        rest = match.string[end : match.end("value")]
+        return f"{match.group('key')}{match.group('sep')}{marker(_PATTERN.SECRET_KEY)}{rest}"
 
     return p.PROSE.sub(replace, value)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter, LogRecordExporter
-from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExporter
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.metrics.export import MetricExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 
+from ..export import console
 from .settings import LOGS, METRICS, TRACES, OTLPTarget, Settings
 
 # --- construction ------------------------------------------------------------------------------------
@@ -103,9 +105,10 @@ _OTLP_CLASSES: dict[tuple[str, str], tuple[str, str]] = {
     (LOGS, "grpc"): (f"{_GRPC}._log_exporter", "OTLPLogExporter"),
     (LOGS, "http/protobuf"): (f"{_HTTP}._log_exporter", "OTLPLogExporter"),
 }
-_CONSOLE_CLASSES: dict[str, type[Any]] = {
-    TRACES: ConsoleSpanExporter,
-    METRICS: ConsoleMetricExporter,
+# The SDK's console span and metric exporters cannot print bytes: b2b_otel's print them as base64.
+_CONSOLE_CLASSES: dict[str, Callable[..., Any]] = {
+    TRACES: console.span_exporter,
+    METRICS: console.metric_exporter,
     LOGS: ConsoleLogRecordExporter,
 }
 

@@ -18,6 +18,14 @@ Only ``atexit`` would otherwise flush, and a process ended by a signal's default
 
 - A handler installed after ``instrument()`` replaces ours: that is the application's choice, and
   ``atexit`` (or an exit hook calling ``b2b_otel.shutdown()``) still flushes.
+- Once a signal went on to a function (a shutdown is under way), putting ``SIG_DFL`` back for a
+  handled signal puts ours back in front of it instead. uvicorn does exactly that: after its graceful
+  shutdown (the lifespan's shutdown half included) it restores the handlers it found and sends itself
+  the signal again, and when it imported the application after taking the signals (``--workers N``,
+  ``--reload``) what it found is ``SIG_DFL``, so the process would end without ``atexit`` and the
+  telemetry of the graceful shutdown would be lost. With ours in front, that last signal passes
+  through a final flush and then ends the process as killed, as uvicorn meant. This interposes on
+  ``signal.signal`` for ``SIG_DFL`` of the handled signals only, and only after a signal arrived.
 - A second signal while ours is still flushing goes straight to the replaced handler (a second
   Ctrl-C still forces the exit).
 - ``shutdown()`` puts back the handler ours replaced, if ours is still the installed one.
@@ -38,6 +46,8 @@ from typing import Any
 from .._internal import selflog
 
 HANDLED: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
+# The function ours call to install handlers, never the interposer below.
+_SET_HANDLER: Callable[..., Any] = signal.signal
 # Beyond the flush's own bound: the flush returns at its deadline, this only guards a hang before it.
 _JOIN_SLACK_S = 1.0
 
@@ -53,6 +63,8 @@ class SignalFlush:
         self._bound_s = bound_s
         self._previous: dict[int, Any] = {}
         self._handling = False
+        self._interposer: Callable[..., Any] | None = None
+        self._real_signal: Callable[..., Any] = signal.signal
 
     @property
     def installed(self) -> list[str]:
@@ -72,7 +84,7 @@ class SignalFlush:
                 previous = signal.getsignal(sig)
                 if previous is signal.SIG_IGN or previous is None:
                     continue  # ignored on purpose, or handled outside Python: leave it so
-                signal.signal(sig, self._handle)
+                _SET_HANDLER(sig, self._handle)
             except (ValueError, OSError, RuntimeError) as exc:
                 selflog.warn_once_a_minute(
                     f"signals-install-{int(sig)}", "b2b_otel: could not handle %s: %r", sig.name, exc
@@ -85,22 +97,55 @@ class SignalFlush:
         """Put back the handlers ours replaced, where ours is still installed. Never raises."""
         if threading.current_thread() is not threading.main_thread():
             return
+        self._disarm()
         for sig, previous in list(self._previous.items()):
             try:
                 if signal.getsignal(sig) == self._handle:
-                    signal.signal(sig, previous)
+                    _SET_HANDLER(sig, previous)
             except (ValueError, OSError, RuntimeError):
                 pass
         self._previous.clear()
 
+    def _arm(self) -> None:
+        """A shutdown is under way: from now on ``SIG_DFL`` for a handled signal puts ours in front."""
+        if self._interposer is not None:
+            return
+        real = signal.signal
+
+        def interposed(signalnum: Any, handler: Any) -> Any:
+            if (
+                handler is signal.SIG_DFL
+                and signalnum in HANDLED
+                and threading.current_thread() is threading.main_thread()
+            ):
+                replaced = real(signalnum, self._handle)
+                self._previous[int(signalnum)] = signal.SIG_DFL
+                return replaced
+            return real(signalnum, handler)
+
+        interposed.__doc__ = real.__doc__
+        self._interposer = interposed
+        self._real_signal = real
+        setattr(signal, "signal", interposed)  # noqa: B010 (a module function, put back by _disarm)
+
+    def _disarm(self) -> None:
+        interposer, self._interposer = self._interposer, None
+        if interposer is not None and signal.signal is interposer:
+            setattr(signal, "signal", self._real_signal)  # noqa: B010
+
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         previous = self._previous.get(signum, signal.SIG_DFL)
+        final = previous is signal.SIG_DFL
         if not self._handling:
             self._handling = True
             try:
-                self._bounded_flush(final=previous is signal.SIG_DFL)
+                self._bounded_flush(final=final)
             finally:
                 self._handling = False
+        if final:
+            self._disarm()
+        elif previous is not signal.default_int_handler:
+            self._arm()  # a framework's (or the application's) shutdown is under way
         _chain(signum, frame, previous)
 
     def _bounded_flush(self, final: bool) -> None:
@@ -118,7 +163,7 @@ class SignalFlush:
 def _chain(signum: int, frame: FrameType | None, previous: Any) -> None:
     """Do what the signal did before ours was installed."""
     if previous is signal.SIG_DFL:
-        signal.signal(signum, signal.SIG_DFL)
+        _SET_HANDLER(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
     elif callable(previous):
         previous(signum, frame)  # default_int_handler raises KeyboardInterrupt, as without us

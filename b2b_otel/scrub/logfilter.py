@@ -1,0 +1,48 @@
+"""A logging filter that scrubs the messages of OpenTelemetry's own loggers before any handler.
+
+The SDK quotes configuration in some warnings: a malformed ``OTEL_RESOURCE_ATTRIBUTES`` entry
+(``api.token:abc``) is logged whole when ``opentelemetry.sdk`` is first imported, to stderr or any
+handler, before ``instrument()`` runs. Those records are scrubbed like telemetry.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .scrubber import Scrubber
+
+# Loggers whose records can quote a configured value.
+QUOTING_LOGGERS = ("opentelemetry.sdk.resources",)
+
+
+class ScrubbingFilter(logging.Filter):
+    """Replaces the message of each record by its scrubbed form; never drops a record, never raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._scrubber = Scrubber()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True
+        clean = self._scrubber.text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_FILTER = ScrubbingFilter()
+
+
+def scrub_sdk_warnings() -> None:
+    """Attach the filter to :data:`QUOTING_LOGGERS` (once; before the SDK is imported)."""
+    for name in QUOTING_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
+# Importing this module attaches the filter: ``b2b_otel/__init__.py`` imports it first.
+scrub_sdk_warnings()
