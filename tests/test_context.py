@@ -7,6 +7,7 @@ The API part runs on in-memory providers with the context span processor; the re
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import random
@@ -320,7 +321,7 @@ def test_derived_records_marker_spans_and_file_lines_carry_the_triggering_spans_
     telemetry = start(otlp_receiver, tmp_path)
     with b2b_otel.context(tenant_id="acme", user_id="u-1"), b2b_otel.agent_span("slow_agent"):
         time.sleep(0.01)
-    with b2b_otel.context(tenant_id="globex"):
+    with b2b_otel.context(tenant_id="globex", user_id="operator-9"):
         b2b_otel.security.access_denied("u-2", "/admin", "read")
     assert telemetry.force_flush(10)
     logs = otlp_receiver.wait_for_logs(
@@ -329,11 +330,12 @@ def test_derived_records_marker_spans_and_file_lines_carry_the_triggering_spans_
     )
     slow = next(r for r in logs if r["attributes"].get("b2b.rule.id") == "agent.execution.slow")
     assert slow["event_name"] == "b2b.sla.breach"
-    # The record names the tenant, not the session's user (user.id is not copied onto records).
-    assert received_context(slow) == {TENANT: "acme"}
+    # A per-span rule's record carries the triggering span's tenant, user and session.
+    assert received_context(slow) == {TENANT: "acme", USER: "u-1"}
     denied = next(r for r in logs if r["attributes"].get("b2b.rule.id") == "security.access.violation")
     assert denied["event_name"] == "b2b.security.event"
-    assert denied["attributes"][TENANT] == "globex"
+    # user.id is the span's own (the user who was denied), not the context's
+    assert received_context(denied) == {TENANT: "globex", USER: "u-2"}
     marker = otlp_receiver.wait_for_span("alert agent.execution.slow")
     assert marker["attributes"][TENANT] == "acme"
     performance = [json.loads(line) for line in (tmp_path / "performance.log").read_text().splitlines()]
@@ -453,6 +455,8 @@ def test_a_rules_file_may_group_by_tenant(otlp_receiver: OTLPReceiver, tmp_path:
     )
     fired = [r for r in logs if r["attributes"].get("b2b.rule.id") == rule]
     assert sorted(r["attributes"][TENANT] for r in fired) == ["acme", "initech"]
+    # a window rule's record keeps only the tenant: its user and session would name one of many
+    assert all(USER not in r["attributes"] and SESSION not in r["attributes"] for r in fired)
 
 
 def _record(attributes: dict[str, Any]) -> DerivedRecord:
@@ -469,12 +473,20 @@ def _record(attributes: dict[str, Any]) -> DerivedRecord:
     )
 
 
-def test_alertmanager_alerts_have_a_tenant_label() -> None:
+def test_alertmanager_alerts_have_a_tenant_label_and_user_and_session_annotations() -> None:
     sink = AlertmanagerSink("http://127.0.0.1:9", service="svc", trace_link="")
-    labels = sink.alert(_record({TENANT: "acme", sc.GEN_AI_AGENT_NAME: "a"}))["labels"]
-    assert labels["tenant"] == "acme"
-    assert labels["gen_ai_agent_name"] == "a"
+    alert = sink.alert(_record({TENANT: "acme", sc.GEN_AI_AGENT_NAME: "a", USER: "u-1", SESSION: "s-1"}))
+    assert alert["labels"]["tenant"] == "acme"
+    assert alert["labels"]["gen_ai_agent_name"] == "a"
+    assert "user_id" not in alert["labels"] and "session_id" not in alert["labels"]
+    assert (alert["annotations"]["user_id"], alert["annotations"]["session_id"]) == ("u-1", "s-1")
     assert "tenant" not in sink.alert(_record({}))["labels"]
+
+
+def test_a_user_the_rule_groups_by_stays_a_label() -> None:
+    sink = AlertmanagerSink("http://127.0.0.1:9", service="svc", trace_link="")
+    record = dataclasses.replace(_record({USER: "u-3"}), group_keys=(USER,))
+    assert sink.alert(record)["labels"]["user_id"] == "u-3"
 
 
 def test_b2b_otels_own_worker_threads_do_not_run_in_the_context_that_started_them(

@@ -16,6 +16,9 @@ _KIND = sc.RuleKindValues
 # The log level word of each severity in the local files (and the OTel severity text).
 LEVEL_BY_SEVERITY = {_SEVERITY.CRITICAL: "CRITICAL", _SEVERITY.WARNING: "WARNING", _SEVERITY.INFO: "INFO"}
 # The seed's line codes where it names one; other rules use their id upper-cased.
+# The ids of b2b_otel.context(), the tenant first; and the rule kinds one span makes fire.
+CONTEXT_KEYS = (sc.B2B_TENANT_ID, sc.USER_ID, sc.SESSION_ID)
+_PER_SPAN_KINDS = frozenset({_KIND.LATENCY, _KIND.EVENT, _KIND.GAUGE})
 SEED_CODES = {sc.RULE_AGENT_EXECUTION_SLOW: "AGENT_SLOW", sc.RULE_AGENT_EXECUTION_CRITICAL: "AGENT_SLOW"}
 
 
@@ -32,6 +35,8 @@ class DerivedRecord:
     trace_id: int
     span_id: int
     time_s: float
+    group_keys: tuple[str, ...] = ()
+    """The attribute keys the rule grouped by (the other attributes describe the firing)."""
 
     @property
     def severity_number(self) -> int:
@@ -104,12 +109,15 @@ def build(firing: Firing, scrubber: Scrubber) -> DerivedRecord:
         for key in (sc.B2B_SCRUB_FIELD, sc.B2B_SCRUB_PATTERN):
             if key in firing.facts.attributes:
                 attributes[key] = firing.facts.attributes[key]
-        # The tenant the triggering span worked for (b2b_otel.context); a window rule not grouped by
-        # it may hold other tenants' spans too. A span's user.id is left out: on security spans it
-        # is the subject of the fact, and in a window it would name one of many users.
-        tenant = firing.facts.attributes.get(sc.B2B_TENANT_ID)
-        if tenant is not None and sc.B2B_TENANT_ID not in attributes:
-            attributes[sc.B2B_TENANT_ID] = scrubber.value(sc.B2B_TENANT_ID, tenant)
+        # Whom the triggering span worked for (b2b_otel.context). A per-span rule's record is about
+        # that one span: its tenant, user and session. A window rule's record is about a group of
+        # spans: their user and session would name one of many, so only the tenant of the span that
+        # made it fire is kept (a window not grouped by tenant may hold other tenants' spans too).
+        keys = CONTEXT_KEYS if rule.kind in _PER_SPAN_KINDS else CONTEXT_KEYS[:1]
+        for key in keys:
+            value = firing.facts.attributes.get(key)
+            if value is not None and key not in attributes:
+                attributes[key] = scrubber.value(key, value)
     return DerivedRecord(
         rule_id=rule.id,
         event_name=rule.event_name,
@@ -120,4 +128,5 @@ def build(firing: Firing, scrubber: Scrubber) -> DerivedRecord:
         trace_id=firing.trace_id,
         span_id=firing.span_id,
         time_s=firing.at_s or time.time(),
+        group_keys=tuple(group),
     )

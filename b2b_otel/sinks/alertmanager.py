@@ -26,8 +26,11 @@ MAX_QUEUE = 1000  # alerts waiting for the pusher; beyond, new ones are dropped 
 MAX_ATTEMPTS = 5  # posts of one batch, with exponential backoff between them
 TIMEOUT_S = 5.0  # of one post
 # The tenant of the record (b2b.tenant.id: the triggering span's, or the rule's group) is the label
-# ``tenant``, beside ``service``, so that routes, inhibitions and silences can select a tenant.
+# ``tenant``, beside ``service``, so that routes, inhibitions and silences can select a tenant. The
+# span's user and session are annotations unless the rule groups by them: as labels, every session
+# would make a distinct alert of the same firing.
 TENANT_LABEL = "tenant"
+_ANNOTATED = (sc.USER_ID, sc.SESSION_ID)
 
 
 def label_name(key: str) -> str:
@@ -75,6 +78,8 @@ class AlertmanagerSink(Sink):
         for key, value in record.attributes.items():
             if key.startswith(("b2b.", "event.", "ocsf.")):
                 continue
+            if key in _ANNOTATED and key not in record.group_keys:
+                continue
             labels.setdefault(label_name(key), str(value))
         link = self.trace_link.format(trace_id=f"{record.trace_id:032x}") if record.trace_id else ""
         annotations = {
@@ -83,6 +88,9 @@ class AlertmanagerSink(Sink):
             "threshold_value": f"{record.attributes.get(sc.B2B_THRESHOLD_VALUE)}",
             "respond_within_s": f"{record.attributes.get(sc.B2B_ALERT_RESPOND_WITHIN_S)}",
         }
+        for key in _ANNOTATED:
+            if key in record.attributes and key not in record.group_keys:
+                annotations[label_name(key)] = str(record.attributes[key])
         if link:
             annotations["trace"] = link
         alert: dict[str, Any] = {"labels": labels, "annotations": annotations, "startsAt": iso(record.time_s)}
