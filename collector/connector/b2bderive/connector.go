@@ -30,6 +30,7 @@ type core struct {
 	logger    *zap.Logger
 	engine    *engine.Engine
 	set       *rules.Set
+	clock     func() int64
 	telemetry *metadata.TelemetryBuilder
 	mode      string
 	router    *router // mode route
@@ -39,6 +40,15 @@ type core struct {
 	traces consumer.Traces // marker spans, or the window copies in mode route (traces -> traces)
 
 	lastEvicted atomic.Uint64
+	// ruleAttrs are the telemetry attributes of each rule id, made once (read-only afterwards).
+	ruleAttrs map[string]metric.MeasurementOption
+}
+
+func (c *core) ruleOption(ruleID string) metric.MeasurementOption {
+	if o, ok := c.ruleAttrs[ruleID]; ok {
+		return o
+	}
+	return metric.WithAttributes(attribute.String(semconv.B2BRuleIDKey, ruleID))
 }
 
 func newCore(tel component.TelemetrySettings, logger *zap.Logger, set *rules.Set, cfg *Config, clock func() int64) (*core, error) {
@@ -46,11 +56,14 @@ func newCore(tel component.TelemetrySettings, logger *zap.Logger, set *rules.Set
 	if err != nil {
 		return nil, err
 	}
-	c := &core{logger: logger, telemetry: telemetry, mode: cfg.mode(), set: set}
+	c := &core{logger: logger, telemetry: telemetry, mode: cfg.mode(), set: set, clock: clock}
+	c.ruleAttrs = make(map[string]metric.MeasurementOption, len(set.Rules))
+	for _, r := range set.Rules {
+		c.ruleAttrs[r.ID] = metric.WithAttributeSet(attribute.NewSet(attribute.String(semconv.B2BRuleIDKey, r.ID)))
+	}
 	c.engine = engine.New(set, cfg.MaxGroups, clock)
 	c.engine.OnEvict(func(ruleID string) {
-		c.telemetry.ConnectorB2bderiveGroupsEvicted.Add(context.Background(), 1,
-			metric.WithAttributes(attribute.String(semconv.B2BRuleIDKey, ruleID)))
+		c.telemetry.ConnectorB2bderiveGroupsEvicted.Add(context.Background(), 1, c.ruleOption(ruleID))
 	})
 	if err := telemetry.RegisterConnectorB2bderiveGroupsTrackedCallback(func(_ context.Context, o metric.Int64Observer) error {
 		o.Observe(int64(c.engine.TrackedGroups()))
@@ -130,6 +143,7 @@ func (c *core) judgeTraces(ctx context.Context, td ptrace.Traces) {
 	out := plog.NewLogs()
 	markers := ptrace.NewTraces()
 	judged := 0
+	now := c.clock() // one reading for the batch: its spans were consumed together
 	for i := 0; i < td.ResourceSpans().Len(); i++ {
 		rs := td.ResourceSpans().At(i)
 		sel := selectionOf(rs.Resource())
@@ -141,7 +155,7 @@ func (c *core) judgeTraces(ctx context.Context, td ptrace.Traces) {
 			judged += spans.Len()
 			for k := 0; k < spans.Len(); k++ {
 				facts := engine.FactsOf(spans.At(k))
-				firings := c.engine.Judge(&facts, sel)
+				firings := c.engine.JudgeAt(&facts, sel, now)
 				for n := range firings {
 					if !started {
 						records = startResource(out, rs.Resource())
@@ -165,7 +179,7 @@ func (c *core) judgeTraces(ctx context.Context, td ptrace.Traces) {
 }
 
 func (c *core) countFiring(ctx context.Context, f *engine.Firing) {
-	c.telemetry.ConnectorB2bderiveFirings.Add(ctx, 1, metric.WithAttributes(attribute.String(semconv.B2BRuleIDKey, f.Rule.ID)))
+	c.telemetry.ConnectorB2bderiveFirings.Add(ctx, 1, c.ruleOption(f.Rule.ID))
 }
 
 // emit sends the records and markers on. The pipeline that fed the connector must not fail (and the

@@ -33,7 +33,7 @@ type testSpan struct {
 // harness is a connector (traces -> logs and traces -> traces sharing one core) with a fake clock,
 // a logs sink for the records and a traces sink for the marker spans.
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	now     int64
 	sink    *consumertest.LogsSink
 	markers *consumertest.TracesSink
@@ -41,12 +41,12 @@ type harness struct {
 	conn    *tracesToLogs
 }
 
-func newHarness(t *testing.T, set *rules.Set, maxGroups int) *harness {
+func newHarness(t testing.TB, set *rules.Set, maxGroups int) *harness {
 	t.Helper()
 	return newHarnessMode(t, set, maxGroups, ModeJudge)
 }
 
-func newHarnessMode(t *testing.T, set *rules.Set, maxGroups int, mode string) *harness {
+func newHarnessMode(t testing.TB, set *rules.Set, maxGroups int, mode string) *harness {
 	t.Helper()
 	h := &harness{t: t, sink: new(consumertest.LogsSink), markers: new(consumertest.TracesSink)}
 	c, err := newCore(componenttest.NewNopTelemetrySettings(), zap.NewNop(), set,
@@ -80,7 +80,7 @@ func (h *harness) markerSpans() []ptrace.Span {
 	return out
 }
 
-func defaultRules(t *testing.T, overrides map[string]any) *rules.Set {
+func defaultRules(t testing.TB, overrides map[string]any) *rules.Set {
 	t.Helper()
 	set, err := rules.Load("", overrides)
 	if err != nil {

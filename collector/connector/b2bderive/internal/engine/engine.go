@@ -152,6 +152,10 @@ type ruleState struct {
 	indexed    bool
 	groups     *groups
 	ghosts     *ghosts // created at the rule's first eviction
+	// The bucket of the last time seen (under Engine.mu): a batch's spans share one clock reading,
+	// and the float floor division is not free.
+	lastNow, lastBucket int64
+	bucketKnown         bool
 }
 
 // evictionPlan is a rule that judges the evictions of one rule, with its group (fixed per evicting rule).
@@ -260,10 +264,13 @@ func (e *Engine) SpanRules() int { return len(e.rules) }
 
 // Judge returns every firing a span causes, in rules file order; perSpan=false leaves out latency,
 // event and gauge rules (a span the Python layer already judged).
-func (e *Engine) Judge(f *SpanFacts, sel Selection) []Firing {
+func (e *Engine) Judge(f *SpanFacts, sel Selection) []Firing { return e.JudgeAt(f, sel, e.clock()) }
+
+// JudgeAt is Judge with the clock read by the caller (nanoseconds since the epoch), e.g. once for a
+// batch of spans consumed together.
+func (e *Engine) JudgeAt(f *SpanFacts, sel Selection, now int64) []Firing {
 	var out []Firing
 	var evictions []string
-	now := e.clock()
 	for _, st := range e.rules {
 		r := st.rule
 		if windowed := IsWindow(r); windowed {
@@ -368,10 +375,13 @@ func (e *Engine) countKey(st *ruleState, key string, nowNanos int64, hit bool, e
 ) (float64, bool) {
 	r := st.rule
 	now := float64(nowNanos) / 1e9
-	bucket := pyFloorDiv(now, r.Window/bucketsPerWindow)
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if !st.bucketKnown || st.lastNow != nowNanos {
+		st.lastNow, st.lastBucket, st.bucketKnown = nowNanos, pyFloorDiv(now, r.Window/bucketsPerWindow), true
+	}
+	bucket := st.lastBucket
 	w := e.window(st, key, bucket, evictions)
 	w.add(bucket, hit)
 	total, hits := w.sums()
