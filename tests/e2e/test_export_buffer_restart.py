@@ -2,9 +2,11 @@
 arrives twice; without it the loss is counted as dropped, so the buffer is what makes the difference.
 
 The collector is the real otelcol-b2b, our own instance on free loopback ports with a minimal
-configuration (OTLP/HTTP in, OTLP/HTTP out to the in-process test receiver, no queue, no retry and no
-batching in the collector, so an answered request has reached the receiver); the shared stack is not
-touched. It is stopped with SIGTERM, as an orchestrator restarts it, for several export intervals.
+configuration (OTLP/HTTP and OTLP/gRPC in, OTLP/HTTP out to the in-process test receiver, no queue, no
+retry and no batching in the collector, so an answered request has reached the receiver); the shared
+stack is not touched. It is stopped with SIGTERM, as an orchestrator restarts it, for several export
+intervals. The application exports over either protocol (the gRPC exporter's own retries and
+reconnects are on the way too).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ receivers:
     protocols:
       http:
         endpoint: 127.0.0.1:{port}
+      grpc:
+        endpoint: 127.0.0.1:{grpc_port}
 exporters:
   otlphttp:
     endpoint: {downstream}
@@ -75,14 +79,15 @@ class Collector:
     def __init__(self, binary: Path, workdir: Path, downstream: str) -> None:
         self.binary = binary
         self.port = free_port()
+        self.grpc_port = free_port()
         self.config = workdir / "collector.yaml"
-        self.config.write_text(CONFIG.format(port=self.port, downstream=downstream))
+        self.config.write_text(CONFIG.format(port=self.port, grpc_port=self.grpc_port, downstream=downstream))
         self.log = workdir / "collector.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def endpoint(self, protocol: str) -> str:
+        port = self.grpc_port if protocol == "grpc" else self.port
+        return f"http://127.0.0.1:{port}"
 
     def start(self, timeout_s: float = 30.0) -> None:
         with open(self.log, "ab") as log:
@@ -94,8 +99,10 @@ class Collector:
             if self.process.poll() is not None:
                 pytest.fail(f"otelcol-b2b exited {self.process.returncode}:\n{self.log.read_text()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
+                for port in (self.port, self.grpc_port):
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                        pass
+                return
             except OSError:
                 time.sleep(0.1)
         pytest.fail(f"otelcol-b2b did not listen on {self.port} within {timeout_s}s:\n{self.log.read_text()}")
@@ -150,10 +157,15 @@ def received(receiver: OTLPReceiver) -> tuple[Counter[str], Counter[str]]:
     return spans, logs
 
 
-def workload_across_a_restart(collector: Collector, buffer_dir: Path | None) -> tuple[list[str], Any]:
+def workload_across_a_restart(
+    collector: Collector, buffer_dir: Path | None, protocol: str = "http/protobuf"
+) -> tuple[list[str], Any]:
+    grpc: dict[str, Any] = {"otlp_insecure": True} if protocol == "grpc" else {}
     telemetry = b2b_otel.instrument(
         service_name="restart-workload",
-        otlp_endpoint=collector.endpoint,
+        otlp_endpoint=collector.endpoint(protocol),
+        otlp_protocol=protocol,
+        **grpc,
         otlp_timeout="1s",
         bsp_schedule_delay=SCHEDULE_DELAY,
         blrp_schedule_delay=SCHEDULE_DELAY,
@@ -173,10 +185,11 @@ def workload_across_a_restart(collector: Collector, buffer_dir: Path | None) -> 
     return sent, telemetry
 
 
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 def test_a_collector_restart_loses_nothing_with_the_disk_buffer(
-    collector: Collector, otlp_receiver: OTLPReceiver, tmp_path: Path
+    collector: Collector, otlp_receiver: OTLPReceiver, tmp_path: Path, protocol: str
 ) -> None:
-    sent, telemetry = workload_across_a_restart(collector, tmp_path / "buffer")
+    sent, telemetry = workload_across_a_restart(collector, tmp_path / "buffer", protocol)
 
     def all_arrived() -> bool:
         spans, logs = received(otlp_receiver)
@@ -187,9 +200,9 @@ def test_a_collector_restart_loses_nothing_with_the_disk_buffer(
     spans, logs = received(otlp_receiver)
     health = telemetry.health()["signals"]
     print(
-        f"\nwith buffer: sent {len(sent)} spans / {len(sent)} logs; received {sum(spans.values())} spans "
-        f"/ {sum(logs.values())} logs; replayed from disk: {health['traces']['buffer']['replayed']} spans, "
-        f"{health['logs']['buffer']['replayed']} logs"
+        f"\nwith buffer ({protocol}): sent {len(sent)} spans / {len(sent)} logs; "
+        f"received {sum(spans.values())} spans / {sum(logs.values())} logs; replayed from disk: "
+        f"{health['traces']['buffer']['replayed']} spans, {health['logs']['buffer']['replayed']} logs"
     )
     assert sorted(spans) == sorted(sent) and set(spans.values()) == {1}, "each span exactly once"
     assert sorted(logs) == sorted(sent) and set(logs.values()) == {1}, "each log record exactly once"
