@@ -218,6 +218,115 @@ def test_a_closed_store_leaves_its_batches_for_the_next_process(tmp_path: Path) 
     assert drain(second) == [payload(1)]
 
 
+def _in_a_forked_child(work: Any, timeout_s: float = 20.0) -> Any:
+    """``work()`` in a forked child; its JSON result, or a failure when the child hangs or fails."""
+    import json
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            signal.alarm(int(timeout_s))  # a deadlocked child ends itself
+            os.write(write_end, json.dumps(work()).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(read_end)
+            pytest.fail("the forked child hung (a lock held at the fork?)")
+        time.sleep(0.05)
+    with os.fdopen(read_end, "rb") as pipe:
+        output = pipe.read()
+    assert os.waitstatus_to_exitcode(status) == 0, f"the child failed (status {status})"
+    return json.loads(output)
+
+
+def test_a_forked_child_shares_nothing_of_the_parents_buffer(tmp_path: Path) -> None:
+    import threading
+
+    store = db.BatchStore(tmp_path, "traces", max_bytes=1024 * KIB, on_drop=Drops())
+    store.append(payload(1), items=2)
+    parent_dir = store.own_dir
+    # Another thread of the parent holds the store's lock across the fork: the child would wait forever
+    # for a lock no thread of its own will release.
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store._lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    try:
+
+        def child() -> dict[str, Any]:
+            before = store.stats()
+            kept = store.append(payload(2), items=3)
+            taken = store.take()
+            assert taken is not None
+            store.done(taken[0], replayed=True)
+            return {"before": before, "kept": kept, "after": store.stats(), "payload": taken[1].decode()}
+
+        result = _in_a_forked_child(child)
+    finally:
+        release.set()
+        holder.join(10)
+    # The child started empty, kept its batch in a folder of its own, and replayed only its own.
+    assert result["before"]["batches"] == 0 and result["before"]["stored"] == 0
+    assert result["kept"] is True and result["payload"] == payload(2).decode()
+    assert result["after"]["dir"] != str(parent_dir)
+    assert Path(result["after"]["dir"]).parent == parent_dir.parent
+    # The parent's batch is untouched, still the parent's, and its folder still locked by it alone:
+    # a new store (as another process would) adopts the exited child's folder, never the parent's.
+    assert store.stats()["batches"] == 1 and len(list(parent_dir.glob("*.otlp"))) == 1
+    other = db.BatchStore(tmp_path, "traces", max_bytes=1024 * KIB, on_drop=Drops())
+    assert other.stats()["adopted_batches"] == 0  # the child replayed its batch; its empty folder went
+    assert parent_dir.is_dir() and not Path(result["after"]["dir"]).exists()
+    assert drain(store) == [payload(1)]
+    other.close()
+    store.close()
+
+
+def test_a_forked_childs_replayer_gets_fresh_locks(tmp_path: Path) -> None:
+    health = SignalHealth("traces")
+    store = db.BatchStore(tmp_path, "traces", max_bytes=1024 * KIB, on_drop=Drops())
+    sent: list[bytes] = []
+
+    def send(data: bytes) -> tuple[bool, bool, str | None]:
+        sent.append(data)
+        if len(sent) == 1:
+            return False, True, "Unavailable"  # the first try fails: kept on disk, replayed by a thread
+        return True, False, None
+
+    core = db._Replaying(store, send, "otlp/test", health, None, backoff_s=0.05, max_backoff_s=0.1)
+    assert core._thread_lock.acquire()  # held by the parent at the fork, as by its export thread
+    try:
+
+        def child() -> dict[str, Any]:
+            ok = core.export(lambda: b"from the child", 1)
+            eventually(lambda: len(sent), lambda n: n == 2)
+            eventually(lambda: store.stats()["replayed"], lambda n: n == 1)
+            return {"ok": ok, "sent": [s.decode() for s in sent]}
+
+        result = _in_a_forked_child(child)
+    finally:
+        core._thread_lock.release()
+    assert result == {"ok": True, "sent": ["from the child", "from the child"]}
+    assert sent == []  # nothing of the child's in the parent
+    core.stop()
+
+
 # --- replay through the real exporters ---------------------------------------------------------------
 
 
