@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry import _logs, baggage, trace
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
@@ -222,6 +224,24 @@ def test_a_bad_id_becomes_invalid_is_counted_and_never_inherits_the_outer_tenant
         p for p in capture.points("b2b.telemetry.dropped") if p.attributes.get("reason") == "invalid_argument"
     ]
     assert sum(p.value for p in dropped) == 1
+
+
+def test_hostile_values_never_raise() -> None:
+    class Raising:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+        def __repr__(self) -> str:
+            raise RuntimeError("no")
+
+        def __eq__(self, other: object) -> bool:
+            raise RuntimeError("no")
+
+        __hash__ = None  # type: ignore[assignment]
+
+    for value in (10**5000, -(10**5000), Raising(), float("nan"), {"a": 1}, (1, 2)):
+        with b2b_otel.context(tenant_id=value, user_id=value, session_id=value):
+            assert current() == {TENANT: INVALID, USER: INVALID, SESSION: INVALID}
 
 
 def test_a_raising_str_never_reaches_the_application() -> None:
@@ -561,3 +581,28 @@ def test_the_sdks_span_limits_still_apply(limits: dict[str, int], expected: dict
         provider.get_tracer("t").start_span("s").end()
     (span,) = exporter.get_finished_spans()
     assert context_of(span) == expected
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.one_of(
+        st.none(),
+        st.text(max_size=300),
+        st.binary(max_size=20),
+        st.integers(),
+        st.floats(),
+        st.booleans(),
+        st.uuids(),
+        st.lists(st.text(max_size=3), max_size=3),
+    )
+)
+def test_any_value_gives_a_valid_id_or_invalid_and_never_raises(capture: Capture, value: object) -> None:
+    capture.spans_exporter.clear()
+    with b2b_otel.context(tenant_id=value), b2b_otel.tool("t"):
+        pass
+    recorded = context_of(capture.span("execute_tool t")).get(TENANT)
+    if value is None:
+        assert recorded is None
+    else:
+        assert isinstance(recorded, str)
+        assert recorded == INVALID or (0 < len(recorded) <= MAX_LENGTH and recorded.isprintable())

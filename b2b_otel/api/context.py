@@ -81,10 +81,15 @@ def checked(value: object, key: str) -> str:
     if type(value) is str and valid(value):
         return value
     text: str | None = None
-    if type(value) is int or isinstance(value, uuid.UUID):
-        text = str(value)
-    elif isinstance(value, str):
-        text = str.__str__(value)  # a str subclass's content
+    try:
+        # (str() of a huge int raises; one of MAX_LENGTH digits or more is no usable id anyway)
+        small_int = type(value) is int and -(10**MAX_LENGTH) < value < 10**MAX_LENGTH
+        if small_int or type(value) is uuid.UUID:
+            text = str(value)
+        elif isinstance(value, str):
+            text = str.__str__(value)  # a str subclass's content, whatever its __str__ does
+    except Exception:
+        text = None
     if text is not None and valid(text):
         return text
     arguments.report(_TRACES, _WHAT.get(key, "context value"), value, f"recorded as {INVALID}")
