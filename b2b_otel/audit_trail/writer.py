@@ -588,9 +588,11 @@ class AuditLog:
                     if obj.get("seq") == 1:
                         marks = obj["details"]
                         mode = marks.get(MARK_MODE)
-                        state.mode = (
-                            mode if isinstance(mode, str) else MODE_HMAC if self._key else MODE_SHA256
-                        )
+                        if not isinstance(mode, str):
+                            # No marker: a plain log (its hash is plain SHA-256), or one begun before modes.
+                            plain = record_hash(obj, None) == obj.get("hash")
+                            mode = MODE_SHA256 if plain else None
+                        state.mode = mode
                         state.key_id = marks.get(MARK_KEY_ID)
                         state.log_id = marks.get(MARK_LOG_ID)
                         state.hmac_key_id = marks.get(MARK_HMAC_KEY_ID)
@@ -800,6 +802,13 @@ def mode_mismatch(
                 "to start a signed log"
             )
         return None
+    if log_mode != mode and mode == MODE_SIGNED:
+        return (
+            f"the log was started without a signing key ({log_mode} mode, {seq} records); move audit.log* "
+            "to an archive to start a signed log"
+        )
+    if log_mode != mode and log_mode == MODE_SIGNED:
+        return f"the log is signed (key id {log_key_id}): set B2B_OTEL_AUDIT_SIGNING_KEY to its key"
     if log_mode != mode:
         return f"the log is written in {log_mode} mode, this process is configured for {mode} mode"
     if mode == MODE_SIGNED:
