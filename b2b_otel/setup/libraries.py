@@ -21,7 +21,7 @@ from typing import Any
 from .._internal import selflog
 from ..api.metrics import report_gauge
 from ..llm import quota
-from . import lazy
+from . import app_logging, lazy
 
 
 @dataclass(frozen=True)
@@ -154,6 +154,8 @@ def _add_last_resort() -> None:
         bridge = getattr(LoggingInstrumentor, "_logging_handler", None)
         _last_resort = _LastResort(bridge if isinstance(bridge, logging.Handler) else None)
         logging.getLogger().addHandler(_last_resort)
+        # The application's basicConfig()/dictConfig() after instrument() still work (app_logging.py).
+        app_logging.install([h for h in (_last_resort._bridge, _last_resort) if h is not None])
 
 
 def _remove_last_resort() -> None:
@@ -161,6 +163,7 @@ def _remove_last_resort() -> None:
     if _last_resort is not None:
         logging.getLogger().removeHandler(_last_resort)
         _last_resort = None
+        app_logging.uninstall()
 
 
 def _psycopg() -> Any:
