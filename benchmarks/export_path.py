@@ -26,8 +26,12 @@ from benchmarks.common import alternate, emit, median, result, row
 BATCH = 512
 
 
-def realistic_batch(size: int = BATCH) -> list[Any]:
-    """``size`` finished spans in the example application's shapes, a few with secrets."""
+def realistic_batch(size: int = BATCH, first_case: int = 0) -> list[Any]:
+    """``size`` finished spans in the example application's shapes, a few with secrets.
+
+    Business cases are numbered from ``first_case``: batches made from different numbers carry
+    different case ids, conversation ids, client addresses and URLs, as consecutive batches do.
+    """
     from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -50,7 +54,7 @@ def realistic_batch(size: int = BATCH) -> list[Any]:
         "roi_calculator_agent",
         "narrative_generator_agent",
     )
-    case = 0
+    case = first_case
     while len(captured.get_finished_spans()) < size:
         case += 1
         case_id = f"case-{case:05d}"
@@ -206,19 +210,34 @@ def scenario(rounds: int, batches: int) -> dict[str, Any]:
         def shutdown(self) -> None:
             pass
 
-    batch = realistic_batch()
+    # Every round scrubs and judges batches it has not seen (b2b-otel remembers what repeats, and a
+    # batch seen again would be all repeats); the warm-up batch comes first, from the same stream.
+    # They are made when needed, outside the timing: thousands of spans held at once would make the
+    # garbage collector's passes part of every number.
+    made = iter(range(10**9))
+    batch = realistic_batch(BATCH, first_case=0)
     scrubber = Scrubber()
     findings: list[tuple[Finding, int, int]] = []
     scrubbing = ScrubbingSpanExporter(Discard(), scrubber, lambda f, t, s: findings.append((f, t, s)))
     derivation = DerivationProcessor(load_rules(None, {}), scrubber)
 
-    def b2b() -> float:
+    def unseen(count: int) -> list[list[Any]]:
+        return [realistic_batch(BATCH, first_case=(next(made) + 1) * 100) for _ in range(count)]
+
+    def scrub() -> float:
+        todo = unseen(batches)
         started = time.perf_counter()
-        for _ in range(batches):
-            scrubbing.export(batch)
-            judge = derivation._judge_span
-            for span in batch:
-                judge(span)
+        for each in todo:
+            scrubbing.export(each)
+        return (time.perf_counter() - started) / batches
+
+    def judge() -> float:
+        todo = unseen(batches)
+        judge_span = derivation._judge_span
+        started = time.perf_counter()
+        for each in todo:
+            for span in each:
+                judge_span(span)
         return (time.perf_counter() - started) / batches
 
     def encode() -> float:
@@ -227,20 +246,17 @@ def scenario(rounds: int, batches: int) -> dict[str, Any]:
             encode_spans(batch).SerializeToString()
         return (time.perf_counter() - started) / batches
 
-    def scrub_only() -> float:
-        started = time.perf_counter()
-        for _ in range(batches):
-            scrubbing.export(batch)
-        return (time.perf_counter() - started) / batches
-
-    b2b()
+    scrubbing.export(batch)  # warm: first-use caches, compiled patterns
+    for span in batch:
+        derivation._judge_span(span)
     encode()
     findings.clear()
-    scrubbing.export(batch)
+    scrubbing.export(unseen(1)[0])
     per_batch = len(findings)
-    results = alternate({"encode": encode, "b2b": b2b, "scrub": scrub_only}, rounds)
+    # Scrubbing and judging each see batches they have not seen; the encoder has nothing to remember.
+    results = alternate({"encode": encode, "scrub": scrub, "judge": judge}, rounds)
     m = {name: median(values) * 1e3 for name, values in results.items()}
-    judge_ms = max(0.0, m["b2b"] - m["scrub"])
+    m["b2b"] = m["scrub"] + m["judge"]
     derivation.shutdown()
     return result(
         "export_path",
@@ -249,7 +265,7 @@ def scenario(rounds: int, batches: int) -> dict[str, Any]:
             row("OTLP protobuf encoding (baseline)", m["encode"], "ms/batch", m["encode"], digits=3),
             row("b2b-otel scrub + judge", m["b2b"], "ms/batch", m["encode"], digits=3),
             row("  of which scrubbing", m["scrub"], "ms/batch", m["encode"], digits=3),
-            row("  of which judging (difference)", judge_ms, "ms/batch", m["encode"], digits=3),
+            row("  of which judging", m["judge"], "ms/batch", m["encode"], digits=3),
         ],
         m["b2b"] / m["encode"],
         0.5,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk._logs import ReadableLogRecord
@@ -35,6 +35,81 @@ class _Collector:
 
     def __call__(self, finding: Finding) -> None:
         self.found.setdefault((finding.field, finding.pattern), finding)
+
+
+_SCALARS = (str, int, float, bool)
+
+
+class _Memo:
+    """The scrubbed form and findings of recently seen attribute values and names, so that what
+    repeats is scrubbed once: telemetry repeats itself (the same span names, agent and tool names,
+    models, hosts, statements and status codes in every batch).
+
+    The scrubber judges each attribute on its own (its key and its value; its settings are fixed), so
+    the verdict on one ``key: value`` entry — ``Scrubber.attributes({key: value})``: nothing to change,
+    or the entry as scrubbed, key included — holds wherever that entry comes again, and a hit reports
+    the same findings. Scalar values only (text up to ``MAX_TEXT``), keyed with their type (``1``,
+    ``1.0`` and ``True`` are equal but not the same value); bounded, cleared when full. Several
+    threads may share it (each dict operation is atomic; an entry lost to a concurrent clear is only a
+    miss).
+    """
+
+    ENTRIES = 4096
+    MAX_TEXT = 512
+
+    def __init__(self, scrubber: Scrubber) -> None:
+        self.scrubber = scrubber
+        self._entries: dict[tuple[str, type, Any], tuple[dict[str, Any] | None, tuple[Finding, ...]]] = {}
+        self._texts: dict[tuple[str, str], tuple[str, tuple[Finding, ...]]] = {}
+
+    def _entry(self, key: str, value: Any, report: _Collector) -> dict[str, Any] | None:
+        kind = type(value)
+        if kind not in _SCALARS or (kind is str and len(value) > self.MAX_TEXT):
+            return self.scrubber.attributes({key: value}, report)
+        memo_key = (key, kind, value)
+        hit = self._entries.get(memo_key)
+        if hit is None:
+            found: list[Finding] = []
+            hit = (self.scrubber.attributes({key: value}, found.append), tuple(found))
+            if len(self._entries) >= self.ENTRIES:
+                self._entries.clear()
+            self._entries[memo_key] = hit
+        for finding in hit[1]:
+            report(finding)
+        return hit[0]
+
+    def attributes(self, attributes: Mapping[str, Any] | None, report: _Collector) -> dict[str, Any] | None:
+        """``Scrubber.attributes``, entry by entry, remembered: a scrubbed copy, or None when clean."""
+        if not attributes or not self.scrubber.enabled:
+            return self.scrubber.attributes(attributes, report)
+        changed: dict[str, Any] | None = None
+        for key, value in attributes.items():
+            verdict = self._entry(key, value, report)
+            if verdict is None:
+                continue
+            if changed is None:
+                changed = dict(attributes)
+            if len(verdict) == 1 and key in verdict:
+                changed[key] = verdict[key]  # the value scrubbed, in its place
+            else:
+                del changed[key]  # the key itself held a secret
+                changed.update(verdict)
+        return changed
+
+    def text(self, value: str, field: str, report: _Collector) -> str:
+        """``Scrubber.text``, remembered."""
+        if len(value) > self.MAX_TEXT:
+            return self.scrubber.text(value, field, report)
+        hit = self._texts.get((field, value))
+        if hit is None:
+            found: list[Finding] = []
+            hit = (self.scrubber.text(value, field, found.append), tuple(found))
+            if len(self._texts) >= self.ENTRIES:
+                self._texts.clear()
+            self._texts[(field, value)] = hit
+        for finding in hit[1]:
+            report(finding)
+        return value if hit[0] == value else hit[0]
 
 
 class _Resources:
@@ -77,6 +152,7 @@ class ScrubbingSpanExporter(SpanExporter):
         self.scrubber = scrubber
         self.on_finding = on_finding
         self._resources = _Resources(scrubber, on_finding)
+        self._memo = _Memo(scrubber)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         return self.inner.export([self._scrub(span) for span in spans])
@@ -99,10 +175,11 @@ class ScrubbingSpanExporter(SpanExporter):
 
     def _scrub_span(self, span: ReadableSpan) -> ReadableSpan:
         s = self.scrubber
+        memo = self._memo
         found = _Collector()
         resource = self._resources.clean(span.resource if self.resource is None else self.resource)
-        name = s.text(span.name, sc.SCRUB_FIELD_SPAN_NAME, found)
-        attributes = s.attributes(span.attributes, found)
+        name = memo.text(span.name, sc.SCRUB_FIELD_SPAN_NAME, found)
+        attributes = memo.attributes(span.attributes, found)
         events: list[Event] | None = None
         for index, event in enumerate(span.events):
             clean = s.attributes(event.attributes, found)
