@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from b2b_otel import semconv as sc
+from b2b_otel.derive import records
 from b2b_otel.rules import load_rules
 from b2b_otel.rules.engine import Engine, SpanFacts
+from b2b_otel.scrub import Scrubber
 from tests.support.deterministic import FakeClock
 
 
@@ -333,6 +335,16 @@ def test_sensitive_data_fires_once_per_5_minutes_per_field_and_pattern(
     again = engine.judge_span(_finding())
     assert [f.rule.id for f in again] == ["security.sensitive_data"]
     assert 1 < again[0].observed <= 51
+
+
+def test_a_sensitive_data_record_names_field_pattern_and_count_unscrubbed(engine: Engine) -> None:
+    # Its message passes the scrubber: "pattern=secret_key: 1" would read as a secret's key and value.
+    (firing,) = engine.judge_span(_finding(field="app.db_password", pattern="secret_key"))
+    record = records.build(firing, Scrubber())
+    group = "b2b.scrub.field=app.db_password, b2b.scrub.pattern=secret_key"
+    assert record.message == f"1 matching events within 300s ({group})"
+    assert record.attributes[sc.B2B_OBSERVED_VALUE] == 1.0
+    assert record.attributes[sc.B2B_SCRUB_PATTERN] == "secret_key"
 
 
 # --- gauges ---

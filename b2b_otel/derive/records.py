@@ -77,7 +77,12 @@ def _message(firing: Firing, group: dict[str, Any]) -> str:
         what = "success rate" if rule.observed == "success_rate" else "failure rate"
         return f"{subject or rule.id}: {what} {firing.observed:.1%} against threshold {firing.threshold:.1%}"
     if rule.kind == _KIND.COUNT:
-        return f"{subject}: {firing.observed:.0f} matching events within {fmt_seconds(rule.window or 0)}"
+        # The count first, the group after it: "secret_key: 3" (a group value, then a number) would read
+        # as a secret's key and value to the scrubber, which this message passes through.
+        within = fmt_seconds(rule.window or 0)
+        return f"{firing.observed:.0f} matching events within {within} ({subject})" if subject else (
+            f"{firing.observed:.0f} matching events within {within}"
+        )
     if rule.kind == _KIND.GAUGE:
         return f"{subject or rule.id}: value {firing.observed:g} against threshold {firing.threshold:g}"
     return f"{rule.description} ({subject})" if subject else rule.description
