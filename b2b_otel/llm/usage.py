@@ -36,6 +36,9 @@ _SUMS_KEY = otel_context.create_key("b2b_otel.llm.sums")
 INFERENCE_OPERATIONS = frozenset(
     {sc.LLM_OPERATION_CHAT, sc.LLM_OPERATION_TEXT_COMPLETION, sc.LLM_OPERATION_GENERATE_CONTENT}
 )
+# The GenAI conventions name an inference span "{gen_ai.operation.name} {gen_ai.request.model}": the
+# name is the cheap first test on the hot path (reading a span's attributes costs about a microsecond).
+_SPAN_NAME_PREFIXES = tuple(f"{operation} " for operation in sorted(INFERENCE_OPERATIONS))
 # The GenAI conventions' value for a provider (or other enum value) the instrumentation did not know.
 _UNKNOWN = "_OTHER"
 # LLM calls started and not yet ended; more than this many at once is a leak (spans never ended).
@@ -78,9 +81,9 @@ def write_sums(span: Any, sums: Sums) -> None:
 
     ``b2b.llm.cost`` is the sum over the priced calls; it is left out when none was priced.
     """
+    if not sums.calls:  # the common case, without the lock: the calls inside ended before this span
+        return
     with _lock:
-        if not sums.calls:
-            return
         attributes: dict[str, Any] = {
             sc.GEN_AI_USAGE_INPUT_TOKENS: sums.input_tokens,
             sc.GEN_AI_USAGE_OUTPUT_TOKENS: sums.output_tokens,
@@ -132,7 +135,8 @@ class LLMCallProcessor(SpanProcessor):
         )
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        if span.kind is not SpanKind.CLIENT:  # the cheap test first: most spans stop here
+        # The cheap tests first: most spans stop here.
+        if span.kind is not SpanKind.CLIENT or not span.name.startswith(_SPAN_NAME_PREFIXES):
             return
         try:
             if not is_llm_call(span.kind, span.attributes):
@@ -158,7 +162,7 @@ class LLMCallProcessor(SpanProcessor):
             selflog.warn_once_a_minute("llm-start", "b2b_otel: LLM call not tracked: %r", exc)
 
     def on_end(self, span: ReadableSpan) -> None:
-        if span.kind is not SpanKind.CLIENT:
+        if span.kind is not SpanKind.CLIENT or not self._open:
             return
         span_context = span.get_span_context()
         if span_context is None:
