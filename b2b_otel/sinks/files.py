@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -47,17 +49,30 @@ class LocalFiles(Sink):
         return handler
 
     def _write(self, name: str, line: str) -> None:
-        record = logging.LogRecord("b2b_otel.files", logging.INFO, "", 0, line, None, None)
         handler = self._handler(name)
         # emit() swallows errors through handleError; write directly so a full disk is seen and counted.
         handler.acquire()
         try:
-            if handler.shouldRollover(record):  # type: ignore[attr-defined]
-                handler.doRollover()  # type: ignore[attr-defined]
             stream = handler.stream  # type: ignore[attr-defined]
             if stream is None:
                 stream = handler._open()  # type: ignore[attr-defined]
                 handler.stream = stream  # type: ignore[attr-defined]
+            # Rotation as RotatingFileHandler.shouldRollover decides it (a regular file that this line
+            # would take to maxBytes or past), from one fstat instead of its per-line LogRecord,
+            # format, seek, tell and two stats: one line per agent execution makes this a hot loop.
+            max_bytes = handler.maxBytes  # type: ignore[attr-defined]
+            if max_bytes > 0:
+                status = os.fstat(stream.fileno())
+                if (
+                    status.st_size
+                    and stat.S_ISREG(status.st_mode)
+                    and status.st_size + len(line) + 1 >= max_bytes
+                ):
+                    handler.doRollover()  # type: ignore[attr-defined]
+                    stream = handler.stream  # type: ignore[attr-defined]
+                    if stream is None:
+                        stream = handler._open()  # type: ignore[attr-defined]
+                        handler.stream = stream  # type: ignore[attr-defined]
             stream.write(line + "\n")
             stream.flush()
         finally:
