@@ -331,7 +331,10 @@ start_piece() {
         ((SECONDS < deadline)) || show_logs_and_die "$piece" "did not answer $url within ${READY_TIMEOUT_S}s (pid $pid left running; 'stack.sh down' stops it)"
         sleep 0.25
     done
-    say "[$step] $piece ready on $url (pid $pid, $((SECONDS - started)) s, log $LOG_DIR/$piece.log)"
+    local log="$LOG_DIR/$piece.log"
+    [[ "$piece" != gateway-* ]] || log="$STACK_DIR/$piece/logs/otelcol-b2b.log"
+    [[ "$piece" != agent ]] || log="$LOG_DIR/otelcol-agent.log"
+    say "[$step] $piece ready on $url (pid $pid, $((SECONDS - started)) s, log $log)"
 }
 
 up() {
