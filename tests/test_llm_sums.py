@@ -134,6 +134,11 @@ def test_nested_agents_and_steps_of_a_workflow_each_carry_the_sums_of_the_calls_
             pass
     assert b2b_otel.shutdown()
     sums = _assert_sums(otlp_receiver)
+    chats = [s for s in otlp_receiver.spans() if s["name"].startswith("chat ")]
+    assert len(chats) == 4
+    for chat in chats:  # every call carries the workflow and business case it was made for
+        assert chat["attributes"]["gen_ai.workflow.name"] == "build_business_case"
+        assert chat["attributes"]["b2b.business_case.id"] == "BC-7"
     assert sums["invoke_workflow build_business_case"]["in"] == 1000
     assert sums["invoke_agent research_agent"]["in"] == 900
     assert sums["invoke_agent fact_checker"]["calls"] == 1

@@ -84,7 +84,7 @@ class _Scope:
         self.token: object | None = None
         # Agents and workflows add up the LLM calls made inside them (llm/usage.py).
         summed = isinstance(op, (AgentOperation, WorkflowOperation))
-        self.sums = llm_usage.Sums() if summed else None
+        self.sums = llm_usage.Sums(self.span) if summed else None
 
     def context(self) -> otel_context.Context:
         ctx = trace.set_span_in_context(self.span, otel_context.get_current())

@@ -49,11 +49,12 @@ _lock = threading.Lock()
 
 
 class Sums:
-    """Tokens and cost of the LLM calls made inside one agent or workflow span."""
+    """Tokens and cost of the LLM calls made inside one agent or workflow ``span``."""
 
-    __slots__ = ("calls", "cost", "input_tokens", "output_tokens", "priced")
+    __slots__ = ("calls", "cost", "input_tokens", "output_tokens", "priced", "span")
 
-    def __init__(self) -> None:
+    def __init__(self, span: Any = None) -> None:
+        self.span = span
         self.calls = 0
         self.priced = 0
         self.input_tokens = 0
@@ -94,6 +95,21 @@ def write_sums(span: Any, sums: Sums) -> None:
         span.set_attributes(attributes)
     except Exception as exc:
         selflog.warn_once_a_minute("llm-sums", "b2b_otel: could not set the LLM sums: %r", exc)
+
+
+# The workflow facts every span inside a workflow carries (api/spans.py sets them on our helpers' spans).
+_WORKFLOW_ATTRIBUTES = (sc.GEN_AI_WORKFLOW_NAME, sc.B2B_BUSINESS_CASE_ID)
+
+
+def _inherit_workflow(call: Span, enclosing: Any) -> None:
+    """The LLM call gets the workflow name and business case of the agent or workflow it is made in."""
+    attributes = getattr(enclosing, "attributes", None)
+    if not attributes:
+        return
+    for key in _WORKFLOW_ATTRIBUTES:
+        value = attributes.get(key)
+        if value is not None and call.attributes is not None and key not in call.attributes:
+            call.set_attribute(key, value)
 
 
 def _tokens(value: object) -> int:
@@ -147,6 +163,8 @@ class LLMCallProcessor(SpanProcessor):
                 # counted once, at the outermost span.
                 return
             chain = cast("tuple[Sums, ...]", ctx.get(_SUMS_KEY) or ())
+            if chain:
+                _inherit_workflow(span, chain[-1].span)
             tenant = baggage.get_baggage(sc.B2B_TENANT_ID, ctx)
             if len(self._open) >= self.max_open:
                 self.overflowed += 1
