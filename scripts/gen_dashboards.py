@@ -152,6 +152,9 @@ OPERATIONS = DashboardSpec(
                   q("sum by (job) (process_memory_usage_bytes)", "{{job}}"), unit="bytes"),
             panel("Service threads", "process.thread.count of each instrumented service.",
                   q("sum by (job) (process_thread_count)", "{{job}}")),
+            panel("Service GC collections", "cpython.gc.collections per second, by generation (system_metrics).",
+                  q("sum by (job, cpython_gc_generation) (rate(cpython_gc_collections_total[5m]))",
+                    "{{job}} gen {{cpython_gc_generation}}"), unit="ops"),
         ]),
     ],
 )
@@ -189,6 +192,9 @@ BUSINESS = DashboardSpec(
                   q('sum by (job) (increase(b2b_agent_executions_total{gen_ai_agent_name=~".*roi.*", outcome="success"}[1h]))'
                     ' / sum by (job) (increase(b2b_agent_executions_total{gen_ai_agent_name=~".*roi.*"}[1h]))',
                     "{{job}}"), unit="percentunit"),
+            panel("LLM cost by tenant (1 h)", "b2b.llm.cost (USD) of the LLM calls made for each tenant.",
+                  q("sum by (b2b_tenant_id) (increase(b2b_llm_cost_USD_total[1h]))", "{{b2b_tenant_id}}",
+                    instant=True), kind="table", unit="currencyUSD"),
             panel("LLM tokens by type", "gen_ai.client.token.usage of the services' LLM calls.",
                   q("sum by (job, gen_ai_token_type) (rate(gen_ai_client_token_usage_sum[5m])) * 60",
                     "{{job}} {{gen_ai_token_type}}")),

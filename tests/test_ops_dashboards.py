@@ -39,6 +39,8 @@ SEED_PANELS = {
             "File systems used",
             "Service process CPU",
             "Service process memory",
+            "Service threads",
+            "Service GC collections",
         ],
     },
     "b2b-business": {
