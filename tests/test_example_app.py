@@ -37,10 +37,16 @@ from examples.b2bvalue.faults import (
     LLM_ERROR_STATUSES,
     RULE_OF_FAULT,
     FaultError,
+    Faults,
     parse_faults,
 )
 from examples.b2bvalue.llm_server import LlmServer, count_tokens
 from examples.b2bvalue.llm_server import prompt_tokens as llm_prompt_tokens
+from tests.e2e.stack_client import JAEGER_API, stack_dir
+from tests.e2e.stack_client import get_json as stack_get_json
+from tests.e2e.stack_client import prometheus_query as stack_prometheus_query
+from tests.e2e.stack_client import read_json_lines as stack_read_json_lines
+from tests.e2e.stack_client import wait_for as stack_wait_for
 from tests.support.otlp_receiver import OTLPReceiver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -735,6 +741,17 @@ def test_unknown_faults_are_rejected_with_the_accepted_list() -> None:
     assert parse_faults("") == parse_faults("none") == frozenset()
 
 
+def test_a_bad_llm_quota_share_is_rejected_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("B2BVALUE_LLM_QUOTA_SHARE", "lots")
+    with pytest.raises(FaultError, match=r"B2BVALUE_LLM_QUOTA_SHARE='lots' is not a share \(e\.g\. 0\.85"):
+        Faults.from_env("llm_quota")
+    monkeypatch.setenv("B2BVALUE_LLM_QUOTA_SHARE", "1.5")
+    with pytest.raises(FaultError, match="must be between 0 and 1"):
+        Faults.from_env("llm_quota")
+    monkeypatch.setenv("B2BVALUE_LLM_QUOTA_SHARE", "90%")
+    assert Faults.from_env("llm_quota").llm_quota_share == pytest.approx(0.9)
+
+
 def test_the_cli_rejects_unknown_faults_before_doing_anything(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         cli_main(["--faults", "slow_dns", "--pg-url", "postgresql://unused"])
@@ -765,6 +782,9 @@ def test_run_in_process_builds_cases_and_drops_its_schema(pg_url: str, tmp_path:
         b2b_otel.shutdown()
     assert (tmp_path / "audit.log").read_text().count("case.") >= 2
     assert [case.status for case in summary.cases] == ["published", "published"]
+    assert [case.tenant_id for case in summary.cases] == ["northwind", "fabrikam"]
+    assert all(case.llm_calls == 2 and case.input_tokens > 100 for case in summary.cases)
+    assert summary.llm_requests == 4
     assert all(case.npv is not None and case.npv > 0 for case in summary.cases)
     assert summary.logins_failed == 1 and summary.access_denied == 1
     with psycopg.connect(pg_url) as conn:
@@ -979,3 +999,205 @@ def test_the_llm_modules_doctests_pass() -> None:
     for module in (llm_server, assistant):
         result = doctest.testmod(module, verbose=False)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+# --------------------------------------------------------------------------- make demo, end to end
+
+STACK_OPT_IN = os.environ.get("B2B_OTEL_TEST_STACK", "").strip().lower() in ("1", "true", "yes", "on")
+DEMO_SERVICE = "b2bvalue-demo"
+DEMO_FAULTS = "llm_quota,llm_error"
+# What the demo prints (see examples/b2bvalue/demo.py).
+_DEMO_CASE = re.compile(r"^    (bc-\w+-\d{3})\s+(\w+)\s+(\d+)\s+(\d+)\s+([\d.]+)$", re.MULTILINE)
+_DEMO_NOT_KEPT = re.compile(r"^    (bc-\w+-\d{3})\s+(\w+)\s+not kept by", re.MULTILINE)
+_DEMO_JAEGER_TENANT = re.compile(r"^    (\w+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)$", re.MULTILINE)
+_DEMO_PROM_TENANT = re.compile(r"^    (\w+)\s+cost \(USD\)\s+([\d.]+)\s+b2b_llm_cost", re.MULTILINE)
+
+
+@dataclass
+class DemoRun:
+    output: str
+    started_us: int
+    run_id: str
+    instance_id: str
+
+    def section(self, title: str) -> str:
+        """The lines of the demo's output from the one starting with ``title`` to the next heading."""
+        start = self.output.index(title)
+        end = re.compile(r"^\S", re.MULTILINE).search(self.output, self.output.index("\n", start) + 1)
+        return self.output[start : end.start() if end else len(self.output)]
+
+    def workflow_spans(self) -> dict[str, Span]:
+        """This run's workflow spans in Jaeger (of the traces the tail sampling kept), by case id."""
+        query = {"service": DEMO_SERVICE, "start": str(self.started_us), "limit": "1000"}
+        data = stack_get_json(f"{JAEGER_API}/traces", query, timeout_s=30).get("data") or []
+        return {
+            tags["b2b.business_case.id"]: {**span, "tags_by_key": tags, "trace": trace}
+            for trace in data
+            for span in trace["spans"]
+            if span["operationName"] == "invoke_workflow build_business_case"
+            and (tags := {t["key"]: t["value"] for t in span["tags"]})["b2b.business_case.id"].startswith(
+                f"bc-{self.run_id}-"
+            )
+        }
+
+
+@pytest.fixture(scope="module")
+def demo_run(request: pytest.FixtureRequest) -> DemoRun:
+    """``python -m examples.b2bvalue demo`` (what ``make demo`` runs) with the LLM faults, 4 cases."""
+    if not STACK_OPT_IN:
+        pytest.skip("the demo runs against the local stack: B2B_OTEL_TEST_STACK=1 (make test)")
+    pg_url = request.getfixturevalue("pg_url")
+    up = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "stack.sh"), "up"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=2700,
+    )
+    assert up.returncode == 0, up.stdout + up.stderr
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "B2B_OTEL_", "B2BVALUE_"))},
+        "PYTHONPATH": str(ROOT),
+        "B2B_OTEL_TEST_PG_URL": pg_url,
+    }
+    started_us = int(time.time() * 1e6)
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.b2bvalue", "demo", "--cases", "4", "--faults", DEMO_FAULTS],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = re.search(r"^b2bvalue run (\w+):", done.stdout, re.MULTILINE)
+    instance = re.search(r'instance="([0-9a-f-]{36})"', done.stdout)
+    assert run and instance, done.stdout
+    return DemoRun(done.stdout, started_us, run.group(1), instance.group(1))
+
+
+@pytest.mark.e2e
+def test_the_demo_prints_tokens_and_cost_per_case_as_jaeger_holds_them(demo_run: DemoRun) -> None:
+    table = demo_run.section("LLM usage per business case")
+    printed = {case: (t, int(i), int(o), float(c)) for case, t, i, o, c in _DEMO_CASE.findall(table)}
+    missing = dict(_DEMO_NOT_KEPT.findall(table))
+    assert len(printed) + len(missing) == 4 and printed, table
+    spans = demo_run.workflow_spans()
+    assert set(printed) == set(spans), (table, sorted(spans))
+    app = _reported_tokens(demo_run.output)
+    for case, (tenant, tokens_in, tokens_out, cost) in printed.items():
+        tags = spans[case]["tags_by_key"]
+        assert tenant == tags["b2b.tenant.id"]
+        assert tokens_in == tags.get("gen_ai.usage.input_tokens", 0)
+        assert tokens_out == tags.get("gen_ai.usage.output_tokens", 0)
+        assert cost == pytest.approx(tags.get("b2b.llm.cost", 0.0), abs=1e-6)
+        assert app[case] == (tenant, tokens_in, tokens_out)  # what the provider told the application
+    # The first case's LLM calls failed (llm_error): an error trace, always kept, with nothing spent.
+    first = f"bc-{demo_run.run_id}-001"
+    assert printed[first][1:] == (0, 0, 0.0)
+
+
+@pytest.mark.e2e
+def test_jaeger_shows_the_chat_spans_under_the_agent_spans_with_the_tenant(demo_run: DemoRun) -> None:
+    spans = demo_run.workflow_spans()
+    succeeded = 0
+    for case, workflow in spans.items():
+        trace = workflow["trace"]
+        by_id = {s["spanID"]: s for s in trace["spans"]}
+        tenant = workflow["tags_by_key"]["b2b.tenant.id"]
+        chats = [s for s in trace["spans"] if s["operationName"].startswith("chat ")]
+        assert sorted(s["operationName"] for s in chats) == ["chat gpt-4o", "chat gpt-4o-mini"], case
+        for chat in chats:
+            tags = {t["key"]: t["value"] for t in chat["tags"]}
+            parent = by_id[next(r["spanID"] for r in chat["references"] if r["refType"] == "CHILD_OF")]
+            assert parent["operationName"] in (
+                "invoke_agent roi_calculator_agent",
+                "invoke_agent narrative_generator_agent",
+            )
+            assert tags["span.kind"] == "client"
+            assert tags["b2b.tenant.id"] == tenant
+            assert tags["gen_ai.provider.name"] == "openai"
+            if case.endswith("-001"):
+                assert tags["error.type"] == "openai.InternalServerError"  # llm_error
+            else:
+                assert tags["gen_ai.usage.input_tokens"] > 0
+                succeeded += 1
+    assert succeeded >= 2, sorted(spans)  # Initech's case (-004) is kept: its data-quality alert
+
+
+@pytest.mark.e2e
+def test_the_demos_per_tenant_numbers_equal_jaeger_and_prometheus(demo_run: DemoRun) -> None:
+    spans = demo_run.workflow_spans()
+    jaeger_section = demo_run.section("LLM usage per tenant, from the")
+    rows = _DEMO_JAEGER_TENANT.findall(jaeger_section)
+    printed = {t: (int(n), int(i), int(o), float(c)) for t, n, i, o, c in rows}
+    expected: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
+    for workflow in spans.values():
+        tags = workflow["tags_by_key"]
+        sums = expected[tags["b2b.tenant.id"]]
+        sums[0] += 1
+        sums[1] += tags.get("gen_ai.usage.input_tokens", 0)
+        sums[2] += tags.get("gen_ai.usage.output_tokens", 0)
+        sums[3] += tags.get("b2b.llm.cost", 0.0)
+    assert set(printed) == set(expected)
+    for tenant, (cases, tokens_in, tokens_out, cost) in printed.items():
+        assert (cases, tokens_in, tokens_out) == tuple(expected[tenant][:3])
+        assert cost == pytest.approx(expected[tenant][3], abs=1e-5)
+
+    # Prometheus counts every call, kept trace or not: the cost per tenant of this run's instance.
+    prom_section = demo_run.section("LLM usage per tenant in Prometheus")
+    printed_cost = {tenant: float(cost) for tenant, cost in _DEMO_PROM_TENANT.findall(prom_section)}
+    selector = f'job="{DEMO_SERVICE}",instance="{demo_run.instance_id}"'
+    rows = stack_prometheus_query(f"sum by (b2b_tenant_id) (b2b_llm_cost_USD_total{{{selector}}})")
+    in_prometheus = {row["metric"]["b2b_tenant_id"]: float(row["value"][1]) for row in rows}
+    assert set(printed_cost) == set(in_prometheus) == {"northwind", "fabrikam"}
+    for tenant, cost in printed_cost.items():
+        assert cost == pytest.approx(in_prometheus[tenant], abs=1e-6)
+    # Every case but the failed first one spent something; Jaeger's kept cases are a part of it.
+    for tenant, (_, _, _, cost) in printed.items():
+        assert cost <= in_prometheus[tenant] + 1e-6  # the demo prints dollars to 6 decimals
+    # The tokens in Prometheus are the tokens the provider reported to the application.
+    app = _reported_tokens(demo_run.output)
+    tokens = stack_prometheus_query(
+        f"sum by (gen_ai_token_type) (gen_ai_client_token_usage_sum{{{selector}}})"
+    )
+    by_type = {row["metric"]["gen_ai_token_type"]: round(float(row["value"][1])) for row in tokens}
+    assert by_type == {
+        "input": sum(tokens_in for _, tokens_in, _ in app.values()),
+        "output": sum(tokens_out for _, _, tokens_out in app.values()),
+    }
+    assert f"all tenants: {by_type['input']} tokens in / {by_type['output']} out" in prom_section
+
+
+@pytest.mark.e2e
+def test_the_llm_quota_record_reaches_the_local_files_the_collector_and_prometheus(demo_run: DemoRun) -> None:
+    local = [
+        json.loads(line)
+        for line in (ROOT / ".cache" / "demo" / "logs" / "performance.log").read_text().splitlines()
+        if '"EXTERNAL_LLM_QUOTA"' in line
+    ]
+    # The first answers after the other workload's spending (the failed calls' too) report its 85 %.
+    assert len(local) == 1 and local[0]["attributes"]["b2b.observed.value"] >= 0.85
+    assert local[0]["attributes"]["gen_ai.provider.name"] == "openai"
+
+    def collector_record() -> dict[str, Any] | None:
+        for batch in stack_read_json_lines(stack_dir() / "derived.jsonl"):
+            for resource in batch.get("resourceLogs", []):
+                attributes = {a["key"]: a["value"] for a in resource["resource"]["attributes"]}
+                if attributes.get("service.instance.id", {}).get("stringValue") != demo_run.instance_id:
+                    continue
+                for scope in resource.get("scopeLogs", []):
+                    for record in scope.get("logRecords", []):
+                        fields = {a["key"]: a["value"] for a in record.get("attributes", [])}
+                        if fields.get("b2b.rule.id", {}).get("stringValue") == "external.llm.quota":
+                            return fields
+        return None
+
+    fields = stack_wait_for(collector_record, "external.llm.quota in the collector's files", timeout_s=30)
+    assert fields["b2b.llm.quota.kind"]["stringValue"] == "tokens"
+    assert fields["b2b.alert.severity"]["stringValue"] == "info"
+    utilisation = stack_prometheus_query(
+        f'max(b2b_llm_quota_utilization_ratio{{job="{DEMO_SERVICE}",instance="{demo_run.instance_id}",'
+        'b2b_llm_quota_kind="tokens"})'
+    )
+    assert utilisation and float(utilisation[0]["value"][1]) > 0.8

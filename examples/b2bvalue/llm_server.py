@@ -30,6 +30,7 @@ import json
 import math
 import re
 import secrets
+import sys
 import threading
 import time
 from collections import Counter
@@ -314,6 +315,13 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, llm: LlmServer) -> None:
         self.llm = llm
         super().__init__(("127.0.0.1", 0), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that drops a kept-alive connection (the async client closing after an error)
+        # is not a server error; anything else still gets socketserver's report on stderr.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
