@@ -290,7 +290,7 @@ def test_corrupt_json_is_malformed(tmp_path: Path) -> None:
     [
         pytest.param(lambda line: line.replace('"details":{', '"details":{"x":NaN,', 1), id="nan"),
         pytest.param(lambda line: line.replace('"details":{', '"details":{"x":-Infinity,', 1), id="infinity"),
-        pytest.param(lambda line: line.replace("\"details\":{", "\"details\":" + "[" * 50_000, 1), id="deep"),
+        pytest.param(lambda line: line.replace('"details":{', '"details":' + "[" * 50_000, 1), id="deep"),
         pytest.param(lambda line: line.replace('"seq":2', '"seq":' + "9" * 5000, 1), id="huge-seq"),
     ],
 )

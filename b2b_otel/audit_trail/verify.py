@@ -632,6 +632,29 @@ def verify(
     def failed(seq: int, kind: str, problem: str, where: str) -> VerifyReport:
         return VerifyReport(False, walk.count, walk.first_seq, last_seq, seq, kind, problem, where, mode=mode)
 
+    checkpoints, agreed = 0, 0
+    erased: tuple[tuple[int, str], ...] = ()
+    if tree is not None:
+        checkpoints, erased = tree.count, tuple(tree.erased)
+        if tree.last_size < end:
+            span = (
+                f"seq {tree.last_size + 1}"
+                if tree.last_size + 1 == end
+                else f"seq {tree.last_size + 1}..{end}"
+            )
+            notes.append(f"{span} not yet covered by a signed checkpoint (the next one covers them)")
+        if witness is not None:
+            outcome = _against_witness(tree, witnessed, len(witness), end, str(files[-1]))
+            if isinstance(outcome, tuple):
+                return failed(*outcome)
+            agreed = outcome
+            latest = max((int(w["checkpoint"]) for w in witnessed), default=0)
+            if tree.last_number > latest:
+                notes.append(
+                    f"checkpoints {latest + 1}..{tree.last_number} are not in the witness file yet"
+                    if tree.last_number > latest + 1
+                    else f"checkpoint {tree.last_number} is not in the witness file yet"
+                )
     if live is not None:
         where = str(sidecar(live, HEAD_SUFFIX))
         if head is None:
@@ -667,29 +690,6 @@ def verify(
                     "checkpoint",
                     f"checkpoint {head_cp['number']} is not the one the head record names",
                     where,
-                )
-    checkpoints, agreed = 0, 0
-    erased: tuple[tuple[int, str], ...] = ()
-    if tree is not None:
-        checkpoints, erased = tree.count, tuple(tree.erased)
-        if tree.last_size < end:
-            span = (
-                f"seq {tree.last_size + 1}"
-                if tree.last_size + 1 == end
-                else f"seq {tree.last_size + 1}..{end}"
-            )
-            notes.append(f"{span} not yet covered by a signed checkpoint (the next one covers them)")
-        if witness is not None:
-            outcome = _against_witness(tree, witnessed, len(witness), end, str(files[-1]))
-            if isinstance(outcome, tuple):
-                return failed(*outcome)
-            agreed = outcome
-            latest = max((int(w["checkpoint"]) for w in witnessed), default=0)
-            if tree.last_number > latest:
-                notes.append(
-                    f"checkpoints {latest + 1}..{tree.last_number} are not in the witness file yet"
-                    if tree.last_number > latest + 1
-                    else f"checkpoint {tree.last_number} is not in the witness file yet"
                 )
     for seq, name in erased[:20]:
         notes.append(f"seq {seq}: details.{name} erased")
