@@ -41,6 +41,7 @@ pytestmark = pytest.mark.e2e
 SERVICE = "b2bvalue-demo"
 DASHBOARDS = REPO / "collector" / "grafana" / "dashboards"
 RUNBOOK = REPO / "docs" / "runbook.md"
+QUERIES = REPO / "collector" / "prometheus" / "postgres-exporter-queries.yaml"
 TIERS = ("operations", "engineering", "security", "management")
 SEVERITIES = ("critical", "warning", "info")
 
@@ -289,3 +290,137 @@ def test_a_prometheus_alert_from_the_workload_reaches_the_security_critical_rece
     annotations = got[-1]["annotations"]
     assert annotations["runbook_url"].endswith("docs/runbook.md#failed-login-burst")
     assert re.fullmatch(r"http://localhost:3000/d/b2b-security/b2b-security", annotations["dashboard_url"])
+
+
+# --- replication, where a replica exists
+
+
+def _as_owner(*argv: str) -> list[str]:
+    """The command as the cluster owner (PostgreSQL refuses to run as root)."""
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else list(argv)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _metrics(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text: str = response.read().decode()
+    return text
+
+
+def test_replication_lag_is_reported_where_a_replica_exists(workload: Workload, tmp_path: Path) -> None:
+    import shutil
+    import tempfile
+    import urllib.parse
+
+    bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+    primary = urllib.parse.urlsplit(workload.pg_url)
+    data = Path(tempfile.mkdtemp(prefix="b2b-ops-replica-", dir="/tmp"))
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres", "postgres")
+    data.chmod(0o700)
+    port, exporter_port = _free_port(), _free_port()
+    log = tmp_path / "exporter.log"
+    exporter: subprocess.Popen[bytes] | None = None
+    try:
+        subprocess.run(
+            _as_owner(
+                str(bindir / "pg_basebackup"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(primary.port),
+                "-U",
+                "postgres",
+                "-D",
+                str(data),
+                "-R",
+                "-X",
+                "stream",
+            ),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={data}"
+        subprocess.run(
+            _as_owner(
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(data / "replica.log"),
+                "-w",
+                "-o",
+                options,
+                "start",
+            ),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        # Something to replay, so that the standby has a last replayed transaction.
+        subprocess.run(
+            [
+                "psql",
+                workload.pg_url,
+                "-qc",
+                "CREATE TABLE IF NOT EXISTS ops_replication (at timestamptz);"
+                " INSERT INTO ops_replication VALUES (now())",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        replica_url = workload.pg_url.replace(f":{primary.port}/", f":{port}/") + "?sslmode=disable"
+        with log.open("wb") as out:
+            exporter = subprocess.Popen(
+                [
+                    "prometheus-postgres-exporter",
+                    f"--web.listen-address=127.0.0.1:{exporter_port}",
+                    f"--extend.query-path={QUERIES}",
+                ],
+                env={**os.environ, "DATA_SOURCE_NAME": replica_url},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+        def replica_metrics() -> str | None:
+            try:
+                text = _metrics(f"http://127.0.0.1:{exporter_port}/metrics")
+            except OSError:
+                return None
+            return text if re.search(r"^pg_replication_is_replica\{[^}]*\} 1$", text, re.M) else None
+
+        text = wait_for(replica_metrics, "the replica's exporter to report a standby", 60)
+        assert re.search(r"^pg_up 1$", text, re.M), text[-2000:]
+        lag = re.search(r"^pg_replication_lag_seconds\{[^}]*\} (\S+)$", text, re.M)
+        assert lag and float(lag.group(1)) >= 0
+
+        # The primary's exporter (the stack's) sees the connected replica and its replay lag.
+        def primary_metrics() -> str | None:
+            text = _metrics("http://127.0.0.1:9187/metrics")
+            return text if "pg_replica_replay_lag_seconds{" in text else None
+
+        primary_text = wait_for(primary_metrics, "the primary's exporter to list the replica", 60)
+        assert re.search(r'^pg_replica_replay_lag_seconds\{application_name="[^"]+"', primary_text, re.M)
+    finally:
+        if exporter is not None:
+            exporter.terminate()
+            exporter.wait(10)
+        subprocess.run(
+            _as_owner(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        shutil.rmtree(data, ignore_errors=True)
