@@ -6,8 +6,10 @@ gateway-replica.yaml, jaeger.yaml) and a temporary state directory, so that the 
 tests use is left alone. Gated like the other end-to-end tests: B2B_OTEL_TEST_STACK=1.
 
 - three Python services each send two failed logins from one address: the fleet (the replica owning
-  that address's window) gives exactly one brute-force record and one alert marker span, the
-  processes none; a trace spread over the three services, flushed span by span, reaches Jaeger whole;
+  that address's window) gives exactly one brute-force record, one alert marker span and one
+  B2BFailedLoginBurst alert (Prometheus with the shipped rules -> Alertmanager with the shipped
+  routing -> the security team's critical webhook), the processes none; a trace spread over the
+  three services, flushed span by span, reaches Jaeger whole;
 - kill -9 of a replica during a bounded load of 20,000 spans: after its restart every span the agent
   accepted is in Jaeger and every derived record in the replicas' files, counted;
 - Jaeger restarted after the workload still returns the traces (its Badger store).
@@ -190,6 +192,46 @@ class Fleet:
                 f"http://127.0.0.1:{health}/",
                 state / "logs" / f"gateway-{k}.console.log",
             )
+        # Prometheus with the shipped alert rules scraping the replicas, the shipped (local) Alertmanager
+        # routing, and a webhook receiver of its own: the alert path of a fleet record.
+        webhook, alertmanager, prometheus = free_ports(3)
+        self.webhook_out = state / "webhook.jsonl"
+        self.alertmanager_api = f"http://127.0.0.1:{alertmanager}/api/v2"
+        self.pieces["webhook"] = Piece(
+            "webhook",
+            [sys.executable, str(REPO / "scripts" / "stack_webhook.py"), "--listen", f"127.0.0.1:{webhook}",
+             "--out", str(self.webhook_out)],
+            {}, f"http://127.0.0.1:{webhook}/-/ready", state / "logs" / "webhook.log",
+        )  # fmt: skip
+        routing = (REPO / "collector" / "alertmanager" / "local" / "alertmanager.yml").read_text()
+        am_config = state / "alertmanager.yml"
+        am_config.write_text(routing.replace("127.0.0.1:9095", f"127.0.0.1:{webhook}"))
+        self.pieces["alertmanager"] = Piece(
+            "alertmanager",
+            ["prometheus-alertmanager", f"--config.file={am_config}",
+             f"--storage.path={state / 'alertmanager'}", f"--web.listen-address=127.0.0.1:{alertmanager}",
+             "--cluster.listen-address="],
+            {}, f"http://127.0.0.1:{alertmanager}/-/ready", state / "logs" / "alertmanager.log",
+        )  # fmt: skip
+        scrape = yaml.safe_load((REPO / "collector" / "prometheus" / "prometheus.yml").read_text())
+        scrape["rule_files"] = [str(REPO / "collector" / "prometheus" / "rules" / "*.yml")]
+        scrape["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [f"127.0.0.1:{alertmanager}"]
+        computed_targets = [url.split("/")[2] for url in self.gateway_prometheus]
+        scrape["scrape_configs"] = [
+            {
+                "job_name": "otelcol-b2b",
+                "honor_labels": True,
+                "static_configs": [{"targets": computed_targets}],
+            }
+        ]
+        prom_config = state / "prometheus.yml"
+        prom_config.write_text(yaml.safe_dump(scrape))
+        self.pieces["prometheus"] = Piece(
+            "prometheus",
+            ["prometheus", f"--config.file={prom_config}", f"--storage.tsdb.path={state / 'prometheus'}",
+             f"--web.listen-address=127.0.0.1:{prometheus}"],
+            {}, f"http://127.0.0.1:{prometheus}/-/ready", state / "logs" / "prometheus.log",
+        )  # fmt: skip
         agent_grpc, agent_http, agent_health, agent_metrics = free_ports(4)
         self.agent_http = f"http://127.0.0.1:{agent_http}"
         self.pieces["agent"] = Piece(
@@ -209,12 +251,24 @@ class Fleet:
         )
 
     def start_all(self) -> None:
-        for name in ("jaeger", "gateway-1", "gateway-2", "agent"):
+        for name in ("webhook", "alertmanager", "jaeger", "gateway-1", "gateway-2", "agent", "prometheus"):
             self.pieces[name].start()
 
     def stop_all(self) -> None:
-        for name in ("agent", "gateway-1", "gateway-2", "jaeger"):
+        for name in ("agent", "gateway-1", "gateway-2", "prometheus", "jaeger", "alertmanager", "webhook"):
             self.pieces[name].stop()
+
+    def notifications(self, alertname: str) -> list[dict[str, Any]]:
+        """The alerts of that name in the notifications the webhook received."""
+        if not self.webhook_out.exists():
+            return []
+        found = []
+        for line in self.webhook_out.read_text().splitlines():
+            note = json.loads(line)
+            for alert in note["payload"].get("alerts", []):
+                if alert["labels"].get("alertname") == alertname:
+                    found.append({**alert, "path": note["path"]})
+        return found
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.tail(15)}" for p in self.pieces.values())
@@ -405,6 +459,15 @@ def test_three_services_one_fleet_bruteforce_and_whole_error_trace(fleet: Fleet)
             s for s in fleet.trace(marker_trace) if s["operationName"] == "alert security.login.bruteforce"
         ]
         return spans or None
+
+    # ... and the alert: Prometheus (the shipped rules, scraping both replicas) to Alertmanager (the
+    # shipped routing) to the security team's critical receiver.
+    notes = wait_for(lambda: fleet.notifications("B2BFailedLoginBurst") or None, "B2BFailedLoginBurst", 90)
+    assert {n["path"] for n in notes} == {"/security-critical"}, notes
+    assert {n["labels"]["tier"] for n in notes} == {"security"}
+    assert len({n["fingerprint"] for n in notes}) == 1
+    firing = http_json(f"{fleet.alertmanager_api}/alerts?filter=alertname%3D%22B2BFailedLoginBurst%22")
+    assert len(firing) == 1
 
     markers = wait_for(marker, "the alert marker span in Jaeger", 60)
     assert len(markers) == 1
