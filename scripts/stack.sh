@@ -37,7 +37,7 @@
 #   B2B_STACK_SKIP             comma list of pieces `up` neither builds nor starts, e.g. `jaeger` when the
 #                              official Jaeger image (with its UI) serves 14317/16686 (docs/collector.md)
 # The gateway also reads B2B_TAIL_SAMPLE_PERCENT, B2B_TAIL_DECISION_WAIT, B2B_MEMORY_LIMIT_MIB and
-# B2B_JAEGER_OTLP_ENDPOINT (collector/config/gateway.yaml), Jaeger B2B_JAEGER_MAX_TRACES
+# B2B_JAEGER_OTLP_ENDPOINT (collector/config/gateway.yaml), Jaeger B2B_JAEGER_STORAGE, B2B_JAEGER_TTL, B2B_JAEGER_MAX_TRACES
 # (collector/config/jaeger.yaml); B2B_LISTEN_HOST is forced to 127.0.0.1.
 set -euo pipefail
 
