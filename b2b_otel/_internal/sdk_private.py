@@ -26,6 +26,19 @@ def finished_attributes(attributes: Any) -> Mapping[str, Any]:
     return inner if isinstance(inner, dict) else dict(attributes)
 
 
+def span_attributes(span: Any) -> Mapping[str, Any]:
+    """A finished span's attributes as a plain dict, read without a copy (the caller must not change it).
+
+    ``ReadableSpan.attributes`` wraps the span's BoundedAttributes in a ``MappingProxyType``: its inner
+    dict cannot be reached through the proxy, and iterating the proxy runs the SDK mapping's Python
+    ``__iter__`` and ``__getitem__`` for every key. The span's own ``_attributes`` field holds it.
+    """
+    inner = getattr(span, "_attributes", None)
+    if isinstance(inner, dict):
+        return inner
+    return finished_attributes(inner if inner is not None else span.attributes)
+
+
 def batch_queue(processor: Any) -> tuple[Any, int | None]:
     """The bounded queue of a Batch{Span,LogRecord}Processor and its capacity, or ``(None, None)``.
 

@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanKind, StatusCode, TracerProvider
 
 from .. import semconv as sc
 from .._internal import selflog
-from .._internal.sdk_private import always_sampled_tracer, finished_attributes
+from .._internal.sdk_private import always_sampled_tracer, span_attributes
 from .._internal.spancontext import context_of
 from .._internal.threads import start_detached
 from .._version import __version__
@@ -109,15 +109,10 @@ def facts_of(span: ReadableSpan) -> SpanFacts:
         kind=_KIND.get(span.kind, "internal"),
         status=_STATUS.get(span.status.status_code, "unset"),
         duration_s=(end - start) / 1e9,
-        attributes=finished_attributes(span.attributes),
+        attributes=span_attributes(span),
         trace_id=context.trace_id if context else 0,
         span_id=context.span_id if context else 0,
     )
-
-
-def _tenant(scrubber: Scrubber, attributes: Any) -> str | None:
-    tenant = attributes.get(sc.B2B_TENANT_ID)
-    return None if tenant is None else str(scrubber.value(sc.B2B_TENANT_ID, str(tenant)))
 
 
 class DerivationProcessor(SpanProcessor):
@@ -175,6 +170,8 @@ class DerivationProcessor(SpanProcessor):
         self._next_gauge = 0.0
         self._start_lock = threading.Lock()
         self._marker_tracers: dict[int, Any] = {}
+        # (key, name) -> the name scrubbed: agent names and tenants repeat on every span (worker only).
+        self._names: dict[tuple[str, str], str] = {}
         _live.add(self)
 
     # --- the application thread's side: enqueue only -------------------------------------------------
@@ -388,8 +385,9 @@ class DerivationProcessor(SpanProcessor):
             self.sinks
             and attributes.get(sc.GEN_AI_OPERATION_NAME) == sc.GenAiOperationNameValues.INVOKE_AGENT
         ):
+            tenant = attributes.get(sc.B2B_TENANT_ID)
             execution = AgentExecution(
-                agent=self.scrubber.value(
+                agent=self._scrubbed(
                     sc.GEN_AI_AGENT_NAME, str(attributes.get(sc.GEN_AI_AGENT_NAME, span.name))
                 ),
                 duration_s=facts.duration_s,
@@ -397,7 +395,7 @@ class DerivationProcessor(SpanProcessor):
                 end_s=(span.end_time or 0) / 1e9 or self.clock(),
                 trace_id=facts.trace_id,
                 span_id=facts.span_id,
-                tenant=_tenant(self.scrubber, attributes),
+                tenant=None if tenant is None else self._scrubbed(sc.B2B_TENANT_ID, str(tenant)),
             )
             for sink in self.sinks:
                 self._guard(sink.name, sink.agent_execution, execution)
@@ -406,6 +404,16 @@ class DerivationProcessor(SpanProcessor):
         entry = entry_of_span(attributes, failed, facts.duration_s, facts.trace_id, facts.span_id)
         if entry is not None:
             self._guard("audit", self.audit.record, entry)
+
+    def _scrubbed(self, key: str, name: str) -> str:
+        """``name`` scrubbed as the value of ``key``, remembered (bounded): one scrub per distinct name."""
+        clean = self._names.get((key, name))
+        if clean is None:
+            clean = str(self.scrubber.value(key, name))
+            if len(self._names) >= 1024:
+                self._names.clear()
+            self._names[(key, name)] = clean
+        return clean
 
     # --- outputs of a firing -------------------------------------------------------------------------
 

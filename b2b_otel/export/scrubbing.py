@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, Status
 
 from .. import semconv as sc
-from .._internal.sdk_private import exporter_preferences
+from .._internal.sdk_private import exporter_preferences, span_attributes
 from ..scrub import Finding, Scrubber
 
 # (finding, trace id, span id): called for each distinct finding in one span or log record.
@@ -179,7 +179,7 @@ class ScrubbingSpanExporter(SpanExporter):
         found = _Collector()
         resource = self._resources.clean(span.resource if self.resource is None else self.resource)
         name = memo.text(span.name, sc.SCRUB_FIELD_SPAN_NAME, found)
-        attributes = memo.attributes(span.attributes, found)
+        attributes = memo.attributes(span_attributes(span), found)
         events: list[Event] | None = None
         for index, event in enumerate(span.events):
             clean = s.attributes(event.attributes, found)

@@ -108,19 +108,23 @@ class LocalFiles(Sink):
         # The duration stays the last field either way: the runbook's awk '{print $NF}' reads it.
         verb = "failed in" if error_type else "completed in"
         message = f"{agent} {verb} {fmt_seconds(seconds)}"
-        text = f"{seed_time(at_s)} INFO AGENT_EXECUTION: {message}"
-        obj = {
-            "ts": iso(at_s),
-            "level": "INFO",
-            "event": "AGENT_EXECUTION",
-            "message": message,
-            "agent": agent,
-            "duration_s": round(seconds, 6),
-            **ids,
-        }
-        if execution.tenant is not None:
-            obj["tenant"] = execution.tenant
-        self._write(PERFORMANCE, self._line(obj, text))
+        # One line per agent execution: only the format in use is built.
+        if self.fmt != "json":
+            line = f"{seed_time(at_s)} INFO AGENT_EXECUTION: {message}"
+        else:
+            obj = {
+                "ts": iso(at_s),
+                "level": "INFO",
+                "event": "AGENT_EXECUTION",
+                "message": message,
+                "agent": agent,
+                "duration_s": round(seconds, 6),
+                **ids,
+            }
+            if execution.tenant is not None:
+                obj["tenant"] = execution.tenant
+            line = self._line(obj, "")
+        self._write(PERFORMANCE, line)
         if error_type:
             message = f"{agent} failed: {error_type}"
             obj = {
