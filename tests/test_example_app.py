@@ -1201,3 +1201,7 @@ def test_the_llm_quota_record_reaches_the_local_files_the_collector_and_promethe
         'b2b_llm_quota_kind="tokens"})'
     )
     assert utilisation and float(utilisation[0]["value"][1]) > 0.8
+    printed = re.search(r"quota in use at the end .*: requests (\d+)%, tokens (\d+)%", demo_run.output)
+    assert printed is not None, demo_run.output
+    assert int(printed.group(2)) == round(100 * float(utilisation[0]["value"][1])) >= 85
+    assert int(printed.group(1)) < 80  # the request quota is not the one the fault drove up

@@ -308,6 +308,17 @@ def llm_summary(report: str, instance_id: str, finished: float, started: float) 
     )
     if (tokens_in, tokens_out) != (expected.input_tokens, expected.output_tokens):
         problems += 1
+    quota = {
+        row["metric"].get("b2b_llm_quota_kind", "?"): float(row["value"][1])
+        for row in prometheus_vector(
+            "max by (b2b_llm_quota_kind) "
+            f'({{__name__=~"b2b_llm_quota_utilization.*",job="{SERVICE}",instance="{instance_id}"}})'
+        )
+    }
+    print(
+        "    provider quota in use at the end (b2b_llm_quota_utilization; rule external.llm.quota > 80 %): "
+        + (", ".join(f"{kind} {share:.0%}" for kind, share in sorted(quota.items())) or "no series")
+    )
     return problems
 
 
