@@ -162,3 +162,30 @@ def test_every_seed_threshold_has_its_alert(threshold: str, expected: tuple[str,
 def test_alert_names_and_severities_are_unique() -> None:
     keys = [(a["alert"], a["labels"]["severity"]) for a in alerts()]
     assert len(keys) == len(set(keys))
+
+
+FOR_ALERTS = [a for a in alerts() if a.get("for")]
+
+
+@pytest.mark.parametrize(
+    "alert", FOR_ALERTS, ids=lambda a: f"{a['alert']}-{a['labels']['severity']}-for-{a['for']}"
+)
+def test_the_unit_tests_notice_when_an_alert_loses_its_for(alert: dict[str, Any], tmp_path: Path) -> None:
+    """Mutation check: the same promtool tests fail when this alert fires at once, without `for:`."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "tests").mkdir()
+    for path in RULE_FILES:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if path.name == alert["file"]:
+            for group in doc["groups"]:
+                for rule in group["rules"]:
+                    if rule.get("alert") == alert["alert"] and rule["labels"] == alert["labels"]:
+                        del rule["for"]
+        (tmp_path / "rules" / path.name).write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    test_file = tmp_path / "tests" / alert["file"].replace(".yml", ".test.yml")
+    test_file.write_text((TESTS_DIR / test_file.name).read_text(encoding="utf-8"), encoding="utf-8")
+    done = promtool("test", "rules", str(test_file))
+    assert done.returncode != 0, (
+        f"the tests of {alert['file']} pass with {alert['alert']} lacking for: {alert['for']}"
+    )
+    assert alert["alert"] in done.stdout + done.stderr
