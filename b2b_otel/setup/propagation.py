@@ -18,6 +18,8 @@ raises on a name it cannot find, so nothing here imports it before the names are
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -50,14 +52,24 @@ KNOWN: dict[str, str] = {
 }
 
 
+def _installed() -> tuple[EntryPoint, ...]:
+    """The installed propagators' entry points, read once per import path: each read scans every
+    installed distribution's metadata (tens of milliseconds at start-up, several reads per instrument())."""
+    return _installed_on(tuple(sys.path))
+
+
+@functools.lru_cache(maxsize=4)
+def _installed_on(path: tuple[str, ...]) -> tuple[EntryPoint, ...]:  # path: the cache key
+    return tuple(entry_points(group=ENTRY_POINT_GROUP))
+
+
 def _entry_point(name: str) -> EntryPoint | None:
-    found = entry_points(group=ENTRY_POINT_GROUP, name=name)
-    return next(iter(found), None)
+    return next((ep for ep in _installed() if ep.name == name), None)
 
 
 def available() -> tuple[str, ...]:
     """The names accepted here: every installed propagator, and ``none``."""
-    names = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    names = {ep.name for ep in _installed()}
     return (*sorted(names), NONE)
 
 
