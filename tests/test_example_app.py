@@ -1205,3 +1205,19 @@ def test_the_llm_quota_record_reaches_the_local_files_the_collector_and_promethe
     assert printed is not None, demo_run.output
     assert int(printed.group(2)) == round(100 * float(utilisation[0]["value"][1])) >= 85
     assert int(printed.group(1)) < 80  # the request quota is not the one the fault drove up
+
+    # Prometheus' rule B2BLLMQuotaHigh judges that gauge: pending now, and after its `for: 5m` it
+    # reaches Alertmanager as an info alert of the operations tier (the SDK pushes only critical and
+    # warning records itself).
+    def quota_alert() -> str | None:
+        found = stack_get_json("http://127.0.0.1:9090/api/v1/alerts")["data"]["alerts"]
+        states = [
+            a["state"]
+            for a in found
+            if a["labels"].get("alertname") == "B2BLLMQuotaHigh"
+            and a["labels"].get("job") == DEMO_SERVICE
+            and a["labels"].get("b2b_llm_quota_kind") == "tokens"
+        ]
+        return states[0] if states else None
+
+    assert stack_wait_for(quota_alert, "B2BLLMQuotaHigh in Prometheus", timeout_s=30) in ("pending", "firing")
