@@ -455,13 +455,18 @@ def test_a_signed_log_without_the_public_key_fails(tmp_path: Path, keys: Any) ->
     assert "--public-key" in report.problem
 
 
-def test_an_hmac_log_without_the_key_fails_and_a_plain_log_with_a_public_key_fails(
+def test_an_hmac_log_without_the_key_fails_and_so_does_a_plain_log_with_a_public_key(
     tmp_path: Path, keys: Any
 ) -> None:
     keyed = AuditLog(tmp_path / "k" / "audit.log", key=HMAC_KEY)
     _append(keyed, 1)
+    _append(keyed, 2)
+    # An HMAC log needs no marker (its details stay the application's): no record verifies without the key.
+    assert json.loads((tmp_path / "k" / "audit.log").read_text().splitlines()[0])["details"] == {"i": 1}
     assert verify([tmp_path / "k"], HMAC_KEY).ok
-    assert (verify([tmp_path / "k"], None).kind, verify([tmp_path / "k"], None).bad_seq) == ("mode", 1)
+    without = verify([tmp_path / "k"], None)
+    assert (without.ok, without.bad_seq, without.kind) == (False, 1, "edited")
+    assert "no record verifies" in without.problem
     plain = AuditLog(tmp_path / "p" / "audit.log")
     _append(plain, 1)
     assert json.loads((tmp_path / "p" / "audit.log").read_text())["details"] == {"i": 1}  # no marker

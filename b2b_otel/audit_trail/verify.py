@@ -655,6 +655,8 @@ def verify(
                     if tree.last_number > latest + 1
                     else f"checkpoint {tree.last_number} is not in the witness file yet"
                 )
+    if witness is not None and tree is None:
+        notes.append("the witness was not used: the log is not signed, it has no checkpoints")
     if live is not None:
         where = str(sidecar(live, HEAD_SUFFIX))
         if head is None:

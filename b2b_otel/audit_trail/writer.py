@@ -339,8 +339,8 @@ class AuditLog:
         Returns the checkpoint, or None when the log is not signed or the tree did not grow since the
         last checkpoint. Raises AuditError when the line could not be written.
         """
-        if not self.signed:
-            return None
+        if not self.signed or not self.path.exists():
+            return None  # nothing to sign (and a log moved away is not re-created by a checkpoint)
         self._after_fork()
         with self._thread_lock:
             written = self._locked(lambda state: self._append_checkpoint(state, force))
@@ -443,7 +443,7 @@ class AuditLog:
             details = {(f"app.{k}" if k in MARKS else k): v for k, v in details.items()}
         if signed:
             details = {k: {"salt": secrets.token_hex(SALT_BYTES), "value": v} for k, v in details.items()}
-        if tip.seq == 0 and state.mode is not None and self.mode != MODE_SHA256:
+        if tip.seq == 0 and state.mode is not None and signed:
             # The first record says how the log is written, so a verifier without the key fails.
             marker = {
                 MARK_MODE: self.mode,
