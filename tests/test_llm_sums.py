@@ -209,3 +209,25 @@ def test_each_tenants_workflow_sums_only_its_own_calls(
     for n in range(5):
         expected = PRICES.cost("gpt-4o", 4 * 100 * (n + 1), 4)
         assert costs[f"tenant-{n}"] == pytest.approx(expected)
+
+
+def test_open_llm_calls_are_bounded_and_an_untracked_call_is_never_an_error() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import SpanKind
+
+    from b2b_otel.llm.usage import LLMCallProcessor
+
+    processor = LLMCallProcessor(PRICES, max_open=2)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("genai-like")
+    attributes = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai"}
+    calls = [tracer.start_span("chat gpt-4o", kind=SpanKind.CLIENT, attributes=attributes) for _ in "abc"]
+    assert processor.overflowed == 1  # the third call was not tracked
+    for span in calls:
+        span.set_attribute("gen_ai.usage.input_tokens", 5)
+        span.end()  # the tracked ones are priced (no meter bound: nothing recorded), the other ignored
+    assert processor.overflowed == 1
+    with tracer.start_span("chat gpt-4o", kind=SpanKind.CLIENT, attributes=attributes) as span:
+        span.set_attribute("gen_ai.usage.input_tokens", 1)
+    assert processor.overflowed == 1  # room again once calls ended
