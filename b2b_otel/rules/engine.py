@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ GHOST_ROWS = 4  # _Ghosts._slots spells the four rows out
 GHOST_SLOTS_PER_GROUP = 64
 GHOST_MAX_WIDTH = 1 << 21
 _ZEROS = (0,) * BUCKETS_PER_WINDOW
+_ZERO_COUNTS = array("i", _ZEROS)
 
 
 @dataclass(frozen=True)
@@ -106,12 +108,16 @@ def compare(observed: float, comparison: str | None, threshold: float) -> bool:
     return observed > threshold
 
 
-@dataclass
+@dataclass(slots=True)
 class _Window:
-    """Counters of one group in fixed buckets covering the rule's window."""
+    """Counters of one group in fixed buckets covering the rule's window.
 
-    totals: list[int]
-    hits: list[int]
+    Up to ``max_groups`` of these live per rule: slots and 32-bit counter arrays keep one at about
+    half the memory of a dict-backed object with two lists (a flood of distinct groups fills them).
+    """
+
+    totals: array[int]
+    hits: array[int]
     epoch: int = -1  # absolute bucket number of the newest bucket
     suppressed_until: float = -math.inf
     score: int = 0  # hits in the window when last seen: how suspicious the group is
@@ -119,12 +125,12 @@ class _Window:
 
     @classmethod
     def new(cls) -> _Window:
-        return cls([0] * BUCKETS_PER_WINDOW, [0] * BUCKETS_PER_WINDOW)
+        return cls(array("i", _ZEROS), array("i", _ZEROS))
 
     def reset(self) -> None:
         """Empty, as new (an evicted group's window is reused for the next group)."""
-        self.totals[:] = _ZEROS
-        self.hits[:] = _ZEROS
+        self.totals[:] = _ZERO_COUNTS
+        self.hits[:] = _ZERO_COUNTS
         self.epoch = -1
         self.suppressed_until = -math.inf
         self.score = self.prior = 0
