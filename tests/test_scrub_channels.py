@@ -308,6 +308,7 @@ def plant(text: str, value: str) -> None:
             "app.notes": ["first", text],
             "app.ctx": {"inner": {"note": text}, "items": [text, {"deep": text}]},  # type: ignore[dict-item]
             "app.db_password": value,
+            "app.bytes": text.encode(),  # the console exporters print bytes too (as base64)
         },
     ).end()
     span = tracer.start_span("events")

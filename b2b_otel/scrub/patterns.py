@@ -203,7 +203,9 @@ KEY = re.compile(
 # Punctuation and closing brackets that end the value in prose are given back in code
 # (``plain_value_end``).
 _NEXT_PAIR = r"[ \t]?[A-Za-z_][A-Za-z0-9_.\-]{0,63}(?: [A-Za-z][A-Za-z0-9_]{0,31})?[ \t]?="
-_VALUE_PLAIN = r"(?:[^\s\"'\\,;&]|\\(?!\\{0,2}[\"'])|[,;&](?!" + _NEXT_PAIR + r"))+"
+# A marker left by an earlier pass ends a value too: a value never runs through what is redacted
+# already (each character is then read by one value match only, so the key scan stays linear).
+_VALUE_PLAIN = r"(?:[^\s\"'\\,;&\[]|\[(?!REDACTED:)|\\(?!\\{0,2}[\"'])|[,;&](?!" + _NEXT_PAIR + r"))+"
 AUTH_SCHEME = re.compile(
     r"(?i)(?:basic|bearer|token|negotiate|ntlm|apikey|digest|aws4-hmac-sha256|hoba|mutual)[ \t]{1,5}"
 )
@@ -214,6 +216,8 @@ VALUE = re.compile(
     r"|(?i:digest|aws4-hmac-sha256|hoba|mutual)[ \t][^\r\n]*"  # schemes with parameter lists
     r"|(?i:basic|bearer|token|negotiate|ntlm|apikey)[ \t]{1,5}" + _VALUE_PLAIN + r"|" + _VALUE_PLAIN
 )
+# What continues a value after a marker inside it ("password=ab[REDACTED:jwt]cd": one secret).
+VALUE_CONTINUED = re.compile(_VALUE_PLAIN)
 # The auth schemes whose value is a parameter list, taken to the end of the line.
 PARAMETER_SCHEME = re.compile(r"(?i)(?:digest|aws4-hmac-sha256|hoba|mutual)[ \t]")
 # The word before a key, to read "api key" and "private key" in prose.
@@ -477,7 +481,7 @@ _ID_WORDS = (
 _ID_SUFFIX = r"(?:[ _.\-]?(?:id|ids|no|nr|num|number|code|key))"
 CARD_NOT_CONTEXT = re.compile(
     r"(?i)(?<![a-z])(?:" + _ID_WORDS + r")s?" + _ID_SUFFIX + r"?\.?"
-    r"[ \t]{0,3}(?:[:=#]|is|was)?[ \t]{0,3}[\"'#]?[ \t]{0,3}\Z"
+    r"[ \t]{0,3}(?:is|was|[:=#]{1,2})?[ \t]{0,3}[\"'#]?[ \t]{0,3}\Z"
 )
 CARD_NOT_KEY = re.compile(r"(?i)(?<![a-z])(?:" + _ID_WORDS + r")s?" + _ID_SUFFIX + r"\Z")
 

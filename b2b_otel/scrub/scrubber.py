@@ -484,10 +484,11 @@ def _key_values(value: str, found: list[str]) -> str:
             position = match.end()
             continue
         end = secret.end()
-        if value.startswith(_MARKER_START, secret.start()):
-            # Already redacted by an earlier pass ("token:[REDACTED:secret_key]@host"): keep what follows.
-            end = _marker_end(value, secret.start())
-        elif value[secret.start()] not in "\"'\\" and not p.PARAMETER_SCHEME.match(value, secret.start()):
+        if value[secret.start()] not in "\"'\\" and not p.PARAMETER_SCHEME.match(value, secret.start()):
+            # An unquoted value that runs into a marker goes on after it: one secret, one marker.
+            while value.startswith(_MARKER_START, end) and (after := _marker_end(value, end)) > end:
+                more = p.VALUE_CONTINUED.match(value, after)
+                end = after if more is None else more.end()
             end = p.plain_value_end(value, secret.start(), end, match.start())
         out.append(value[position : match.end()])
         out.append(_redacted_form(value[secret.start() : end], found))
