@@ -60,6 +60,19 @@ SKIP=",${B2B_STACK_SKIP:-},"
 GATEWAYS=0
 # A replica's port: the gateway's port + 100 x its number (gateway-1 OTLP gRPC on 4417, ...).
 gateway_port() { echo $(($2 + 100 * ${1#gateway-})); }
+# Prometheus' configuration for the two-tier topology: prometheus.yml with the replicas' computed
+# metrics beside 8889 and their own metrics beside 8888 (the agent's), written under the stack's dir.
+fleet_prometheus_config() {
+    local k computed="" own='"127.0.0.1:8888"' out="$STACK_DIR/prometheus-fleet.yml"
+    for ((k = 1; k <= GATEWAYS; k++)); do
+        computed+="${computed:+, }\"127.0.0.1:$(gateway_port "gateway-$k" 8889)\""
+        own+=", \"127.0.0.1:$(gateway_port "gateway-$k" 8888)\""
+    done
+    sed -e "s|- rules/\*\.yml|- $REPO/collector/prometheus/rules/*.yml|" \
+        -e "s|\"127.0.0.1:8889\"|$computed|" -e "s|\"127.0.0.1:8888\"|$own|" \
+        "$REPO/collector/prometheus/prometheus.yml" >"$out"
+    echo "$out"
+}
 fleet_pieces() {
     local k
     for ((k = 1; k <= GATEWAYS; k++)); do echo "gateway-$k"; done
@@ -146,8 +159,10 @@ command_of() {
             CMD=(env "B2B_GATEWAY_ENDPOINTS=[$endpoints]"
                 "$BIN/otelcol-b2b" --config="file:$REPO/collector/config/agent.yaml") ;;
         prometheus)
+            local config="$REPO/collector/prometheus/prometheus.yml"
+            if ((GATEWAYS)); then config="$(fleet_prometheus_config)"; fi
             CMD=(prometheus
-                --config.file="$REPO/collector/prometheus/prometheus.yml"
+                --config.file="$config"
                 --storage.tsdb.path="$STACK_DIR/prometheus"
                 --storage.tsdb.retention.time=2d
                 --web.listen-address=127.0.0.1:9090) ;;

@@ -31,7 +31,8 @@ pytestmark = [
 ]
 
 # Runs inside the namespace: the topology up, five failed logins from one address sent as five
-# requests of five "services" to the agent, the records in the replicas' files, then the plain stack.
+# requests of five "services" to the agent, the records in the replicas' files, the alert through the
+# stack's Prometheus and Alertmanager, then the plain stack.
 SCENARIO = textwrap.dedent(
     """
     set -euo pipefail
@@ -88,6 +89,23 @@ SEND = textwrap.dedent(
     time.sleep(3)  # a second record, from windows split over the replicas, would be here by now
     found = records()
     (out / "records.json").write_text(json.dumps(found))
+
+    # The alert: the stack's Prometheus scrapes the replicas, its rules fire, Alertmanager routes it.
+    def alerts():
+        path = stack / "webhook.jsonl"
+        if not path.exists():
+            return []
+        return [
+            (json.loads(line)["path"], alert["labels"])
+            for line in path.read_text().splitlines()
+            for alert in json.loads(line)["payload"]["alerts"]
+            if alert["labels"].get("alertname") == "B2BFailedLoginBurst"
+        ]
+
+    deadline = time.monotonic() + 90
+    while not alerts() and time.monotonic() < deadline:
+        time.sleep(1)
+    (out / "alerts.json").write_text(json.dumps(alerts()))
     """
 )
 
@@ -128,6 +146,8 @@ def test_stack_up_gateways_2(tmp_path: Path) -> None:
     # Five failures from one address, each through its own request: one fleet record on one replica.
     records = json.loads((tmp_path / "records.json").read_text())
     assert len(records) == 1 and records[0][1] == "fleet", records
+    alerts = json.loads((tmp_path / "alerts.json").read_text())
+    assert alerts and {path for path, _ in alerts} == {"/security-critical"}, alerts
     # Each replica keeps its files, queue and log apart.
     for k in (1, 2):
         replica = tmp_path / "stack" / f"gateway-{k}"
