@@ -269,6 +269,7 @@ def test_rotation_keeps_one_tree_across_files_and_after_deletion(tmp_path: Path,
     assert (tmp_path / "audit.log.anchor").exists()  # the oldest files were deleted
     report = verify([tmp_path], None, keys[3])
     assert report.ok and report.last_seq == 30 and (report.first_seq or 0) > 1, report
+    assert verify([*tmp_path.glob("audit.log*")], None, keys[3]).ok  # a shell glob: .end files skipped
     # A new writer continues the same tree from the files and the head.
     more = AuditLog(tmp_path / "audit.log", signing_key=keys[2], max_bytes=2500, backups=2)
     _append(more, 30)
@@ -409,6 +410,17 @@ def test_rewritten_from_an_old_checkpoint_with_the_right_key_is_caught_by_the_wi
     report = verify([tmp_path], None, keys[3], witnessed)
     assert (report.ok, report.bad_seq, report.kind) == (False, 5, "forked"), report
     assert "after seq 4" in report.problem
+    # The witness alone (no public key at hand) catches it too.
+    report = verify([tmp_path], None, None, witnessed)
+    assert (report.ok, report.bad_seq, report.kind) == (False, 5, "forked"), report
+
+
+def test_the_witness_alone_can_vouch_for_a_signed_log(tmp_path: Path, keys: Any) -> None:
+    log = _signed_log(tmp_path, keys)
+    report = verify([tmp_path], None, None, log.witnessed)
+    assert report.ok and report.witnessed == 3 and not report.signatures_checked, report
+    assert "(signatures not checked)" in report.summary()
+    assert any("vouched for by the witness only" in note for note in report.notes)
 
 
 def test_truncation_with_the_head_removed_is_caught_by_the_witness(tmp_path: Path, keys: Any) -> None:
@@ -437,7 +449,7 @@ def test_a_log_replaced_wholesale_has_no_witnessed_checkpoint(tmp_path: Path, ke
 
 def test_the_witness_lagging_behind_is_a_note_not_a_failure(tmp_path: Path, keys: Any) -> None:
     log = _signed_log(tmp_path, keys)
-    report = verify([tmp_path], None, keys[3], log.witnessed[:2])
+    report = verify([tmp_path], None, keys[3], log.witnessed[:2] + log.witnessed[:1])  # one kept twice
     assert report.ok and report.witnessed == 2
     assert any("checkpoint 3 is not in the witness file yet" in note for note in report.notes)
     log.add(2, 50)

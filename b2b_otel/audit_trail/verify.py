@@ -87,6 +87,7 @@ class VerifyReport:
     checkpoints: int = field(default=0, compare=False)
     witnessed: int = field(default=0, compare=False)
     erased: tuple[tuple[int, str], ...] = field(default=(), compare=False)
+    signatures_checked: bool = field(default=True, compare=False)
 
     def summary(self) -> str:
         """One line: ``OK: 3 records, chain intact (seq 1..3)`` or ``FAIL: seq 2: edited (...)``."""
@@ -95,6 +96,8 @@ class VerifyReport:
             extra = ""
             if self.mode == MODE_SIGNED:
                 extra = f"; tree and {self.checkpoints} signed checkpoint(s) verified"
+                if not self.signatures_checked:
+                    extra = f"; tree and {self.checkpoints} checkpoint(s) verified (signatures not checked)"
                 if self.witnessed:
                     extra += f", {self.witnessed} agree with the witness"
             if self.erased:
@@ -330,7 +333,7 @@ class _Tree:
             )
         from .signing import signature_ok
 
-        if self.public_key is None or not signature_ok(self.public_key, cp):
+        if self.public_key is not None and not signature_ok(self.public_key, cp):
             raise _Fail(
                 seq,
                 "signature",
@@ -529,22 +532,27 @@ def _marks(files: Sequence[Path], anchor_state: dict[str, Any]) -> dict[str, Any
 
 
 def _mode_problem(
-    marks: dict[str, Any], key: bytes | None, public_key: Ed25519PublicKey | None
+    marks: dict[str, Any], key: bytes | None, public_key: Ed25519PublicKey | None, witness: bool = False
 ) -> tuple[str, str] | None:
-    """(kind, problem) when the verifier's keys do not fit the log's mode, else None."""
+    """(kind, problem) when the verifier's keys do not fit the log's mode, else None.
+
+    A signed log needs the public key, or a witness to compare its checkpoints with.
+    """
     mode = marks.get(MARK_MODE)
     if mode == MODE_SIGNED:
-        if public_key is None:
+        if public_key is None and not witness:
             return "mode", (
-                f"the log is signed (key id {marks.get(MARK_KEY_ID)}); verify it with --public-key: "
-                "without it a rewritten log cannot be told from the original"
+                f"the log is signed (key id {marks.get(MARK_KEY_ID)}); verify it with --public-key (or "
+                "--witness): without either a rewritten log cannot be told from the original"
             )
         from .signing import key_id
 
-        if key_id(public_key) != marks.get(MARK_KEY_ID):
+        # Without a public key the witness's copies of the checkpoints are compared instead.
+        public_key_id = marks.get(MARK_KEY_ID) if public_key is None else key_id(public_key)
+        if public_key_id != marks.get(MARK_KEY_ID):
             return "signature", (
                 f"the log says it is signed by key id {marks.get(MARK_KEY_ID)}; the public key given has "
-                f"id {key_id(public_key)}"
+                f"id {public_key_id}"
             )
         wanted = marks.get(MARK_HMAC_KEY_ID)
         if wanted and key is None:
@@ -603,11 +611,13 @@ def verify(
             head_problem = f"{head_path.name} is missing"
     marks = _marks(files, anchor_state)
     mode = str(marks.get(MARK_MODE) or (MODE_HMAC if key else MODE_SHA256))
-    mismatch = _mode_problem(marks, key, public_key)
+    mismatch = _mode_problem(marks, key, public_key, witness is not None)
     if mismatch is not None:
         return VerifyReport(False, 0, None, None, 1, mismatch[0], mismatch[1], str(files[0]), mode=mode)
     tree: _Tree | None = None
-    witnessed = [dict(w) for w in witness or () if w.get("log_id") == marks.get(MARK_LOG_ID)]
+    # The collector may keep one checkpoint twice (an export retried): each counts once.
+    unique = {checkpoint_hash(w): dict(w) for w in witness or () if w.get("log_id") == marks.get(MARK_LOG_ID)}
+    witnessed = list(unique.values())
     if mode == MODE_SIGNED:
         start, last = merkle.Frontier(), {}
         first = first_record(files)
@@ -657,6 +667,10 @@ def verify(
                 )
     if witness is not None and tree is None:
         notes.append("the witness was not used: the log is not signed, it has no checkpoints")
+    if tree is not None and public_key is None:
+        notes.append(
+            "signatures not checked (no --public-key): the checkpoints are vouched for by the witness only"
+        )
     if live is not None:
         where = str(sidecar(live, HEAD_SUFFIX))
         if head is None:
@@ -707,6 +721,7 @@ def verify(
         checkpoints=checkpoints,
         witnessed=agreed,
         erased=erased,
+        signatures_checked=public_key is not None,
     )
 
 
@@ -729,7 +744,8 @@ def _against_witness(
     agreed_size = 0
     for w in sorted(witnessed, key=lambda c: (int(c["checkpoint"]), int(c["tree_size"]))):
         number, size = int(w["checkpoint"]), int(w["tree_size"])
-        if w.get("key_id") != tree.key_id or tree.public_key is None or not signature_ok(tree.public_key, w):
+        bad_signature = tree.public_key is not None and not signature_ok(tree.public_key, w)
+        if w.get("key_id") != tree.key_id or bad_signature:
             return (
                 agreed_size + 1,
                 "forked",
