@@ -780,6 +780,11 @@ def test_keygen_writes_safe_modes_and_never_overwrites(tmp_path: Path) -> None:
     again = _cli("keygen", str(tmp_path / "k"))
     assert again.returncode == 1 and "never overwrites" in again.stderr
     assert private.read_bytes() == before
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    assert _cli("keygen", str(shared)).returncode == 0
+    assert stat.S_IMODE(os.stat(shared).st_mode) == 0o755  # an existing folder is not changed
+    assert stat.S_IMODE(os.stat(shared / "audit-signing.key").st_mode) == 0o600
 
 
 def _config_problem(env: dict[str, str], tmp_path: Path) -> str:

@@ -96,7 +96,7 @@ def signature_ok(public_key: Ed25519PublicKey, checkpoint: Mapping[str, Any]) ->
 
 
 def keygen(directory: Path) -> tuple[Path, Path, str]:
-    """Write a new key pair into ``directory`` (created 0700): private 0600, public 0644.
+    """Write a new key pair into ``directory`` (created 0700 when missing): private 0600, public 0644.
 
     Returns ``(private path, public path, key id)``. Raises FileExistsError rather than overwrite a key,
     OSError when the folder cannot be written.
@@ -105,8 +105,11 @@ def keygen(directory: Path) -> tuple[Path, Path, str]:
     for path in (private_path, public_path):
         if path.exists() or path.is_symlink():
             raise FileExistsError(f"{path} exists; b2b-otel never overwrites a key")
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)
+    if not directory.exists():
+        directory.mkdir(mode=0o700, parents=True)
+        os.chmod(directory, 0o700)  # whatever the umask; an existing folder keeps its mode
+    elif not directory.is_dir():
+        raise NotADirectoryError(f"{directory} is not a folder")
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
