@@ -472,8 +472,9 @@ class AuditLog:
         if state.tree.size == 0 or state.tree.size == last.get("tree_size", 0):
             return None
         at = last.get("at")
-        if not force and isinstance(at, (int, float)) and time.time() - at < self.checkpoint_interval * 0.9:
-            return None  # another process wrote one within this interval
+        elapsed = time.time() - at if isinstance(at, (int, float)) else None
+        if not force and elapsed is not None and 0 <= elapsed < self.checkpoint_interval * 0.9:
+            return None  # another process wrote one within this interval (a clock set back: due now)
         from .signing import sign
 
         now = time.time()
