@@ -74,6 +74,7 @@ class Scrubber:
         self.enabled = enabled
         # key -> (the key scrubbed, None when it is clean; the patterns found in it)
         self._keys: dict[str, tuple[str | None, tuple[str, ...]]] = {}
+        self._clean_keys: set[str] = set()
 
     # --- free text
 
@@ -196,7 +197,15 @@ class Scrubber:
         if not self.enabled or not attributes:
             return None
         changed: dict[str, Any] | None = None
+        clean_keys = self._clean_keys
         for key, value in attributes.items():
+            if key in clean_keys:  # the common case, kept cheap
+                clean = self.value(key, value, report)
+                if clean is not value and clean != value:
+                    if changed is None:
+                        changed = dict(attributes)
+                    changed[key] = clean
+                continue
             clean_key, patterns = self._key_verdict(key)
             if clean_key is not None and report is not None:
                 for pattern in patterns:
@@ -223,7 +232,10 @@ class Scrubber:
             cached = (None if clean == key else clean, tuple(f.pattern for f in found))
             if len(self._keys) >= _KEY_CACHE_SIZE:
                 self._keys.clear()
+                self._clean_keys.clear()
             self._keys[key] = cached
+            if cached[0] is None:
+                self._clean_keys.add(key)
         return cached
 
     def mapping(self, data: Mapping[str, Any], report: Report | None = None) -> dict[str, Any]:
@@ -361,6 +373,8 @@ def _bare_userinfo(value: str, found: list[str]) -> str:
 
 
 def _cards(value: str, field: str, found: list[str]) -> str:
+    if not p.CARD_RUN.search(value):
+        return value  # no run of 13 digits: no card (the common case; the keys are not looked at)
     keyed = bool(field) and bool(p.CARD_KEY.search(field))
     id_keyed = bool(field) and not keyed and bool(p.CARD_NOT_KEY.search(field))
 
