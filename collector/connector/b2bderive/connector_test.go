@@ -157,7 +157,7 @@ func TestRecordCarriesTheAttributesOfSpecSection5(t *testing.T) {
 	if len(got) != len(want) {
 		t.Errorf("extra attributes: %v", got)
 	}
-	if body := lr.Body().Str(); body != "client.address=203.0.113.9: 5 matching events within 300s" {
+	if body := lr.Body().Str(); body != "5 matching events within 300s (client.address=203.0.113.9)" {
 		t.Errorf("body %q", body)
 	}
 }

@@ -111,7 +111,12 @@ func message(f *engine.Firing) string {
 		}
 		return fmt.Sprintf("%s: %s %.1f%% against threshold %.1f%%", orID(subject), what, f.Observed*100, f.Threshold*100)
 	case semconv.RuleKindCount:
-		return fmt.Sprintf("%s: %.0f matching events within %s", subject, f.Observed, fmtSeconds(r.Window))
+		// The count first, the group after it, as the Python layer writes it: "secret_key: 3" would read as
+		// a secret's key and value to a scrubber downstream.
+		if subject == "" {
+			return fmt.Sprintf("%.0f matching events within %s", f.Observed, fmtSeconds(r.Window))
+		}
+		return fmt.Sprintf("%.0f matching events within %s (%s)", f.Observed, fmtSeconds(r.Window), subject)
 	case semconv.RuleKindGauge:
 		return fmt.Sprintf("%s: value %.6g against threshold %.6g", orID(subject), f.Observed, f.Threshold)
 	}
