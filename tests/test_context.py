@@ -345,8 +345,10 @@ def test_derived_records_marker_spans_and_file_lines_carry_the_triggering_spans_
         b2b_otel.security.access_denied("u-2", "/admin", "read")
     assert telemetry.force_flush(10)
     logs = otlp_receiver.wait_for_logs(
-        lambda items: {"agent.execution.slow", "security.access.violation"}
-        <= {r["attributes"].get("b2b.rule.id") for r in items}
+        lambda items: (
+            {"agent.execution.slow", "security.access.violation"}
+            <= {r["attributes"].get("b2b.rule.id") for r in items}
+        )
     )
     slow = next(r for r in logs if r["attributes"].get("b2b.rule.id") == "agent.execution.slow")
     assert slow["event_name"] == "b2b.sla.breach"
