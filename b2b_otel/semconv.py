@@ -57,9 +57,8 @@ GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 inside them. [int, otel, development]
 """
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
-"""Which tokens a `gen_ai.client.token.usage` point counts: `input` or `output` (the values of
-OpenTelemetry's enum; written by the GenAI instrumentations, never by b2b-otel). [string, otel,
-development]
+"""Which tokens a `gen_ai.client.token.usage` or `b2b.llm.token.usage` point counts: `input` or `output`
+(the values of OpenTelemetry's enum). [enum, otel, development]
 """
 
 # --- registry.otel.general
@@ -384,6 +383,19 @@ GEN_AI_OPERATION_NAME_VALUES: Final[tuple[str, ...]] = (
     "upsert_memory",
     "delete_memory",
 )
+
+
+class GenAiTokenTypeValues:
+    """Values of ``gen_ai.token.type``."""
+
+    INPUT: Final = "input"
+    """Input (prompt) tokens. [otel]"""
+    OUTPUT: Final = "output"
+    """Output (completion) tokens. [otel]"""
+
+
+GenAiTokenType: TypeAlias = Literal["input", "output"]
+GEN_AI_TOKEN_TYPE_VALUES: Final[tuple[str, ...]] = ("input", "output")
 
 
 class StateValues:
@@ -893,6 +905,12 @@ class MetricInfo(NamedTuple):
 METRIC_B2B_LLM_CALLS_UNPRICED: Final = "b2b.llm.calls.unpriced"
 METRIC_B2B_LLM_CALLS_UNPRICED_UNIT: Final = "{call}"
 
+# b2b.llm.token.usage: counter, {token} [b2b]
+# Counted when an LLM call span ends, from its `gen_ai.usage.input_tokens` / `output_tokens`, priced or not
+# (the same calls `gen_ai.client.token.usage` records); a call without usage (a failed call) counts nothing.
+METRIC_B2B_LLM_TOKEN_USAGE: Final = "b2b.llm.token.usage"
+METRIC_B2B_LLM_TOKEN_USAGE_UNIT: Final = "{token}"
+
 # gen_ai.invoke_agent.duration: histogram, s [otel-proposed]
 # Named by the GenAI conventions repository for in-process agents; not in the Python package yet. Buckets: the
 # GenAI operation duration boundaries OpenTelemetry recommends.
@@ -1134,6 +1152,14 @@ METRICS: Final[Mapping[str, MetricInfo]] = MappingProxyType(
             description="LLM calls with token usage that the price table has no price for.",
             buckets=None,
             attributes=("gen_ai.provider.name", "gen_ai.request.model"),
+        ),
+        METRIC_B2B_LLM_TOKEN_USAGE: MetricInfo(
+            name=METRIC_B2B_LLM_TOKEN_USAGE,
+            instrument="counter",
+            unit=METRIC_B2B_LLM_TOKEN_USAGE_UNIT,
+            description="Tokens of LLM calls, by provider, model, token type and tenant.",
+            buckets=None,
+            attributes=("gen_ai.provider.name", "gen_ai.request.model", "gen_ai.token.type", "b2b.tenant.id"),
         ),
         METRIC_GEN_AI_INVOKE_AGENT_DURATION: MetricInfo(
             name=METRIC_GEN_AI_INVOKE_AGENT_DURATION,

@@ -195,6 +195,10 @@ BUSINESS = DashboardSpec(
             panel("LLM cost by tenant (1 h)", "b2b.llm.cost (USD) of the LLM calls made for each tenant.",
                   q("sum by (b2b_tenant_id) (increase(b2b_llm_cost_USD_total[1h]))", "{{b2b_tenant_id}}",
                     instant=True), kind="table", unit="currencyUSD"),
+            panel("LLM tokens by tenant (1 h)", "b2b.llm.token.usage: input and output tokens of the LLM"
+                  " calls made for each tenant.",
+                  q("sum by (b2b_tenant_id, gen_ai_token_type) (increase(b2b_llm_token_usage_total[1h]))",
+                    "{{b2b_tenant_id}} {{gen_ai_token_type}}", instant=True), kind="table"),
             panel("LLM tokens by type", "gen_ai.client.token.usage of the services' LLM calls.",
                   q("sum by (job, gen_ai_token_type) (rate(gen_ai_client_token_usage_sum[5m])) * 60",
                     "{{job}} {{gen_ai_token_type}}")),

@@ -296,6 +296,83 @@ def test_a_model_without_a_price_is_counted_not_priced(
     assert workflow["attributes"]["b2b.llm.cost"] == pytest.approx(_cost("gpt-4o-mini", server))
 
 
+def test_tokens_per_tenant_are_counted_for_every_answered_call_and_a_priced_call_span_carries_its_cost(
+    instrumented: Any, server: LLMServer, otlp_receiver: OTLPReceiver
+) -> None:
+    telemetry = instrumented()
+    gpt, claude = _openai(server), _anthropic(server)
+    with b2b_otel.context(tenant_id=TENANT):
+        gpt.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        gpt.chat.completions.create(model="house-finetune-7b", messages=[{"role": "user", "content": "x"}])
+    with b2b_otel.context(tenant_id="other-tenant"):
+        claude.messages.create(
+            model="claude-sonnet-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
+        server.fail_next(500)
+        with pytest.raises(anthropic.InternalServerError):
+            claude.messages.create(
+                model="claude-sonnet-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+            )
+    gpt.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])  # no tenant
+    assert telemetry.health()["llm"] == {"unpriced_calls": 1, "untracked_calls": 0}
+    assert b2b_otel.shutdown()
+    points = otlp_receiver.metrics("b2b.llm.token.usage")
+    assert {p["unit"] for p in points} == {"{token}"}
+    counted = {
+        (
+            p["attributes"].get("b2b.tenant.id"),
+            p["attributes"]["gen_ai.provider.name"],
+            p["attributes"]["gen_ai.request.model"],
+            p["attributes"]["gen_ai.token.type"],
+        ): p["value"]
+        for p in points
+    }
+    inp, out = server.input_tokens, server.output_tokens
+    assert counted == {
+        (TENANT, "openai", "gpt-4o", "input"): inp,
+        (TENANT, "openai", "gpt-4o", "output"): out,
+        (TENANT, "openai", "house-finetune-7b", "input"): inp,  # unpriced, its tokens still counted
+        (TENANT, "openai", "house-finetune-7b", "output"): out,
+        ("other-tenant", "anthropic", "claude-sonnet-4-5", "input"): inp,  # the failed call counts nothing
+        ("other-tenant", "anthropic", "claude-sonnet-4-5", "output"): out,
+        (None, "openai", "gpt-4o", "input"): inp,
+        (None, "openai", "gpt-4o", "output"): out,
+    }
+    costs = {
+        s["attributes"]["gen_ai.request.model"]: s["attributes"].get("b2b.llm.cost")
+        for s in _chat_spans(otlp_receiver, "openai")
+        if s["attributes"].get("b2b.tenant.id") is not None
+    }
+    assert costs["gpt-4o"] == pytest.approx(_cost("gpt-4o", server))
+    assert costs["house-finetune-7b"] is None  # no price: no cost, never a guess
+    priced_claude = [
+        s["attributes"].get("b2b.llm.cost")
+        for s in _chat_spans(otlp_receiver, "anthropic")
+        if s["attributes"].get("gen_ai.usage.input_tokens")
+    ]
+    assert priced_claude == [pytest.approx(_cost("claude-sonnet-4-5", server))]
+    # The span's cost is the cost metric's: one price per call.
+    total = sum(m["value"] for m in otlp_receiver.metrics("b2b.llm.cost"))
+    assert total == pytest.approx(2 * _cost("gpt-4o", server) + _cost("claude-sonnet-4-5", server))
+
+
+def test_health_counts_calls_not_tracked_when_too_many_are_open(
+    instrumented: Any, server: LLMServer, otlp_receiver: OTLPReceiver
+) -> None:
+    from b2b_otel.llm.usage import LLMCallProcessor
+
+    telemetry = instrumented()
+    (calls,) = [p for p in telemetry._span_processors if isinstance(p, LLMCallProcessor)]
+    calls.max_open = 0  # every call finds the table full
+    _openai(server).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    _openai(server).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    assert telemetry.health()["llm"] == {"unpriced_calls": 0, "untracked_calls": 2}
+    assert b2b_otel.shutdown()
+    assert otlp_receiver.metrics("b2b.llm.token.usage") == []  # untracked: not counted, never an error
+    (chat, _) = _chat_spans(otlp_receiver, "openai")
+    assert "b2b.llm.cost" not in chat["attributes"]
+
+
 # --- the quota gauge ----------------------------------------------------------------------------------
 
 
@@ -472,3 +549,28 @@ def test_zero_code_start_instruments_openai_through_the_distro(
     assert chats[0]["attributes"]["b2b.tenant.id"] == "zero-tenant"
     assert agent["resource"]["service.name"] == "zero-code-llm"
     assert agent["attributes"]["b2b.llm.cost"] == pytest.approx(_cost("o4-mini", server))
+
+
+def test_under_the_applications_own_exporting_tracer_provider_calls_are_still_priced_and_summed(
+    instrumented: Any, server: LLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+    app_spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(app_spans))
+    trace.set_tracer_provider(provider)
+    telemetry = instrumented()  # b2b_otel's own span exporter is dropped: the application's exports
+    with b2b_otel.agent_span("app_agent"):
+        _openai(server).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    assert telemetry.health()["signals"]["traces"]["exporters"] == []
+    (agent,) = [s for s in app_spans.get_finished_spans() if s.name == "invoke_agent app_agent"]
+    assert agent.attributes is not None
+    assert agent.attributes["b2b.llm.cost"] == pytest.approx(_cost("gpt-4o", server))
+    (chat,) = [s for s in app_spans.get_finished_spans() if s.name == "chat gpt-4o"]
+    assert chat.attributes is not None and "b2b.llm.cost" not in chat.attributes  # its processors run first
+    assert b2b_otel.shutdown()

@@ -147,3 +147,37 @@ def test_the_rule_fires_again_after_the_quota_recovered_and_per_provider(
         for b in _breaches(receiver)
     ]
     assert sorted(fired) == [("anthropic", 0.97), ("openai", 0.82), ("openai", 0.9)]
+
+
+def test_the_firing_names_the_tenant_whose_call_crossed_the_threshold_and_stays_grouped_per_provider(
+    server: LLMServer, receiver: OTLPReceiver
+) -> None:
+    client = openai.OpenAI(base_url=server.openai_url, api_key="sk-test", max_retries=0)
+    for tenant, used in (("tenant-a", 0.5), ("tenant-b", 0.79), ("tenant-c", 0.86), ("tenant-a", 0.9)):
+        _at(server.openai_quota, used)
+        with b2b_otel.context(tenant_id=tenant):
+            client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    _at(server.openai_quota, 0.95)
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])  # no tenant
+    assert b2b_otel.shutdown()
+    # One group per provider and kind: tenant-a's 0.9 (and the tenant-less 0.95) is the same breach.
+    (breach,) = _breaches(receiver)
+    attributes = breach["attributes"]
+    assert attributes["b2b.tenant.id"] == "tenant-c"
+    assert attributes["b2b.observed.value"] == pytest.approx(0.86)
+    assert attributes["gen_ai.provider.name"] == "openai" and attributes["b2b.llm.quota.kind"] == "tokens"
+    # The gauge is the provider's quota, whoever spent it: its series carry no tenant.
+    gauge = receiver.metrics("b2b.llm.quota.utilization")
+    assert gauge and all("b2b.tenant.id" not in m["attributes"] for m in gauge)
+    tokens = [m for m in gauge if m["attributes"]["b2b.llm.quota.kind"] == "tokens"]
+    assert [m["value"] for m in tokens] == [pytest.approx(0.95)]
+
+
+def test_a_tenant_below_the_threshold_gets_no_record(server: LLMServer, receiver: OTLPReceiver) -> None:
+    client = openai.OpenAI(base_url=server.openai_url, api_key="sk-test", max_retries=0)
+    for used in (0.3, 0.7, 0.8):
+        _at(server.openai_quota, used)
+        with b2b_otel.context(tenant_id="tenant-quiet"):
+            client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    assert b2b_otel.shutdown()
+    assert _breaches(receiver) == []

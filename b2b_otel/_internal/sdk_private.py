@@ -324,3 +324,29 @@ def add_checked_text(attributes: Any, values: Mapping[str, str]) -> bool:
             return False
         inner.update(values)
     return True
+
+
+def add_to_ended_span(span: Any, values: Mapping[str, Any]) -> bool:
+    """Add ``values`` to the attributes of a span that has just ended, from a span processor's ``on_end``.
+
+    The SDK makes a span's attributes immutable when it ends, before the processors' ``on_end``; a
+    value known only then (the cost of an LLM call, from the usage the instrumentation set last) can
+    only go in through the inner dict. Safe only in a processor that runs before every other one of
+    the provider (nothing has read or queued the span yet); within the attribute count limit, under
+    the attributes' lock. False when the internal is not there or the limit would bite.
+    """
+    from opentelemetry.attributes import BoundedAttributes
+
+    attributes = getattr(span, "_attributes", None)
+    if type(attributes) is not BoundedAttributes:
+        return False
+    inner = getattr(attributes, "_dict", None)
+    lock = getattr(attributes, "_lock", None)
+    if not isinstance(inner, dict) or lock is None:
+        return False
+    with lock:
+        new = sum(1 for key in values if key not in inner)
+        if attributes.maxlen is not None and len(inner) + new > attributes.maxlen:
+            return False
+        inner.update(values)
+    return True

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import baggage, trace
 
 from .. import semconv as sc
 from .._internal import selflog
@@ -83,11 +83,21 @@ class QuotaReader:
         self._gauge = meter.create_gauge(info.name, unit=info.unit, description=info.description)
         self._report = report
 
-    def observe(self, provider: str, headers: Mapping[str, str]) -> None:
+    def observe(self, provider: str, headers: Mapping[str, str], tenant: str | None = None) -> None:
+        """Record the reading; the rules also get ``tenant``, the tenant of the call that was answered.
+
+        The gauge is the provider's (one quota per provider and kind, whoever spent it): the tenant is
+        not on its series. The rules see it beside the reading, so the record of ``external.llm.quota``
+        names the tenant whose call took the quota over the threshold (it groups by provider and kind).
+        """
         for kind, value in utilisation(headers).items():
             point = {sc.GEN_AI_PROVIDER_NAME: provider, sc.B2B_LLM_QUOTA_KIND: kind}
             self._gauge.set(value, point)
-            self._report(sc.METRIC_B2B_LLM_QUOTA_UTILIZATION, value, point)
+            self._report(
+                sc.METRIC_B2B_LLM_QUOTA_UTILIZATION,
+                value,
+                point if tenant is None else {**point, sc.B2B_TENANT_ID: tenant},
+            )
 
 
 _lock = threading.Lock()
@@ -108,7 +118,8 @@ def _seen(response: Any) -> None:
         assert attributes is not None
         provider = attributes.get(sc.GEN_AI_PROVIDER_NAME)
         if isinstance(provider, str) and provider:
-            reader.observe(provider, response.headers)
+            tenant = baggage.get_baggage(sc.B2B_TENANT_ID)  # b2b_otel.context() of the call
+            reader.observe(provider, response.headers, tenant if isinstance(tenant, str) else None)
     except Exception as exc:
         selflog.warn_once_a_minute("llm-quota", "b2b_otel: could not read rate-limit headers: %r", exc)
 

@@ -29,6 +29,7 @@ from opentelemetry.trace import SpanKind
 
 from .. import semconv as sc
 from .._internal import selflog
+from .._internal.sdk_private import add_to_ended_span
 from .._version import __version__
 from .prices import PriceTable
 
@@ -128,16 +129,22 @@ def is_llm_call(kind: SpanKind | None, attributes: Mapping[str, Any] | None) -> 
 class LLMCallProcessor(SpanProcessor):
     """Prices each LLM call span when it ends and adds it to the sums of its agents and workflows.
 
-    :meth:`bind` gives it the meter provider of the ``b2b.llm.cost`` counter (USD) and the
-    ``b2b.llm.calls.unpriced`` counter (b2b_otel's scope). Never raises.
+    :meth:`bind` gives it the meter provider of the ``b2b.llm.cost`` counter (USD), the
+    ``b2b.llm.token.usage`` counter (tokens per tenant) and the ``b2b.llm.calls.unpriced`` counter
+    (b2b_otel's scope). With ``annotate`` (set by the composition root once this processor runs
+    before every other processor of its provider), a priced call's own span gets ``b2b.llm.cost`` too.
+    Never raises.
     """
 
     def __init__(self, prices: PriceTable, max_open: int = MAX_OPEN_CALLS) -> None:
         self.prices = prices
         self.max_open = max_open
-        self.overflowed = 0
+        self.overflowed = 0  # calls not tracked: more than max_open were open at once
+        self.unpriced = 0  # calls with usage that the price table had no price for
+        self.annotate = False
         self._open: dict[int, tuple[tuple[Sums, ...], str | None]] = {}
         self._cost: Any = None
+        self._tokens: Any = None
         self._unpriced: Any = None
 
     def bind(self, meter_provider: Any) -> None:
@@ -145,7 +152,9 @@ class LLMCallProcessor(SpanProcessor):
         meter = meter_provider.get_meter(sc.INSTRUMENTATION_SCOPE, __version__)
         cost = sc.METRICS[sc.METRIC_B2B_LLM_COST]
         unpriced = sc.METRICS[sc.METRIC_B2B_LLM_CALLS_UNPRICED]
+        tokens = sc.METRICS[sc.METRIC_B2B_LLM_TOKEN_USAGE]
         self._cost = meter.create_counter(cost.name, unit=cost.unit, description=cost.description)
+        self._tokens = meter.create_counter(tokens.name, unit=tokens.unit, description=tokens.description)
         self._unpriced = meter.create_counter(
             unpriced.name, unit=unpriced.unit, description=unpriced.description
         )
@@ -211,7 +220,16 @@ class LLMCallProcessor(SpanProcessor):
         model_name = requested if isinstance(requested, str) else answered
         if isinstance(model_name, str):
             point[sc.GEN_AI_REQUEST_MODEL] = model_name
+        tenant_point = point if tenant is None else {**point, sc.B2B_TENANT_ID: tenant}
+        if self._tokens is not None:
+            for token_type, count in (
+                (sc.GenAiTokenTypeValues.INPUT, input_tokens),
+                (sc.GenAiTokenTypeValues.OUTPUT, output_tokens),
+            ):
+                if count:
+                    self._tokens.add(count, {**tenant_point, sc.GEN_AI_TOKEN_TYPE: token_type})
         if cost is None:
+            self.unpriced += 1
             if self._unpriced is not None:
                 self._unpriced.add(1, point)
             selflog.warn_once_a_minute(
@@ -221,10 +239,11 @@ class LLMCallProcessor(SpanProcessor):
                 self.prices.source,
             )
         else:
-            if tenant is not None:
-                point[sc.B2B_TENANT_ID] = tenant
             if self._cost is not None:
-                self._cost.add(cost, point)
+                self._cost.add(cost, tenant_point)
+            if self.annotate:
+                # Before any other processor or exporter has seen the ended span (see annotate).
+                add_to_ended_span(span, {sc.B2B_LLM_COST: cost})
         for sums in chain:
             sums.add(input_tokens, output_tokens, cost)
 

@@ -584,9 +584,15 @@ class Engine:
                     state.gauge_breaching.pop(next(iter(state.gauge_breaching)))
                 state.gauge_breaching[key] = breaching
             if breaching and not was:
+                # The sample's facts: a reading may carry the tenant it was taken for (records.build).
                 firings.append(
                     Firing(
-                        rule=rule, observed=value, threshold=rule.threshold, group=group, at_s=self.clock()
+                        rule=rule,
+                        observed=value,
+                        threshold=rule.threshold,
+                        group=group,
+                        at_s=self.clock(),
+                        facts=facts,
                     )
                 )
         return firings

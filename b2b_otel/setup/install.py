@@ -459,7 +459,12 @@ def _replace_safely(item: Any, wrap: Callable[[Any], Any]) -> bool:
 
 def _own_pieces(telemetry: Telemetry, signal: str) -> list[Any]:
     if signal == sc.SignalValues.TRACES:
-        return [p for p in telemetry._span_processors if p is not telemetry.derivation]
+        # The judging and the LLM call processors are not exporters: they stay with any provider.
+        return [
+            p
+            for p in telemetry._span_processors
+            if p is not telemetry.derivation and not isinstance(p, LLMCallProcessor)
+        ]
     if signal == sc.SignalValues.LOGS:
         return list(telemetry._log_processors)
     return list(telemetry._metric_readers)
@@ -519,7 +524,15 @@ def _install(telemetry: Telemetry) -> None:
         )
         telemetry._owns[sc.SignalValues.TRACES] = True
     for processor in telemetry._span_processors:
-        telemetry.tracer_provider.add_span_processor(processor)
+        if isinstance(processor, LLMCallProcessor) and telemetry._owns[sc.SignalValues.TRACES]:
+            # First of all in our own provider: it adds b2b.llm.cost to an ended call span before
+            # anything reads it. An application's provider keeps its own processors first (no cost
+            # on the call spans there; the cost metric and the agent/workflow sums are the same).
+            sdk_private.add_first(telemetry.tracer_provider, processor)
+            first = sdk_private.provider_processors(telemetry.tracer_provider)
+            processor.annotate = first is not None and first[:1] == (processor,)
+        else:
+            telemetry.tracer_provider.add_span_processor(processor)
     derivation.tracer_provider = telemetry.tracer_provider
 
     existing_mp = metrics.get_meter_provider()

@@ -302,9 +302,19 @@ class Telemetry:
                 # processed, queue size/capacity, unjudged by reason, back-pressure, evicted groups
                 **({} if self.derivation is None else self.derivation.health()),
             },
+            "llm": self._llm_health(),
             "log_dir": log_dir,
             "audit_file": audit,
         }
+
+    def _llm_health(self) -> dict[str, int]:
+        """LLM calls the price table had no price for, and calls not tracked at all (too many open)."""
+        from ..llm.usage import LLMCallProcessor
+
+        for processor in self._span_processors:
+            if isinstance(processor, LLMCallProcessor):
+                return {"unpriced_calls": processor.unpriced, "untracked_calls": processor.overflowed}
+        return {"unpriced_calls": 0, "untracked_calls": 0}
 
 
 def _writable_dir(path: Path) -> bool:

@@ -64,8 +64,8 @@ const GenAIUsageInputTokensKey = "gen_ai.usage.input_tokens"
 const GenAIUsageOutputTokensKey = "gen_ai.usage.output_tokens"
 
 // GenAITokenTypeKey is the attribute key gen_ai.token.type: Which tokens a
-// `gen_ai.client.token.usage` point counts: `input` or `output` (the values of OpenTelemetry's
-// enum; written by the GenAI instrumentations, never by b2b-otel). [string, otel, development]
+// `gen_ai.client.token.usage` or `b2b.llm.token.usage` point counts: `input` or `output` (the
+// values of OpenTelemetry's enum). [enum, otel, development]
 const GenAITokenTypeKey = "gen_ai.token.type"
 
 // ErrorTypeKey is the attribute key error.type: Class of error the operation ended with; for
@@ -475,6 +475,17 @@ func GenAIOperationNameValues() []string {
 	return []string{GenAIOperationNameInvokeAgent, GenAIOperationNameExecuteTool, GenAIOperationNameInvokeWorkflow, GenAIOperationNameExecuteStep, GenAIOperationNameSearchMemory, GenAIOperationNameCreateMemory, GenAIOperationNameUpdateMemory, GenAIOperationNameUpsertMemory, GenAIOperationNameDeleteMemory}
 }
 
+// GenAITokenTypeInput is the value input of gen_ai.token.type: Input (prompt) tokens. [otel]
+const GenAITokenTypeInput = "input"
+
+// GenAITokenTypeOutput is the value output of gen_ai.token.type: Output (completion) tokens. [otel]
+const GenAITokenTypeOutput = "output"
+
+// GenAITokenTypeValues returns the values of gen_ai.token.type, in registry order.
+func GenAITokenTypeValues() []string {
+	return []string{GenAITokenTypeInput, GenAITokenTypeOutput}
+}
+
 // StateIdle is the value idle of state: Connection is open and idle in the pool. [otel]
 const StateIdle = "idle"
 
@@ -845,6 +856,10 @@ func RespondWithinS(value string) (int64, bool) {
 // MetricB2BLlmCallsUnpriced is the metric b2b.llm.calls.unpriced (counter, {call}): LLM calls with
 // token usage that the price table has no price for.
 const MetricB2BLlmCallsUnpriced = "b2b.llm.calls.unpriced"
+
+// MetricB2BLlmTokenUsage is the metric b2b.llm.token.usage (counter, {token}): Tokens of LLM calls,
+// by provider, model, token type and tenant.
+const MetricB2BLlmTokenUsage = "b2b.llm.token.usage"
 
 // MetricGenAIInvokeAgentDuration is the metric gen_ai.invoke_agent.duration (histogram, s):
 // Duration of agent invocations.
