@@ -101,6 +101,42 @@ def test_the_text_around_an_unquoted_value_is_kept(text: str, expected: str) -> 
     assert scrub(text)[0] == expected
 
 
+# Other forms of a secret-naming key: abbreviations, a command line's flags, XML, presigned URLs.
+KEY_FORMS = [
+    ("DB_PASS=Zr8kQw2mXv9p", "Zr8kQw2mXv9p"),
+    ("smtp.pass: Zr8kQw2mXv9p", "Zr8kQw2mXv9p"),
+    ("mysql --user bob --password Zr8kQw2mXv9p -h db", "Zr8kQw2mXv9p"),
+    ("exec tool --api-key 'Zr8k Qw2m Xv9p' --verbose", "Zr8k Qw2m Xv9p"),
+    ("run -client-secret Zr8kQw2mXv9p", "Zr8kQw2mXv9p"),
+    ("<password>Zr8kQw2mXv9p</password>", "Zr8kQw2mXv9p"),
+    ("<soap:Body><wsse:Password Type='x'>Zr8kQw2mXv9p</wsse:Password></soap:Body>", "Zr8kQw2mXv9p"),
+    ("GET /b/o?X-Amz-Credential=AKIAIOSFODNN7EXAMPLE&X-Amz-Signature=Zr8kQw2mXv9p", "Zr8kQw2mXv9p"),
+    ("https://acct.blob.core.windows.net/c/b?sv=2021-08-06&sig=Zr8kQw2mXv9p%3D&se=2025", "Zr8kQw2mXv9p"),
+    ("card cvv=123, cvc2: 456", "123"),
+]
+
+
+@pytest.mark.parametrize(("text", "secret"), KEY_FORMS)
+def test_other_forms_of_a_secret_naming_key_are_redacted(text: str, secret: str) -> None:
+    out, findings = scrub(text)
+    assert secret not in out, out
+    assert MARK in out and findings
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "--verbose --name bob --port 8080",
+        "signature_version=4",
+        "the pass rate is 3",
+        "<user>bob</user><role>admin</role>",
+        "a - b - c",
+    ],
+)
+def test_ordinary_flags_elements_and_words_are_kept(text: str) -> None:
+    assert scrub(text) == (text, [])
+
+
 # --------------------------------------------------------------------------- (a) URL userinfo
 
 GHP = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"
@@ -326,6 +362,11 @@ HUGE: dict[str, Callable[[int], str]] = {
     "id_words": lambda n: "order " * (n // 6) + VISA,
     "id_words_and_numbers": lambda n: f"order {VISA} " * (n // 23),
     "secret_keys_in_a_key": lambda n: "header.Bearer " + "a" * n,
+    "cli_flags": lambda n: "-a " * (n // 3) + "--password x",
+    "cli_flag_long_value": lambda n: "--password " + "a" * n,
+    "xml_unclosed": lambda n: "<password>" + "a" * n,
+    "xml_open_tags": lambda n: "<password>x<" * (n // 12) + "/password>",
+    "xml_empty_tags": lambda n: "<a>" * (n // 3) + "</a> pass",
 }
 
 

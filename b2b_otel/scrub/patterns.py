@@ -28,9 +28,13 @@ _STEMS = (
     "sessid",
     "privatekey",
     "accesskey",
+    "signature",  # a presigned URL's X-Amz-Signature grants what the key would
 )
 # Whole words that name a secret on their own.
-_WORDS = frozenset({"pwd", "token", "session", "sid"})
+_WORDS = frozenset(
+    # pass: DB_PASS, user/pass; sig: an Azure SAS token's signature; cvv/cvc: a card's security code.
+    {"pwd", "pass", "token", "session", "sid", "sig", "cvv", "cvc", "cvv2", "cvc2"}
+)
 # Two words that name a secret together ("api key", "private_key", "session id").
 _PAIRS = frozenset(
     {
@@ -222,6 +226,16 @@ VALUE_CONTINUED = re.compile(_VALUE_PLAIN)
 PARAMETER_SCHEME = re.compile(r"(?i)(?:digest|aws4-hmac-sha256|hoba|mutual)[ \t]")
 # The word before a key, to read "api key" and "private key" in prose.
 PREVIOUS_WORD = re.compile(r"([A-Za-z]{2,20})[ \t_-]{1,3}$")
+# A command line's flag and its value: "--password Zr8k", "-api-key 'x'" (``--password=x`` is a key=value).
+CLI_FLAG = re.compile(
+    r"(?<![^\s\"'])--?(?P<key>[A-Za-z][A-Za-z0-9_.\-]{0,63})[ \t]+"
+    r"(?P<value>\"[^\"\n]*\"?|'[^'\n]*'?|(?!-)[^\s\"']+)"
+)
+# An XML element: "<password>x</password>", "<ns:ClientSecret a='1'>x</ns:ClientSecret>"; bounded.
+XML_ELEMENT = re.compile(
+    r"<(?P<tag>(?:[A-Za-z_][\w.\-]{0,31}:)?(?P<name>[A-Za-z_][\w.\-]{0,63}))(?:[ \t][^<>]{0,256})?>"
+    r"(?P<value>[^<]{1,4096})</(?P=tag)>"
+)
 # A Cookie / Set-Cookie header line carries several name=value pairs: the whole rest of the line goes.
 COOKIE = re.compile(r"(?i)\b(?P<key>(?:set[_-]?)?cookie)(?P<sep>[\"']?\s{0,3}:\s{0,3})(?P<value>[^\r\n]+)")
 # Prose: "db password is hunter2-Pa55word!", "the api key was abc123", "secret: x".
@@ -439,7 +453,21 @@ SQL_STATEMENT = re.compile(
 SQL_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 SQL_LITERAL = re.compile(r"'(?:[^'\\]|\\.|'')*(?:'|$)", re.DOTALL)
 # Lower-case pieces of a secret-naming SQL column: only statements holding one are searched.
-SQL_SECRET_HINTS = ("pass", "pwd", "secret", "token", "key", "cookie", "sess", "credential", "auth", "sid")
+SQL_SECRET_HINTS = (
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "key",
+    "cookie",
+    "sess",
+    "credential",
+    "auth",
+    "sid",
+    "sig",
+    "cvv",
+    "cvc",
+)
 
 
 def basic_credentials(encoded: str) -> bool:

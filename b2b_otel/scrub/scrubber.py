@@ -33,7 +33,21 @@ MAX_DEPTH = 16
 UNCHECKED = "[REDACTED:scrub_failed]"
 
 # Lower-case pieces one of which every secret-naming key holds (a cheap test before the key scan).
-_KEY_HINTS = ("pass", "pwd", "secret", "key", "token", "cookie", "sess", "sid", "credential", "auth")
+_KEY_HINTS = (
+    "pass",
+    "pwd",
+    "secret",
+    "key",
+    "token",
+    "cookie",
+    "sess",
+    "sid",
+    "credential",
+    "auth",
+    "sig",
+    "cvv",
+    "cvc",
+)
 _PROSE_HINTS = ("pass", "secret", "key", "token", "credential")
 _SQL_HINTS = ("select", "insert", "update", "delete", "merge", "replace", "values")
 _MARKERS = re.compile(r"\[REDACTED:[a-z_]{1,32}\]?")
@@ -108,6 +122,10 @@ class Scrubber:
             result = _sql_literals(result, found)
         if has_key_hint and ("=" in result or ":" in result):
             result = _key_values(result, found)
+        if has_key_hint and "-" in result:
+            result = _cli_flags(result, found)
+        if has_key_hint and "</" in result:
+            result = _xml_elements(result, found)
         if any(hint in lowered for hint in _PROSE_HINTS):
             result = _prose(result, found)
         if report is not None:
@@ -511,6 +529,33 @@ def _key_values(value: str, found: list[str]) -> str:
         return value
     out.append(value[position:])
     return "".join(out)
+
+
+def _cli_flags(value: str, found: list[str]) -> str:
+    """``--password Zr8k`` on a command line: the value of a flag naming a secret."""
+
+    def replace(match: re.Match[str]) -> str:
+        secret = match.group("value")
+        if not p.names_secret(match.group("key")) or secret.startswith(_MARKER_START):
+            return match.group(0)
+        head = match.group(0)[: match.start("value") - match.start()]
+        return head + _redacted_form(secret, found)
+
+    return p.CLI_FLAG.sub(replace, value)
+
+
+def _xml_elements(value: str, found: list[str]) -> str:
+    """``<password>x</password>``: the text of an element naming a secret."""
+
+    def replace(match: re.Match[str]) -> str:
+        if not p.names_secret(match.group("name")) or _is_redacted(match.group("value")):
+            return match.group(0)
+        found.append(_PATTERN.SECRET_KEY)
+        whole = match.group(0)
+        start, end = match.start("value") - match.start(), match.end("value") - match.start()
+        return f"{whole[:start]}{marker(_PATTERN.SECRET_KEY)}{whole[end:]}"
+
+    return p.XML_ELEMENT.sub(replace, value)
 
 
 def _names_secret_here(text: str, start: int, key: str) -> bool:
