@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import random
+import sys
 import threading
 import time
 import uuid
@@ -608,3 +609,16 @@ def test_any_value_gives_a_valid_id_or_invalid_and_never_raises(capture: Capture
     else:
         assert isinstance(recorded, str)
         assert recorded == INVALID or (0 < len(recorded) <= MAX_LENGTH and recorded.isprintable())
+
+
+def test_without_the_threading_instrumentation_it_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from b2b_otel._internal import selflog
+    from b2b_otel.setup.propagation import carry_context_into_threads
+
+    monkeypatch.setitem(sys.modules, "opentelemetry.instrumentation.threading", None)  # import fails
+    selflog.reset()  # said at most once a minute: start from a clean slate
+    with caplog.at_level(logging.WARNING):
+        assert carry_context_into_threads() is None
+    assert "pip install 'b2b-otel[threading]'" in caplog.text

@@ -186,8 +186,8 @@ def carry_context_into_threads() -> Callable[[], None] | None:
     except ImportError:
         selflog.warn_once_a_minute(
             "threading-instrumentation",
-            "b2b_otel: opentelemetry-instrumentation-threading is not installed; b2b_otel.context() "
-            "and the current span do not reach threads",
+            "b2b_otel: opentelemetry-instrumentation-threading is not installed, so b2b_otel.context() "
+            "and the current span do not reach threads and executors: pip install 'b2b-otel[threading]'",
         )
         return None
     instrumentor: Any = ThreadingInstrumentor()
