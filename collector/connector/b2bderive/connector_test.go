@@ -162,6 +162,38 @@ func TestRecordCarriesTheAttributesOfSpecSection5(t *testing.T) {
 	}
 }
 
+func TestRecordsCarryTheContextOfTheTriggeringSpanAsThePythonLayer(t *testing.T) {
+	withContext := func(s testSpan) testSpan {
+		attrs := map[string]any{"b2b.tenant.id": "acme", "user.id": "u-1", "session.id": "s-1"}
+		for k, v := range s.attrs {
+			attrs[k] = v
+		}
+		s.attrs = attrs
+		return s
+	}
+	h := newHarness(t, defaultRules(t, nil), engine.DefaultMaxGroups)
+	h.feed(withContext(agent(t0, 4, false)))                                                                        // latency: per span
+	h.feed(repeat(5, func(i int) testSpan { return withContext(login(t0+1+float64(i), "203.0.113.9", false)) })...) // count: a window
+	context := map[string]map[string]any{}
+	for _, lr := range h.records() {
+		raw := lr.Attributes().AsRaw()
+		got := map[string]any{}
+		for _, key := range []string{"b2b.tenant.id", "user.id", "session.id"} {
+			if v, ok := raw[key]; ok {
+				got[key] = v
+			}
+		}
+		context[raw["b2b.rule.id"].(string)] = got
+	}
+	perSpan := map[string]any{"b2b.tenant.id": "acme", "user.id": "u-1", "session.id": "s-1"}
+	if got := context["agent.execution.slow"]; fmt.Sprint(got) != fmt.Sprint(perSpan) {
+		t.Errorf("per-span record context %v, want %v", got, perSpan)
+	}
+	if got := context["security.login.bruteforce"]; fmt.Sprint(got) != fmt.Sprint(map[string]any{"b2b.tenant.id": "acme"}) {
+		t.Errorf("window record context %v, want the tenant only", got)
+	}
+}
+
 func TestThresholdOverridesApply(t *testing.T) {
 	h := newHarness(t, defaultRules(t, map[string]any{"agent.execution.slow": "0.5s"}), engine.DefaultMaxGroups)
 	h.feed(agent(t0, 1, false))

@@ -67,11 +67,18 @@ func writeAttributes(attrs pcommon.Map, f *engine.Firing) {
 			v.CopyTo(attrs.PutEmpty(key))
 		}
 	}
-	// The tenant the triggering span worked for, as the Python layer's records say it (a window rule
-	// not grouped by it may hold other tenants' spans too).
-	if _, grouped := attrs.Get(semconv.B2BTenantIDKey); !grouped {
-		if v, ok := f.Facts.Attrs.Get(semconv.B2BTenantIDKey); ok {
-			v.CopyTo(attrs.PutEmpty(semconv.B2BTenantIDKey))
+	// Whom the triggering span worked for, as the Python layer's records say it: a per-span rule's
+	// record is about that one span (its tenant, user and session); a window rule's keeps only the
+	// tenant of the span that made it fire (a window not grouped by it may hold other tenants' spans).
+	contextKeys := []string{semconv.B2BTenantIDKey, semconv.UserIDKey, semconv.SessionIDKey}
+	if engine.IsWindow(r) {
+		contextKeys = contextKeys[:1]
+	}
+	for _, key := range contextKeys {
+		if _, grouped := attrs.Get(key); !grouped {
+			if v, ok := f.Facts.Attrs.Get(key); ok {
+				v.CopyTo(attrs.PutEmpty(key))
+			}
 		}
 	}
 }
