@@ -113,6 +113,7 @@ KEY_FORMS = [
     ("GET /b/o?X-Amz-Credential=AKIAIOSFODNN7EXAMPLE&X-Amz-Signature=Zr8kQw2mXv9p", "Zr8kQw2mXv9p"),
     ("https://acct.blob.core.windows.net/c/b?sv=2021-08-06&sig=Zr8kQw2mXv9p%3D&se=2025", "Zr8kQw2mXv9p"),
     ("card cvv=123, cvc2: 456", "123"),
+    ("body user%3Dbob%26password%3DZr8kQw2mXv9p", "Zr8kQw2mXv9p"),  # a query string encoded again
 ]
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -246,3 +249,48 @@ def test_metric_exemplars_filtered_attributes_are_scrubbed() -> None:
     assert {f.field for f in findings} >= {"app.note", "http.request.header.authorization", "url.full"}
     provider.shutdown()
     metrics.get_meter_provider()  # the global provider is untouched
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "B2B_OTEL_"))}
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "b2b_otel.cli", *args], env=clean, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        "deployment.environment=prod,api.token=Zr8kQw2mXv9p,app.note=password%3DHunter2xyz",
+        "api.token:Zr8kQw2mXv9p,app.note=password%3DHunter2xyz",  # malformed: the SDK warns, quoting it
+    ],
+    ids=["valid", "malformed"],
+)
+def test_resource_attributes_carrying_a_token_are_masked_in_config_output_and_warnings(resource: str) -> None:
+    done = _cli({"OTEL_RESOURCE_ATTRIBUTES": resource, "B2B_OTEL_LOG_DIR": "none"}, "config", "check")
+    output = done.stdout + done.stderr
+    assert "OTEL_RESOURCE_ATTRIBUTES" in output, output
+    assert "Zr8kQw2mXv9p" not in output and "Hunter2xyz" not in output, output
+    assert "[REDACTED:secret_key]" in output
+
+
+def test_b2b_otels_own_diagnostics_are_scrubbed_before_any_handler() -> None:
+    import b2b_otel  # noqa: F401  (attaches the filter)
+    from b2b_otel._internal import selflog
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    selflog.logger.addHandler(handler)
+    try:
+        selflog.warn_once_a_minute("hunt-test", "b2b_otel: failed: %r", ValueError("password=Hunter2xyz"))
+    finally:
+        selflog.logger.removeHandler(handler)
+        selflog.reset()
+    assert records and "Hunter2xyz" not in records[0].getMessage()
+    assert "[REDACTED:secret_key]" in records[0].getMessage()

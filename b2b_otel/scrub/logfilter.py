@@ -1,18 +1,22 @@
-"""A logging filter that scrubs the messages of OpenTelemetry's own loggers before any handler.
+"""A logging filter that scrubs the messages of OpenTelemetry's and b2b_otel's own loggers before any
+handler sees them.
 
 The SDK quotes configuration in some warnings: a malformed ``OTEL_RESOURCE_ATTRIBUTES`` entry
 (``api.token:abc``) is logged whole when ``opentelemetry.sdk`` is first imported, to stderr or any
-handler, before ``instrument()`` runs. Those records are scrubbed like telemetry.
+handler, before ``instrument()`` runs; b2b_otel's own diagnostics quote exceptions (``%r``), whose
+text may hold what the application passed. The logging bridge scrubs what it exports, but stderr and
+the application's own handlers would get them in clear: these records are scrubbed at the source.
 """
 
 from __future__ import annotations
 
 import logging
 
+from .. import semconv as sc
 from .scrubber import Scrubber
 
-# Loggers whose records can quote a configured value.
-QUOTING_LOGGERS = ("opentelemetry.sdk.resources",)
+# Loggers whose records can quote a configured value or an application's data.
+QUOTING_LOGGERS = ("opentelemetry.sdk.resources", sc.INSTRUMENTATION_SCOPE)
 
 
 class ScrubbingFilter(logging.Filter):

@@ -194,12 +194,13 @@ def names_secret_with(previous_word: str, key: str) -> bool:
 
 # --------------------------------------------------------------------------- key = value in text
 
-# A key is a run of identifier characters that does not continue a longer run to its left; the run
+# A key is a run of identifier characters that does not continue a longer run to its left (its
+# separator may be percent-encoded, "password%3Dx", as in a query string encoded once more); the run
 # is unbounded, but the separator can only start where the run ends, so the match stays linear. The
 # value is matched apart (VALUE, from the separator's end), and only after a secret-naming key.
 KEY = re.compile(
     r"(?<![A-Za-z0-9_.\-])(?P<key>[A-Za-z0-9_.\-]+)"
-    r"(?P<sep>\\{0,3}[\"']?[ \t]{0,3}(?::=|=>|[:=])[ \t]{0,3})"
+    r"(?P<sep>\\{0,3}[\"']?[ \t]{0,3}(?::=|=>|[:=]|%3[Dd])[ \t]{0,3})"
 )
 # An unquoted value runs to white space or a quote: "password=ab,cd;ef" and "pwd=x)y" are secrets
 # whole. A ",", ";" or "&" ends it only where the next "key=" begins ("pwd=x;user=bob", a query

@@ -120,7 +120,7 @@ class Scrubber:
         has_key_hint = any(hint in lowered for hint in _KEY_HINTS)
         if has_key_hint and "'" in result and any(hint in lowered for hint in _SQL_HINTS):
             result = _sql_literals(result, found)
-        if has_key_hint and ("=" in result or ":" in result):
+        if has_key_hint and ("=" in result or ":" in result or "%3" in result):
             result = _key_values(result, found)
         if has_key_hint and "-" in result:
             result = _cli_flags(result, found)
