@@ -18,7 +18,7 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import semconv
 from .schema import Condition, Rule, RuleSet
@@ -36,9 +36,12 @@ _ZEROS = (0,) * BUCKETS_PER_WINDOW
 _ZERO_COUNTS = array("i", _ZEROS)
 
 
-@dataclass(frozen=True)
-class SpanFacts:
-    """What the engine needs of a finished span (extracted once, off the application thread)."""
+class SpanFacts(NamedTuple):
+    """What the engine needs of a finished span (extracted once, off the application thread).
+
+    Immutable; a named tuple because one is made for every judged span, in half a frozen
+    dataclass's time.
+    """
 
     name: str
     kind: str  # internal, server, client, producer, consumer
