@@ -265,7 +265,9 @@ def _samples(field: str, hint: Any, readable: str) -> list[Any]:
     """One value per member of the field's InstrumentOptions type."""
     members = get_args(hint) or (hint,)
     item = _ITEM.get(field, "console")
-    text = _TEXT.get(field, readable if field.endswith(("_certificate", "rules_file", "prices_file")) else "x")
+    text = _TEXT.get(
+        field, readable if field.endswith(("_certificate", "rules_file", "prices_file")) else "x"
+    )
     if field.endswith("_endpoint"):
         text = _TEXT["otlp_endpoint"]
     samples: list[Any] = []
