@@ -15,8 +15,11 @@ from opentelemetry.sdk._configuration import _BaseConfigurator
 from .setup import libraries
 
 # Libraries whose instrumentation b2b_otel installs itself, as B2B_OTEL_INSTRUMENTATIONS says;
-# the generic auto-instrumentation loop must not install them behind that setting's back.
-_MANAGED = frozenset(libraries.FACTORIES)
+# the generic auto-instrumentation loop must not install them behind that setting's back. `httpx2`
+# is the second entry point of the httpx instrumentation's distribution: loading it imports httpx
+# in the middle of that instrumentation's own import, and b2b-otel's `httpx` setting governs the
+# family. `threading` is installed by b2b_otel.context()'s thread propagation.
+_MANAGED = frozenset(libraries.FACTORIES) | {"httpx2", "threading"}
 
 
 class B2BOtelDistro(BaseDistro):  # type: ignore[misc]
