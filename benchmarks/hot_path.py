@@ -86,6 +86,7 @@ def scenario(spans: int, rounds: int) -> dict[str, Any]:
     import b2b_otel
     from b2b_otel import semconv as sc
 
+    queue = max(2048, 2 * spans)
     with Receiver() as receiver, tempfile.TemporaryDirectory(prefix="b2b-bench-") as logs:
         telemetry = b2b_otel.instrument(
             service_name="bench",
@@ -93,6 +94,9 @@ def scenario(spans: int, rounds: int) -> dict[str, Any]:
             otlp_protocol="http/protobuf",
             log_dir=logs,
             instrumentations="none",
+            # Both cases get a queue that holds a whole round: a span dropped on a full queue is work
+            # not done, and would flatter whichever case drops more.
+            bsp_max_queue_size=queue,
         )
         provider = telemetry.tracer_provider
         assert isinstance(provider, TracerProvider)
@@ -108,7 +112,9 @@ def scenario(spans: int, rounds: int) -> dict[str, Any]:
         resource = Resource.create({"service.name": "bench-plain"})
         plain_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         plain_provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{receiver.endpoint}/v1/traces"))
+            BatchSpanProcessor(
+                OTLPSpanExporter(endpoint=f"{receiver.endpoint}/v1/traces"), max_queue_size=queue
+            )
         )
         reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{receiver.endpoint}/v1/metrics"))
         plain_meters = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)

@@ -2,7 +2,7 @@
 
     python -m benchmarks                      # every scenario at its full size
     python -m benchmarks --tiny --out X.json  # each once at a tiny size (the harness test)
-    python -m benchmarks --only hot_path,startup
+    python -m benchmarks --only hot_path,startup   # these again; the others' results in --out are kept
 
 Each scenario module runs its b2b-otel case and its baseline alternately and reports medians; the
 numbers are ratios on this machine at this moment, never verdicts about another one.
@@ -100,12 +100,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"==> {name}", file=sys.stderr, flush=True)
         entry = run_python(["-m", module, "--json", *(tiny if args.tiny else full)])
         entry["seconds"] = round(time.monotonic() - started, 1)
+        entry["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        entry["load_average"] = [round(x, 2) for x in os.getloadavg()]
         started = time.monotonic()
         results.append(entry)
+    scenarios = {entry["scenario"]: entry for entry in results}
+    if args.only and args.out.exists():
+        # Some scenarios run again: the others' results of an earlier run of the same size are kept.
+        try:
+            earlier = json.loads(args.out.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            earlier = {}
+        if isinstance(earlier, dict) and earlier.get("size") == ("tiny" if args.tiny else "full"):
+            kept = {k: v for k, v in earlier.get("scenarios", {}).items() if k not in scenarios}
+            scenarios = {
+                name: {**kept, **scenarios}[name] for name in SCENARIOS if name in {**kept, **scenarios}
+            }
     document = {
         "size": "tiny" if args.tiny else "full",
         "machine": machine(),
-        "scenarios": {entry["scenario"]: entry for entry in results},
+        "scenarios": scenarios,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

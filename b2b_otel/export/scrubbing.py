@@ -181,21 +181,23 @@ class ScrubbingSpanExporter(SpanExporter):
         name = memo.text(span.name, sc.SCRUB_FIELD_SPAN_NAME, found)
         attributes = memo.attributes(span_attributes(span), found)
         events: list[Event] | None = None
-        for index, event in enumerate(span.events):
-            clean = s.attributes(event.attributes, found)
-            event_name = s.text(event.name, sc.SCRUB_FIELD_EVENT_NAME, found)
+        span_events = span.events  # each read of the property copies the SDK's list
+        for index, event in enumerate(span_events):
+            clean = memo.attributes(event.attributes, found)
+            event_name = memo.text(event.name, sc.SCRUB_FIELD_EVENT_NAME, found)
             if clean is not None or event_name != event.name:
                 if events is None:
-                    events = list(span.events)
+                    events = list(span_events)
                 events[index] = Event(
                     event_name, clean if clean is not None else event.attributes, event.timestamp
                 )
         links: list[Link] | None = None
-        for index, link in enumerate(span.links):
-            clean = s.attributes(link.attributes, found)
+        span_links = span.links
+        for index, link in enumerate(span_links):
+            clean = memo.attributes(link.attributes, found)
             if clean is not None:
                 if links is None:
-                    links = list(span.links)
+                    links = list(span_links)
                 links[index] = Link(link.context, clean)
         status = span.status
         if status.description:
