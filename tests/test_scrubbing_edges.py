@@ -129,6 +129,7 @@ def test_other_forms_of_a_secret_naming_key_are_redacted(text: str, secret: str)
     [
         "--verbose --name bob --port 8080",
         "signature_version=4",
+        "b2b.audit.checkpoint.signature=9f2c4e5d6a7b8c9d0e1f",  # a public-key signature is public
         "the pass rate is 3",
         "<user>bob</user><role>admin</role>",
         "a - b - c",

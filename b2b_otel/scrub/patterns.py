@@ -28,7 +28,6 @@ _STEMS = (
     "sessid",
     "privatekey",
     "accesskey",
-    "signature",  # a presigned URL's X-Amz-Signature grants what the key would
 )
 # Whole words that name a secret on their own.
 _WORDS = frozenset(
@@ -47,6 +46,10 @@ _PAIRS = frozenset(
         ("master", "key"),
         ("session", "id"),
         ("client", "secret"),
+        # A presigned URL's signature grants what the key would (a public-key signature, such as an
+        # audit checkpoint's, is not a secret: "signature" alone names none).
+        ("amz", "signature"),
+        ("goog", "signature"),
     }
 )
 # A secret word followed by one of these names something about the secret, not the secret itself:
