@@ -38,6 +38,7 @@ class _Collector:
 
 
 _SCALARS = (str, int, float, bool)
+_SCALAR_TYPES = frozenset(_SCALARS)
 
 
 class _Memo:
@@ -83,8 +84,18 @@ class _Memo:
         if not attributes or not self.scrubber.enabled:
             return self.scrubber.attributes(attributes, report)
         changed: dict[str, Any] | None = None
+        entries = self._entries
         for key, value in attributes.items():
-            verdict = self._entry(key, value, report)
+            # The hit path inline (it is taken for nearly every entry); a miss or a value that is not
+            # remembered goes through _entry.
+            kind = type(value)
+            hit = entries.get((key, kind, value)) if kind in _SCALAR_TYPES else None
+            if hit is None:
+                verdict = self._entry(key, value, report)
+            else:
+                for finding in hit[1]:
+                    report(finding)
+                verdict = hit[0]
             if verdict is None:
                 continue
             if changed is None:

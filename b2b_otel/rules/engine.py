@@ -366,9 +366,11 @@ class Engine:
 
     def _candidates(self, attributes: Mapping[str, Any]) -> list[Rule]:
         # The candidates depend only on a few attribute values and presences: cache them per shape.
-        key = tuple(
-            value if isinstance(value := attributes.get(name), str) else None for name in self._by_value
-        ) + tuple(name in attributes for name in self._by_presence)
+        get = attributes.get
+        key = (
+            *[value if isinstance(value := get(name), str) else None for name in self._by_value],
+            *[name in attributes for name in self._by_presence],
+        )
         cached = self._candidate_cache.get(key)
         if cached is not None:
             return cached
