@@ -84,7 +84,7 @@ def test_every_scenario_but_sustained_runs_tiny_and_writes_its_json(tmp_path: Pa
 
     hot = s["hot_path"]["details"]
     assert hot["spans_received"] >= hot["spans_sent"] > 0  # every span of both cases reached the receiver
-    assert set(hot["ratios"]) == {"b2b", "b2b_no_rules", "b2b_cpu_thread", "cpu_thread_progress"}
+    assert set(hot["ratios"]) == {"b2b", "b2b_no_rules", "b2b_wall", "b2b_cpu_thread", "cpu_thread_progress"}
     assert all(_number(v) for v in hot["ratios"].values())
 
     export = s["export_path"]["details"]
