@@ -6,10 +6,10 @@ default; plain: the hand-written span and metrics with the SDK's batch processor
 pipeline takes it, against the local stack's collector (``scripts/stack.sh up``; OTLP/HTTP on
 127.0.0.1:4318). The application paces itself the way a well-behaved producer does: after every 64
 calls, while the span export queue is more than half full, it yields a millisecond at a time, so
-the number is the pipeline's sustained rate with zero drops, not the rate of filling a queue. Reported per case:
-spans/s, the drop counters (b2b-otel's health; for plain, spans that found the SDK queue full),
-what the collector's receiver accepted and refused (its :8888 metrics), and the collector's CPU
-time over the run, from /proc of the collector process.
+the number is the pipeline's sustained rate with zero drops, not the rate of filling a queue.
+Reported per case: spans/s, the drop counters (b2b-otel's health; for plain, spans that found the
+SDK queue full), what the collector's receiver accepted and refused (its :8888 metrics), and the
+collector's CPU time over the run, from /proc of the collector process.
 
     python -m benchmarks.sustained [--seconds 30] [--rounds 2] [--json]
 """
