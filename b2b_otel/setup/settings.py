@@ -762,7 +762,7 @@ def show_value(row: Row, value: Any) -> str:
         return str(value).lower()
     if isinstance(value, float) and row.var.accepted == _MS_ACCEPTS:
         return f"{value * 1000:g}ms"
-    if isinstance(value, float) and row.field == "shutdown_timeout":
+    if isinstance(value, float) and row.field in ("shutdown_timeout", "audit_checkpoint_interval"):
         return f"{value:g}s"
     # Free-form values (OTEL_RESOURCE_ATTRIBUTES=api.token=...) are scrubbed like telemetry.
     if isinstance(value, tuple):
