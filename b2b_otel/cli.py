@@ -149,7 +149,11 @@ def _audit_verify(args: argparse.Namespace) -> int:
             for note in witness_notes:
                 print(f"  note: {note}", file=sys.stderr)
         report = verify(
-            [Path(p) for p in args.paths], key.encode("utf-8") if key else None, public_key, witness
+            [Path(p) for p in args.paths],
+            key.encode("utf-8") if key else None,
+            public_key,
+            witness,
+            expect_mode=args.expect_mode,
         )
     except (OSError, ValueError) as exc:
         print(f"b2b-otel audit verify: {exc}", file=sys.stderr)
@@ -319,6 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         default=None,
         help="the collector's audit-checkpoint witness file (OTLP JSON lines): the log must agree with it",
+    )
+    audit_verify.add_argument(
+        "--expect-mode",
+        choices=("hmac", "signed"),
+        default=None,
+        help="the mode the log must have: a log in a weaker one (or rewritten without any mode marker) fails"
+        " (a key implies hmac, --public-key implies signed)",
     )
     audit_verify.set_defaults(func=_audit_verify)
 

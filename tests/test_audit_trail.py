@@ -104,14 +104,15 @@ def test_hmac_and_plain_hashes_differ_and_each_verifies_only_in_its_mode(tmp_pat
     plain = _log_with(tmp_path / "p", 2, key=None)
     assert verify([keyed], KEY).ok
     assert verify([plain], None).ok
-    assert _failure(keyed, None) == (1, "edited")
-    assert _failure(plain, KEY) == (1, "edited")
+    # The keyed log says so in its first record; the plain one, verified with a key, has no marker.
+    assert _failure(keyed, None) == (1, "mode")
+    assert _failure(plain, KEY) == (1, "mode")
 
 
 def test_wrong_key_fails_and_hints_at_the_key(tmp_path: Path) -> None:
     path = _log_with(tmp_path, 3)
     report = verify([path], b"another key")
-    assert (report.ok, report.bad_seq, report.kind) == (False, 1, "edited")
+    assert (report.ok, report.bad_seq, report.kind) == (False, 1, "mode")
     assert "wrong key" in report.problem
 
 
@@ -417,7 +418,20 @@ def test_cli_key_env_names_another_variable(tmp_path: Path) -> None:
     path = _log_with(tmp_path, 2)
     env_result = _cli(str(path), "--key-env", "MY_AUDIT_KEY", key=None)
     assert env_result.returncode == 2 and "MY_AUDIT_KEY is not set" in env_result.stderr
-    assert _cli(str(path), key=None).returncode == 1  # no key: plain SHA-256 does not match
+    without = _cli(str(path), key=None)  # no key: the first record says the log is keyed
+    assert without.returncode == 1 and without.stdout.startswith("FAIL: seq 1: mode (")
+    assert "--key-env" in without.stdout
+
+
+def test_cli_expect_mode_fails_a_plain_log_when_a_keyed_one_was_expected(tmp_path: Path) -> None:
+    plain = _log_with(tmp_path, 2, key=None)
+    assert _cli(str(plain), key=None).returncode == 0
+    expected = _cli(str(plain), "--expect-mode", "hmac", key=None)
+    assert expected.returncode == 1 and expected.stdout.startswith("FAIL: seq 1: mode (")
+    assert "no mode marker" in expected.stdout
+    assert _cli(str(plain), "--expect-mode", "signed", key=None).returncode == 1
+    bad = _cli(str(plain), "--expect-mode", "sha1", key=None)
+    assert bad.returncode == 2 and "--expect-mode" in bad.stderr and "hmac" in bad.stderr
 
 
 def test_cli_exit_2_for_a_missing_file(tmp_path: Path) -> None:

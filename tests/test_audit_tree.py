@@ -467,23 +467,129 @@ def test_a_signed_log_without_the_public_key_fails(tmp_path: Path, keys: Any) ->
     assert "--public-key" in report.problem
 
 
-def test_an_hmac_log_without_the_key_fails_and_so_does_a_plain_log_with_a_public_key(
+def _hmac_log(folder: Path, n: int = 3) -> Path:
+    log = AuditLog(folder / "audit.log", key=HMAC_KEY)
+    for i in range(1, n + 1):
+        _append(log, i)
+    return folder
+
+
+def _rehash_plain(folder: Path, drop_marker: bool) -> None:
+    """What someone without the key does: rehash every line as plain SHA-256 (and fake a plain head)."""
+    from b2b_otel.audit_trail.chain import GENESIS_HASH, MARKS, record_hash, tip_signature
+
+    path = folder / "audit.log"
+    prev, out, record = GENESIS_HASH, [], None
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        if drop_marker:
+            record["details"] = {k: v for k, v in record["details"].items() if k not in MARKS}
+        record["prev_hash"] = prev
+        record["hash"] = prev = record_hash(record, None)
+        out.append(json.dumps(record))
+    path.write_text("\n".join(out) + "\n")
+    assert record is not None
+    head = {"seq": record["seq"], "hash": prev, "sig": tip_signature("head", record["seq"], prev, None)}
+    (folder / "audit.log.head").write_text(json.dumps(head))
+
+
+def test_an_hmac_log_says_its_mode_first_with_a_key_id_that_reveals_nothing(tmp_path: Path) -> None:
+    import hmac as hmac_
+
+    folder = _hmac_log(tmp_path)
+    details = json.loads((folder / "audit.log").read_text().splitlines()[0])["details"]
+    key_id = hmac_.new(HMAC_KEY, b"b2b-otel audit key id", hashlib.sha256).hexdigest()[:16]
+    assert details[sc.B2B_AUDIT_MODE] == "hmac"
+    assert details[sc.B2B_AUDIT_KEY_ID] == key_id
+    assert len(details[sc.B2B_AUDIT_LOG_ID]) == 32 and sc.B2B_AUDIT_HMAC_KEY_ID not in details
+    assert details["i"] == 1
+    assert HMAC_KEY.hex() not in json.dumps(details) and HMAC_KEY.decode() not in json.dumps(details)
+    # Only the first record carries it.
+    assert json.loads((folder / "audit.log").read_text().splitlines()[1])["details"] == {"i": 2}
+
+
+def test_an_hmac_log_verifies_with_its_key_and_fails_without_it_or_with_another(tmp_path: Path) -> None:
+    folder = _hmac_log(tmp_path)
+    ok = verify([folder], HMAC_KEY)
+    assert (ok.ok, ok.records, ok.mode) == (True, 3, "hmac")
+    without = verify([folder], None)
+    assert (without.ok, without.bad_seq, without.kind) == (False, 1, "mode")
+    assert "--key-env" in without.problem and "B2B_OTEL_AUDIT_KEY" in without.problem
+    wrong = verify([folder], b"another key")
+    assert (wrong.ok, wrong.bad_seq, wrong.kind) == (False, 1, "mode")
+    assert "wrong key" in wrong.problem
+    assert verify([folder], HMAC_KEY, expect_mode="hmac").ok
+
+
+def test_an_hmac_log_rehashed_as_plain_with_its_marker_fails_without_the_key(tmp_path: Path) -> None:
+    folder = _hmac_log(tmp_path)
+    _rehash_plain(folder, drop_marker=False)
+    report = verify([folder], None)
+    assert (report.ok, report.bad_seq, report.kind) == (False, 1, "mode")
+
+
+def test_a_log_rewritten_without_any_marker_is_caught_only_when_a_keyed_log_is_expected(
     tmp_path: Path, keys: Any
 ) -> None:
-    keyed = AuditLog(tmp_path / "k" / "audit.log", key=HMAC_KEY)
-    _append(keyed, 1)
-    _append(keyed, 2)
-    # An HMAC log needs no marker (its details stay the application's): no record verifies without the key.
-    assert json.loads((tmp_path / "k" / "audit.log").read_text().splitlines()[0])["details"] == {"i": 1}
-    assert verify([tmp_path / "k"], HMAC_KEY).ok
-    without = verify([tmp_path / "k"], None)
-    assert (without.ok, without.bad_seq, without.kind) == (False, 1, "edited")
-    assert "no record verifies" in without.problem
+    folder = _hmac_log(tmp_path)
+    _rehash_plain(folder, drop_marker=True)
+    # What the marker cannot catch: to a verifier who expects nothing, this is an intact plain log.
+    assert verify([folder], None).ok
+    expected = verify([folder], None, expect_mode="hmac")
+    assert (expected.ok, expected.bad_seq, expected.kind) == (False, 1, "mode")
+    assert "--expect-mode hmac" in expected.problem and "no mode marker" in expected.problem
+    keyed = verify([folder], HMAC_KEY)  # the key given implies a keyed log
+    assert (keyed.ok, keyed.bad_seq, keyed.kind) == (False, 1, "mode")
+    assert "plain SHA-256" in keyed.problem
+    signed = verify([folder], None, expect_mode="signed")
+    assert (signed.ok, signed.kind) == (False, "mode")
+    with_public_key = verify([folder], None, keys[3])  # the public key implies a signed log
+    assert (with_public_key.ok, with_public_key.kind) == (False, "mode")
+
+
+def test_expect_mode_hmac_and_signed_against_each_mode(tmp_path: Path, keys: Any) -> None:
     plain = AuditLog(tmp_path / "p" / "audit.log")
     _append(plain, 1)
+    assert verify([tmp_path / "p"], None).ok
     assert json.loads((tmp_path / "p" / "audit.log").read_text())["details"] == {"i": 1}  # no marker
-    report = verify([tmp_path / "p"], None, keys[3])
-    assert (report.ok, report.kind) == (False, "mode")
+    assert verify([tmp_path / "p"], None, expect_mode="hmac").kind == "mode"
+    assert verify([tmp_path / "p"], None, keys[3]).kind == "mode"
+    hmac_folder = _hmac_log(tmp_path / "h")
+    assert verify([hmac_folder], HMAC_KEY, expect_mode="signed").kind == "mode"
+    both = Signed(tmp_path / "b", keys[2], hmac_key=HMAC_KEY)
+    _append(both.log, 1)
+    both.checkpoint()
+    assert verify([tmp_path / "b"], HMAC_KEY, keys[3], expect_mode="hmac").ok
+    assert verify([tmp_path / "b"], HMAC_KEY, keys[3], expect_mode="signed").ok
+    only_signed = _signed_log(tmp_path / "s", keys, (2,))
+    assert verify([only_signed.folder], None, keys[3], expect_mode="signed").ok
+    assert verify([only_signed.folder], None, keys[3], expect_mode="hmac").kind == "mode"
+    with pytest.raises(ValueError, match="expect_mode"):
+        verify([only_signed.folder], None, keys[3], expect_mode="sha256")
+    # An empty log has no first record to say its mode: what fails there is the missing head.
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "audit.log").touch()
+    assert verify([tmp_path / "e"], None, expect_mode="hmac").kind == "head"
+
+
+def test_an_hmac_log_begun_before_the_marker_still_verifies_with_its_key(tmp_path: Path) -> None:
+    from b2b_otel.audit_trail.chain import GENESIS_HASH, MARKS, record_hash, tip_signature
+
+    folder = _hmac_log(tmp_path)
+    path, prev, out, record = folder / "audit.log", GENESIS_HASH, [], None
+    for line in path.read_text().splitlines():  # as written before modes: no marker, the original head
+        record = json.loads(line)
+        record["details"] = {k: v for k, v in record["details"].items() if k not in MARKS}
+        record["prev_hash"] = prev
+        record["hash"] = prev = record_hash(record, HMAC_KEY)
+        out.append(json.dumps(record))
+    path.write_text("\n".join(out) + "\n")
+    assert record is not None
+    head = {"seq": record["seq"], "hash": prev, "sig": tip_signature("head", record["seq"], prev, HMAC_KEY)}
+    (folder / "audit.log.head").write_text(json.dumps(head))
+    assert verify([folder], HMAC_KEY).ok
+    assert verify([folder], HMAC_KEY, expect_mode="hmac").ok
+    assert verify([folder], None).kind == "edited"  # no record verifies without the key
 
 
 def test_a_writer_refuses_to_continue_a_log_in_another_mode(tmp_path: Path, keys: Any) -> None:

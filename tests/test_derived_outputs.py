@@ -245,7 +245,13 @@ def test_audit_records_from_calls_privilege_changes_and_workflows_verify(
         "workflow.completed",
         "privilege_change",
     ]
-    assert records[0]["details"] == {"amount": 120000}
+    # An HMAC log's first record says so (docs/audit.md, the mode marker), beside the application's details.
+    assert records[0]["details"] == {
+        "b2b.audit.mode": "hmac",
+        "b2b.audit.key_id": records[0]["details"]["b2b.audit.key_id"],
+        "b2b.audit.log_id": records[0]["details"]["b2b.audit.log_id"],
+        "amount": 120000,
+    }
     assert records[1]["target"] == "case-1"
     assert records[2]["details"]["granted"] == ["admin"]
     assert [r["seq"] for r in records] == [1, 2, 3]

@@ -531,6 +531,45 @@ def _marks(files: Sequence[Path], anchor_state: dict[str, Any]) -> dict[str, Any
     return {}
 
 
+EXPECT_MODES = (MODE_HMAC, MODE_SIGNED)
+"""What an auditor can tell :func:`verify` to expect (``--expect-mode``): a keyed chain, or a signed log."""
+
+
+def _expectation_problem(
+    marks: dict[str, Any], expect: str | None, key: bytes | None, first: dict[str, Any] | None
+) -> tuple[str, str] | None:
+    """(kind, problem) when the log is not in the mode the auditor expects, else None.
+
+    ``expect`` is ``hmac`` (the chain must be keyed: an HMAC log, or a signed log chained with an HMAC
+    key too) or ``signed``. A key given implies ``hmac``; a public key given implies ``signed`` (checked
+    by :func:`_mode_problem`). A log without a marker is accepted as keyed only when a key was given and
+    its first record's hash is an HMAC under it (a log begun before modes were recorded).
+    """
+    mode = marks.get(MARK_MODE)
+    if first is None:
+        return None  # no record yet: nothing to vouch for (the summary says "no records")
+    if expect == MODE_SIGNED and mode != MODE_SIGNED:
+        said = f"says it is in {mode} mode" if isinstance(mode, str) else "carries no mode marker"
+        return "mode", f"a signed log was expected (--expect-mode signed); its first record {said}"
+    keyed = mode == MODE_HMAC or (mode == MODE_SIGNED and bool(marks.get(MARK_HMAC_KEY_ID)))
+    if (expect == MODE_HMAC or (key is not None and mode is None)) and not keyed:
+        if isinstance(mode, str):
+            return "mode", (
+                f"an HMAC-keyed log was expected (--expect-mode hmac); its first record says it is in {mode} "
+                "mode without an HMAC key"
+            )
+        stored = first.get("hash")
+        if key is not None and isinstance(stored, str) and record_hash(first, key) == stored:
+            return None  # an HMAC log begun before the marker existed: its hashes need the key
+        why = "--expect-mode hmac" if expect == MODE_HMAC else "a key was given"
+        plain = isinstance(stored, str) and record_hash(first, None) == stored
+        return "mode", (
+            f"an HMAC-keyed log was expected ({why}); its first record carries no mode marker"
+            + (" and hashes as plain SHA-256: written, or rewritten, without the key" if plain else "")
+        )
+    return None
+
+
 def _mode_problem(
     marks: dict[str, Any], key: bytes | None, public_key: Ed25519PublicKey | None, witness: bool = False
 ) -> tuple[str, str] | None:
@@ -572,6 +611,11 @@ def _mode_problem(
             f"the log is chained with an HMAC key (key id {marks.get(MARK_KEY_ID)}); give it "
             "(B2B_OTEL_AUDIT_KEY or --key-env): without it a rewritten log cannot be told apart"
         )
+    if mode == MODE_HMAC and key is not None and hmac_key_id(key) != marks.get(MARK_KEY_ID):
+        return "mode", (
+            f"the log is chained with HMAC key id {marks.get(MARK_KEY_ID)}, the key given has id "
+            f"{hmac_key_id(key)} (a wrong key?)"
+        )
     return None
 
 
@@ -580,13 +624,17 @@ def verify(
     key: bytes | None,
     public_key: Ed25519PublicKey | None = None,
     witness: Sequence[dict[str, Any]] | None = None,
+    expect_mode: str | None = None,
 ) -> VerifyReport:
     """Check the chain in ``paths`` (a log's files, or its directory) with ``key`` (None = SHA-256).
 
     A signed log needs ``public_key``: then the tree and every checkpoint are checked too, and, with
     ``witness`` (checkpoints read by :func:`.witness.read_witness`), that the log agrees with each
-    checkpoint the witness saw. Raises OSError when a file cannot be read and ValueError when the
-    paths are not one log.
+    checkpoint the witness saw. ``expect_mode`` (``hmac`` or ``signed``) is the mode the auditor knows
+    the log must have: a log in a weaker one (one rewritten from scratch without any marker included)
+    fails with ``mode``; a ``key`` given implies ``hmac``, a ``public_key`` ``signed``. Raises OSError
+    when a file cannot be read and ValueError when the paths are not one log or ``expect_mode`` is
+    not one of :data:`EXPECT_MODES`.
 
     Example::
 
@@ -594,6 +642,8 @@ def verify(
         print(report.summary())  # OK: 120 records, chain intact (seq 1..120)
     """
     key = normalise_key(key)
+    if expect_mode is not None and expect_mode not in EXPECT_MODES:
+        raise ValueError(f"expect_mode: {expect_mode!r} is not one of {', '.join(EXPECT_MODES)}")
     files, live = chain_files(paths)
     base = live
     if base is None:
@@ -611,7 +661,9 @@ def verify(
             head_problem = f"{head_path.name} is missing"
     marks = _marks(files, anchor_state)
     mode = str(marks.get(MARK_MODE) or (MODE_HMAC if key else MODE_SHA256))
-    mismatch = _mode_problem(marks, key, public_key, witness is not None)
+    mismatch = _expectation_problem(marks, expect_mode, key, first_record(files)) or _mode_problem(
+        marks, key, public_key, witness is not None
+    )
     if mismatch is not None:
         return VerifyReport(False, 0, None, None, 1, mismatch[0], mismatch[1], str(files[0]), mode=mode)
     tree: _Tree | None = None

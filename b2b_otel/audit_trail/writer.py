@@ -443,7 +443,7 @@ class AuditLog:
             details = {(f"app.{k}" if k in MARKS else k): v for k, v in details.items()}
         if signed:
             details = {k: {"salt": secrets.token_hex(SALT_BYTES), "value": v} for k, v in details.items()}
-        if tip.seq == 0 and state.mode is not None and signed:
+        if tip.seq == 0 and state.mode in (MODE_HMAC, MODE_SIGNED):
             # The first record says how the log is written, so a verifier without the key fails.
             marker = {
                 MARK_MODE: self.mode,
