@@ -55,9 +55,7 @@ print(json.dumps({"after_instrument": after_instrument, "instrumented": list(tel
 
 def _app(names: str, before: str = "", after: str = "") -> dict[str, object]:
     code = APP.replace("__NAMES__", repr(names)).replace("__BEFORE__", before).replace("__AFTER__", after)
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     value = json.loads(done.stdout.strip().splitlines()[-1])
     assert isinstance(value, dict)
