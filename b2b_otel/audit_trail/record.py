@@ -96,7 +96,13 @@ class AuditRecorder:
         """The audit file as ``health()`` reports it: its path and whether the last write failed."""
         error = self.last_error
         state = "last_write_failed" if error else "writable"
-        return {"path": str(self.log.path), "state": state, "error": error}
+        return {
+            "path": str(self.log.path),
+            "state": state,
+            "error": error,
+            "mode": self.log.mode,
+            "checkpoints": self.log.checkpoint_status(),
+        }
 
     def close(self) -> None:
         """Write the last checkpoint (signed logs) and emit it while the log records still export."""

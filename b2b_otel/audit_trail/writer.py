@@ -293,6 +293,11 @@ class AuditLog:
         self._newline_first = False  # the file does not end with a newline (a crash mid-line)
         self._inode = 0
         self._size_after = 0
+        # Checkpoints this process failed to write (health()): how many, and the last error.
+        self.checkpoint_failures = 0
+        self.checkpoint_error: str | None = None
+        # The last checkpoint and tree size this process saw (kept when the cache is dropped on an error).
+        self._known: tuple[dict[str, Any], int | None] = ({}, None)
 
     def __repr__(self) -> str:  # never shows the key
         return f"AuditLog({str(self.path)!r}, mode={self.mode})"
@@ -343,13 +348,47 @@ class AuditLog:
             return None  # nothing to sign (and a log moved away is not re-created by a checkpoint)
         self._after_fork()
         with self._thread_lock:
-            written = self._locked(lambda state: self._append_checkpoint(state, force))
+            try:
+                written = self._locked(lambda state: self._append_checkpoint(state, force))
+            except BaseException as exc:
+                self.checkpoint_failures += 1
+                self.checkpoint_error = f"{type(exc).__name__}: {exc}"[:200]
+                raise
+            self.checkpoint_error = None
         if written is not None and self.on_checkpoint is not None:
             try:
                 self.on_checkpoint(written)
             except Exception:
                 pass
         return written
+
+    def checkpoint_status(self) -> dict[str, Any] | None:
+        """The checkpoints as ``health()`` reports them, from what this process last saw (no I/O).
+
+        None for a log that is not signed. ``last`` is the log's newest checkpoint this process knows
+        of (written by any process), ``unsigned_records`` the records after it, ``failures`` the
+        checkpoints this process could not write and ``error`` the last one's error (None once one
+        succeeds again).
+        """
+        if not self.signed:
+            return None
+        known, size = self._known
+        last: dict[str, Any] | None = None
+        if known:
+            at = known.get("at")
+            last = {
+                "number": known.get("number"),
+                "tree_size": known.get("tree_size"),
+                "time": iso(at) if isinstance(at, (int, float)) else None,
+            }
+        unsigned = None if size is None else max(0, size - int(known.get("tree_size", 0) or 0))
+        return {
+            "interval_seconds": self.checkpoint_interval,
+            "last": last,
+            "unsigned_records": unsigned,
+            "failures": self.checkpoint_failures,
+            "error": self.checkpoint_error,
+        }
 
     def close(self) -> None:
         """Stop the checkpoint thread and write the last checkpoint (at shutdown). Never raises."""
@@ -418,7 +457,10 @@ class AuditLog:
             raise
         except OSError as exc:
             self._cached = None
-            raise AuditError(f"audit record not written to {self.path}: {exc.strerror or exc}") from exc
+            # Name the file that failed when it is not the log itself (its lock, head or a rotated file).
+            other = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(self.path) else ""
+            problem = exc.strerror or exc
+            raise AuditError(f"audit record not written to {self.path}{other}: {problem}") from exc
 
     def _with_state(self, action: Callable[[_State], _T]) -> _T:
         try:
@@ -516,6 +558,7 @@ class AuditLog:
 
     def _finish(self, state: _State) -> None:
         self._cached = _Cached(state.copy(), self._size_after, self._inode)
+        self._known = (dict(state.checkpoint), state.tree.size if state.tree is not None else None)
         self._write_head(state)
 
     def _check_mode(self, state: _State) -> None:

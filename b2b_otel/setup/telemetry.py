@@ -273,7 +273,14 @@ class Telemetry:
     def _audit_health(self) -> dict[str, Any]:
         """State ``not_configured``, ``writable``, ``not_writable`` or ``last_write_failed``."""
         if self.audit is None:
-            return {"path": None, "state": "not_configured", "writable": False, "error": None}
+            return {
+                "path": None,
+                "state": "not_configured",
+                "writable": False,
+                "error": None,
+                "mode": None,
+                "checkpoints": None,
+            }
         status = self.audit.status()
         if status["state"] == "writable":
             audit_file = Path(status["path"])
