@@ -53,6 +53,17 @@ MAY_BE_EMPTY = {
 }
 
 
+def _network_devices() -> set[str]:
+    """The network devices node exporter sees here (/proc/net/dev is per network namespace)."""
+    with open("/proc/net/dev", encoding="ascii") as table:
+        return {line.split(":", 1)[0].strip() for line in table if ":" in line}
+
+
+if not _network_devices() - {"lo"}:
+    # A host (or network namespace) with loopback only has no traffic for the panel to show.
+    MAY_BE_EMPTY[("b2b-performance", "Network traffic")] = "this host has no network device but lo"
+
+
 class Workload:
     def __init__(self, log_dir: Path, stack_dir: Path, pg_url: str) -> None:
         self.log_dir = log_dir
