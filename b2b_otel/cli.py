@@ -142,12 +142,16 @@ def _audit_verify(args: argparse.Namespace) -> int:
     try:
         if args.public_key is not None:
             public_key = _public_key("audit verify", args.public_key)
-        if args.witness is not None:
+        if args.witness:
             from .audit_trail.witness import read_witness
 
-            witness, witness_notes = read_witness(Path(args.witness))
-            for note in witness_notes:
-                print(f"  note: {note}", file=sys.stderr)
+            # Several files (one per gateway replica): the checkpoints of all of them together.
+            witness = []
+            for witness_file in args.witness:
+                checkpoints, witness_notes = read_witness(Path(witness_file))
+                witness.extend(checkpoints)
+                for note in witness_notes:
+                    print(f"  note: {note}", file=sys.stderr)
         report = verify(
             [Path(p) for p in args.paths],
             key.encode("utf-8") if key else None,
@@ -321,12 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit_verify.add_argument(
         "--witness",
         metavar="FILE",
+        action="append",
         default=None,
-        help="the collector's audit-checkpoint witness file (OTLP JSON lines): the log must agree with it",
+        help="the collector's audit-checkpoint witness file (OTLP JSON lines): the log must agree with it;"
+        " repeat it for the files of several gateway replicas",
     )
     audit_verify.add_argument(
         "--expect-mode",
-        choices=("hmac", "signed"),
+        choices=(sc.B2bAuditModeValues.HMAC, sc.B2bAuditModeValues.SIGNED),
         default=None,
         help="the mode the log must have: a log in a weaker one (or rewritten without any mode marker) fails"
         " (a key implies hmac, --public-key implies signed)",

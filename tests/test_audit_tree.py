@@ -30,7 +30,7 @@ from b2b_otel.audit_trail.erase import EraseError, erase
 from b2b_otel.audit_trail.proof import ProofError, prove, verify_proof
 from b2b_otel.audit_trail.signing import keygen, load_private_key, load_public_key
 from b2b_otel.audit_trail.verify import verify
-from b2b_otel.audit_trail.witness import ATTRIBUTES, read_witness
+from b2b_otel.audit_trail.witness import ATTRIBUTES, attributes_of, read_witness
 from b2b_otel.audit_trail.writer import AuditLog
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -991,3 +991,39 @@ def test_cli_prove_verify_proof_erase_and_verify(tmp_path: Path, keys: Any) -> N
     assert _cli("verify", str(tmp_path), "--public-key", str(tmp_path / "nope.pub")).returncode == 2
     for result in (proved, ok, bad, erased, verified, without):
         assert "PRIVATE KEY" not in result.stdout + result.stderr
+
+
+def _otlp_json_witness(path: Path, checkpoints: list[dict[str, Any]]) -> None:
+    """A gateway's witness file: one OTLP JSON request a line, as the file exporter writes them."""
+    with path.open("w") as f:
+        for checkpoint in checkpoints:
+            attributes = [
+                {"key": k, "value": {"intValue": str(v)} if isinstance(v, int) else {"stringValue": v}}
+                for k, v in attributes_of(checkpoint).items()
+            ]
+            record = {"eventName": sc.EVENT_B2B_AUDIT_CHECKPOINT, "attributes": attributes}
+            f.write(json.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": [record]}]}]}) + "\n")
+
+
+def test_cli_witness_files_of_several_replicas_are_read_together(tmp_path: Path, keys: Any) -> None:
+    log = _signed_log(tmp_path / "log", keys)  # checkpoints 1, 2, 3
+    # The hash ring moved the service between replicas: each one saw a part of its checkpoints.
+    _otlp_json_witness(tmp_path / "gateway-1.jsonl", log.witnessed[:2])
+    _otlp_json_witness(tmp_path / "gateway-2.jsonl", log.witnessed[2:])
+    args = ["verify", str(log.folder), "--public-key", str(keys[1])]
+    both = _cli(
+        *args, "--witness", str(tmp_path / "gateway-1.jsonl"), "--witness", str(tmp_path / "gateway-2.jsonl")
+    )
+    assert both.returncode == 0 and "3 agree with the witness" in both.stdout, both.stdout + both.stderr
+    one = _cli(*args, "--witness", str(tmp_path / "gateway-1.jsonl"))
+    assert one.returncode == 0 and "2 agree with the witness" in one.stdout
+    assert "checkpoint 3 is not in the witness file yet" in one.stdout
+    # A cut log disagrees with the replica that saw its last checkpoint.
+    lines = log.lines()
+    second = next(i for i, line in enumerate(lines) if json.loads(line).get("checkpoint") == 2)
+    log.write(lines[: second + 1])
+    (log.folder / "audit.log.head").unlink()
+    cut = _cli(
+        *args, "--witness", str(tmp_path / "gateway-1.jsonl"), "--witness", str(tmp_path / "gateway-2.jsonl")
+    )
+    assert cut.returncode == 1 and cut.stdout.startswith("FAIL: seq 8: truncated"), cut.stdout
