@@ -111,9 +111,19 @@ def file_bytes(log_dir: Path) -> bytes:
     return b"\n".join(p.read_bytes() for p in sorted(log_dir.rglob("*")) if p.is_file())
 
 
+_NUMERIC = frozenset("0123456789.-: ")
+
+
 def pieces(secret: str) -> set[str]:
-    """Every substring of ``secret`` of 6 characters (those of digits only are judged apart: ``leaks``)."""
-    return {secret[i : i + 6] for i in range(len(secret) - 5)}
+    """Every substring of ``secret`` of 6 characters (those of digits only are judged apart: ``leaks``).
+
+    A piece of digits and separators only is taken 9 characters long: timestamps print any
+    ``SS.mmm`` (``14.113``), while two groups of a card with their separator (``4513.1400``) do not
+    come from a clock.
+    """
+    short = {secret[i : i + 6] for i in range(len(secret) - 5)}
+    long = {secret[i : i + 9] for i in range(len(secret) - 8)}
+    return {p for p in short if not set(p) <= _NUMERIC} | {p for p in long if set(p) <= _NUMERIC}
 
 
 _DIGIT_RUN = re.compile(rb"\d{7,}")
