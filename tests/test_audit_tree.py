@@ -165,6 +165,74 @@ def test_a_proof_against_an_older_tree_size() -> None:
     assert not merkle.verify_inclusion(leaves[5], 5, 13, path, merkle.root_of(leaves))
 
 
+def _subproof(m: int, leaves: list[bytes], whole: bool) -> list[bytes]:
+    """RFC 6962 section 2.1.2 SUBPROOF over leaf hashes, written straight from its definition."""
+    n = len(leaves)
+    if m == n:
+        return [] if whole else [merkle.root_of(leaves)]
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    if m <= k:
+        return [*_subproof(m, leaves[:k], whole), merkle.root_of(leaves[k:])]
+    return [*_subproof(m - k, leaves[k:], False), merkle.root_of(leaves[:k])]
+
+
+CONSISTENCY_SIZES = [1, 2, 3, 4, 5, 8, 9, 16, 17, 1024, 1025]
+
+
+@pytest.mark.parametrize("n", [*CONSISTENCY_SIZES, 100_000])
+def test_consistency_proofs_verify_between_every_pair_of_tree_shapes(n: int) -> None:
+    leaves = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(n)]
+    new_root = merkle.root_of(leaves)
+    olds = [m for m in CONSISTENCY_SIZES if m <= n] + ([4812, 65536, 65537, 99_999] if n == 100_000 else [])
+    for m in olds:
+        old_root = merkle.root_of(leaves[:m])
+        proof = merkle.consistency_proof(leaves, m)
+        if n <= 1025:
+            assert proof == _subproof(m, leaves, True)
+        assert len(proof) <= 2 * n.bit_length()
+        assert merkle.verify_consistency(m, n, old_root, new_root, proof), (m, n)
+        if m == n:
+            assert proof == []
+            continue
+        # Another old or new root, a changed, shortened or lengthened proof: not consistent.
+        assert not merkle.verify_consistency(m, n, merkle.leaf_hash(b"x"), new_root, proof)
+        assert not merkle.verify_consistency(m, n, old_root, merkle.leaf_hash(b"x"), proof)
+        assert not merkle.verify_consistency(m, n, old_root, new_root, [bytes(32), *proof[1:]])
+        assert not merkle.verify_consistency(m, n, old_root, new_root, proof[:-1])
+        assert not merkle.verify_consistency(m, n, old_root, new_root, [*proof, bytes(32)])
+        assert not merkle.verify_consistency(n, m, old_root, new_root, proof)
+
+
+@pytest.mark.parametrize("n", [2, 3, 8, 9, 1025])
+def test_a_forked_tree_is_not_consistent_with_the_old_one(n: int) -> None:
+    leaves = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(n)]
+    for m in sorted({1, n // 2, n - 1}):
+        old_root = merkle.root_of(leaves[:m])
+        for changed in sorted({0, m - 1}):  # a record before the old size rewritten
+            fork = list(leaves)
+            fork[changed] = merkle.leaf_hash(b"rewritten")
+            proof = merkle.consistency_proof(fork, m)
+            assert not merkle.verify_consistency(m, n, old_root, merkle.root_of(fork), proof), (m, n, changed)
+        # Changing a record after the old size is an extension, which is consistent.
+        grown = [*leaves[:m], *(merkle.leaf_hash(b"later %d" % i) for i in range(n - m))]
+        assert merkle.verify_consistency(
+            m, n, old_root, merkle.root_of(grown), merkle.consistency_proof(grown, m)
+        )
+
+
+def test_consistency_from_the_empty_tree_and_bad_sizes() -> None:
+    leaves = [merkle.leaf_hash(bytes([i])) for i in range(5)]
+    assert merkle.consistency_proof(leaves, 0) == []
+    assert merkle.verify_consistency(0, 5, merkle.EMPTY_ROOT, merkle.root_of(leaves), [])
+    assert not merkle.verify_consistency(0, 5, merkle.leaf_hash(b"x"), merkle.root_of(leaves), [])
+    with pytest.raises(ValueError, match="consistency"):
+        merkle.consistency_proof(leaves, 6)
+    with pytest.raises(ValueError, match="consistency"):
+        merkle.consistency_proof(leaves, 3, 2)
+
+
 # --- the signed log: format --------------------------------------------------------------------------
 
 
@@ -275,6 +343,41 @@ def test_rotation_keeps_one_tree_across_files_and_after_deletion(tmp_path: Path,
     _append(more, 30)
     more.checkpoint()
     assert verify([tmp_path], None, keys[3]).ok
+
+
+def test_a_witness_of_a_log_whose_oldest_files_were_deleted(tmp_path: Path, keys: Any) -> None:
+    log = AuditLog(
+        tmp_path / "audit.log", signing_key=keys[2], max_bytes=2500, backups=2, checkpoint_interval=3600
+    )
+    witnessed: list[dict[str, Any]] = []
+    log.on_checkpoint = witnessed.append
+    for i in range(30):
+        _append(log, i, note="x" * 40)
+        if i % 4 == 3:
+            log.checkpoint()
+    log.checkpoint()
+    report = verify([tmp_path], None, keys[3], witnessed)
+    first = report.first_seq or 0
+    assert report.ok and first > 1, report
+    # Checkpoints of deleted records only: a note, not a fork; the anchor's own one and later ones agree.
+    before = [c for c in witnessed if c["tree_size"] < first - 1]
+    assert before and report.witnessed == len(witnessed) - len(before)
+    assert any(
+        f"{len(before)} witnessed checkpoint(s) cover only records of deleted files" in n
+        for n in report.notes
+    )
+    # The witness's copy of the anchor's checkpoint differs: the log was rewritten before it.
+    at_anchor = next(i for i, c in enumerate(witnessed) if c["tree_size"] == first - 1)
+    forged = [dict(c) for c in witnessed]
+    forged[at_anchor]["root_hash"] = "ab" * 32
+    bad = verify([tmp_path], None, keys[3], forged)
+    assert (bad.ok, bad.kind) == (False, "forked"), bad
+    # A record after the anchor rewritten is caught by the later witnessed checkpoints as before.
+    lines = (tmp_path / "audit.log").read_text().splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if "seq" in json.loads(line))
+    lines[index] = _rehash(lines[index], actor_id="someone-else")
+    (tmp_path / "audit.log").write_text("".join(lines))
+    assert not verify([tmp_path], None, keys[3], witnessed).ok
 
 
 # --- tampering: each kind caught and named -------------------------------------------------------------

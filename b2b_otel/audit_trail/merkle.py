@@ -156,3 +156,70 @@ def root_from_inclusion(leaf: bytes, index: int, size: int, path: Sequence[bytes
 def verify_inclusion(leaf: bytes, index: int, size: int, path: Sequence[bytes], root: bytes) -> bool:
     """Whether ``path`` proves that ``leaf`` is leaf ``index`` of the tree of ``size`` with ``root``."""
     return root_from_inclusion(leaf, index, size, path) == root
+
+
+def consistency_proof(leaves: Sequence[bytes], old_size: int, new_size: int | None = None) -> list[bytes]:
+    """The RFC 6962 (section 2.1.2) consistency proof that the tree of the first ``old_size`` leaves is
+    a prefix of the tree of the first ``new_size`` (default: all ``leaves``).
+
+    Empty when the sizes are equal or ``old_size`` is 0 (every tree extends the empty one). Raises
+    ValueError unless ``0 <= old_size <= new_size <= len(leaves)``.
+    """
+    n = len(leaves) if new_size is None else new_size
+    if not 0 <= old_size <= n <= len(leaves):
+        raise ValueError(f"no consistency proof from {old_size} to {n} leaves (of {len(leaves)})")
+    if old_size in (0, n):
+        return []
+    proof: list[bytes] = []
+    lo, hi, m, whole = 0, n, old_size, True
+    # SUBPROOF(m, D[lo:hi], whole), walked top-down; the hashes it appends come out last-first.
+    while m != hi - lo:
+        k = _split(hi - lo)
+        if m <= k:
+            proof.append(_subtree_root(leaves, lo + k, hi))
+            hi = lo + k
+        else:
+            proof.append(_subtree_root(leaves, lo, lo + k))
+            lo, m, whole = lo + k, m - k, False
+    if not whole:
+        proof.append(_subtree_root(leaves, lo, hi))
+    proof.reverse()
+    return proof
+
+
+def verify_consistency(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> bool:
+    """Whether ``proof`` shows that the tree of ``old_size`` with ``old_root`` is a prefix of the tree
+    of ``new_size`` with ``new_root`` (RFC 9162 section 2.1.4.2)."""
+    if not 0 <= old_size <= new_size:
+        return False
+    if old_size == new_size:
+        return not proof and old_root == new_root
+    if old_size == 0:
+        return not proof and old_root == EMPTY_ROOT
+    if not proof:
+        return False
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:  # a power of two: the old root is a node of the new tree
+        path.insert(0, old_root)
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while fn & 1 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return fr == old_root and sr == new_root and sn == 0

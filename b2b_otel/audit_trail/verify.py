@@ -278,6 +278,10 @@ class _Tree:
         self.last_number = int(last.get("number", 0))
         self.last_hash = str(last.get("hash", GENESIS_HASH))
         self.last_size = int(last.get("tree_size", 0) or 0)
+        # Where the files start (the anchor, once the oldest files were deleted): the records before
+        # are gone, so a witnessed checkpoint of no more records can only be compared by its hash.
+        self.start_size = start.size
+        self.start_number, self.start_hash = self.last_number, self.last_hash
         self.wanted = wanted
         self.roots: dict[int, bytes] = {}
         self.seen: dict[int, dict[str, Any]] = {}  # checkpoint number -> checkpoint
@@ -706,7 +710,7 @@ def verify(
             )
             notes.append(f"{span} not yet covered by a signed checkpoint (the next one covers them)")
         if witness is not None:
-            outcome = _against_witness(tree, witnessed, len(witness), end, str(files[-1]))
+            outcome = _against_witness(tree, witnessed, len(witness), end, str(files[-1]), notes)
             if isinstance(outcome, tuple):
                 return failed(*outcome)
             agreed = outcome
@@ -778,9 +782,13 @@ def verify(
 
 
 def _against_witness(
-    tree: _Tree, witnessed: list[dict[str, Any]], total: int, end: int, where: str
+    tree: _Tree, witnessed: list[dict[str, Any]], total: int, end: int, where: str, notes: list[str]
 ) -> int | tuple[int, str, str, str]:
-    """How many witnessed checkpoints the log agrees with, or the failure (seq, kind, problem, where)."""
+    """How many witnessed checkpoints the log agrees with, or the failure (seq, kind, problem, where).
+
+    A witnessed checkpoint that covers only records of files rotation deleted cannot be recomputed:
+    it agrees when it is the anchor's checkpoint or one the files hold, and is a note otherwise.
+    """
     from .signing import signature_ok
 
     if not witnessed:
@@ -793,7 +801,7 @@ def _against_witness(
             "other logs): the log was replaced, or its checkpoints never reached the witness",
             where,
         )
-    agreed_size = 0
+    agreed_size, rotated_away = 0, 0
     for w in sorted(witnessed, key=lambda c: (int(c["checkpoint"]), int(c["tree_size"]))):
         number, size = int(w["checkpoint"]), int(w["tree_size"])
         bad_signature = tree.public_key is not None and not signature_ok(tree.public_key, w)
@@ -812,6 +820,20 @@ def _against_witness(
                 f"the witness saw checkpoint {number} covering seq 1..{size}; the log ends at seq {end}",
                 where,
             )
+        if 0 < size <= tree.start_size and number not in tree.seen:
+            if number == tree.start_number and checkpoint_hash(w) != tree.start_hash:
+                return (
+                    tree.start_size + 1,
+                    "forked",
+                    f"the witness saw checkpoint {number} other than the one the anchor names: the log "
+                    "was rewritten before its oldest file left",
+                    where,
+                )
+            if number != tree.start_number:
+                rotated_away += 1
+                continue
+            agreed_size = max(agreed_size, size)
+            continue
         root = tree.roots.get(size)
         if root is None or root.hex() != w["root_hash"]:
             return (
@@ -837,4 +859,9 @@ def _against_witness(
                 where,
             )
         agreed_size = max(agreed_size, size)
-    return len(witnessed)
+    if rotated_away:
+        notes.append(
+            f"{rotated_away} witnessed checkpoint(s) cover only records of deleted files (seq 1.."
+            f"{tree.start_size}): not checked against the records"
+        )
+    return len(witnessed) - rotated_away
