@@ -163,6 +163,10 @@ def test_b2b_otel_capture_content_decides_the_genai_content_mode(
 
 
 def test_shutdown_puts_the_http_clients_send_back() -> None:
+    # openai imported first: its instrumentation (and the rate-limit header reader with it) is then
+    # installed by instrument() itself, not later by the lazy import hook.
+    import openai  # noqa: F401
+
     before = (httpx.Client.send, httpx.AsyncClient.send)
     b2b_otel.instrument(instrumentations="openai", **QUIET)
     assert httpx.Client.send is not before[0] and httpx.AsyncClient.send is not before[1]
