@@ -294,3 +294,63 @@ def test_b2b_otels_own_diagnostics_are_scrubbed_before_any_handler() -> None:
         selflog.reset()
     assert records and "Hunter2xyz" not in records[0].getMessage()
     assert "[REDACTED:secret_key]" in records[0].getMessage()
+
+
+def test_instrumentation_scope_attributes_are_scrubbed_on_every_signal(
+    otlp_receiver: OTLPReceiver, tmp_path: Path, clean_globals: None
+) -> None:
+    # get_tracer / get_meter / get_logger(..., attributes=...) export the scope's attributes beside
+    # every span, metric and record of that scope.
+    secret = "Scp0Zr8kQw2mXv9p"
+    scope_attributes = {"library.dsn": f"postgresql://app:{secret}@db/orders", "library.tier": "gold"}
+    telemetry = b2b_otel.instrument(
+        service_name="hunt-scope",
+        otlp_endpoint=otlp_receiver.http_endpoint,
+        log_dir=str(tmp_path),
+        instrumentations="none",
+        metric_export_interval="1h",
+    )
+    tracer = trace.get_tracer("hunt.scope", attributes=scope_attributes)
+    with tracer.start_as_current_span("scoped work"):
+        pass
+    meter = metrics.get_meter("hunt.scope", attributes=scope_attributes)
+    meter.create_counter("hunt.scope.calls").add(1)
+    _logs.get_logger("hunt.scope", attributes=scope_attributes).emit(body="scoped record")
+    assert telemetry.force_flush(timeout_s=20)
+    otlp_receiver.wait_until(
+        lambda: (
+            any(s["name"] == "scoped work" for s in otlp_receiver.spans())
+            and any(r["body"] == "scoped record" for r in otlp_receiver.logs())
+            and bool(otlp_receiver.requests("metrics"))
+        ),
+        timeout=30,
+        what="the scoped span, record and metric",
+    )
+    scopes = [
+        *(
+            s.scope
+            for e in otlp_receiver.requests("traces")
+            for r in e.request.resource_spans
+            for s in r.scope_spans
+        ),
+        *(
+            s.scope
+            for e in otlp_receiver.requests("logs")
+            for r in e.request.resource_logs
+            for s in r.scope_logs
+        ),
+        *(
+            s.scope
+            for e in otlp_receiver.requests("metrics")
+            for r in e.request.resource_metrics
+            for s in r.scope_metrics
+        ),
+    ]
+    scopes = [scope for scope in scopes if scope.name == "hunt.scope"]
+    assert len(scopes) >= 3, "the scope of each signal reached the receiver"
+    wire = b"\n".join(entry.request.SerializeToString() for entry in otlp_receiver.requests())
+    assert secret.encode() not in wire and secret[4:].encode() not in wire
+    for scope in scopes:
+        attributes = {a.key: a.value.string_value for a in scope.attributes}
+        assert attributes["library.dsn"] == "postgresql://app:[REDACTED:secret_key]@db/orders"
+        assert attributes["library.tier"] == "gold"

@@ -17,6 +17,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, Status
 
 from .. import semconv as sc
@@ -150,6 +151,42 @@ class _Resources:
         return clean
 
 
+class _Scopes:
+    """Scrubbed copies of instrumentation scopes, one per scope object, as :class:`_Resources` does.
+
+    A scope's attributes (``get_tracer(..., attributes=...)``) are exported beside every span, record
+    and metric of that scope; its name and version come from code and are left as they are.
+    """
+
+    LIMIT = 256  # one per instrumented library and tracer name; a bound keeps a misuse from growing
+
+    def __init__(self, scrubber: Scrubber, on_finding: FindingSink | None) -> None:
+        self.scrubber = scrubber
+        self.on_finding = on_finding
+        self._cache: dict[int, tuple[InstrumentationScope, InstrumentationScope]] = {}
+
+    def clean(self, scope: InstrumentationScope | None) -> InstrumentationScope | None:
+        if scope is None or not scope.attributes:
+            return scope
+        cached = self._cache.get(id(scope))
+        if cached is not None and cached[0] is scope:
+            return cached[1]
+        found = _Collector()
+        attributes = self.scrubber.attributes(scope.attributes, found)
+        clean = (
+            scope
+            if attributes is None
+            else InstrumentationScope(scope.name, scope.version, scope.schema_url, attributes)
+        )
+        if self.on_finding is not None:
+            for finding in found.found.values():
+                self.on_finding(finding, 0, 0)
+        if len(self._cache) >= self.LIMIT:
+            self._cache.clear()
+        self._cache[id(scope)] = (scope, clean)
+        return clean
+
+
 class ScrubbingSpanExporter(SpanExporter):
     """Replaces secrets in span names, attributes, events, status and links before export."""
 
@@ -163,6 +200,7 @@ class ScrubbingSpanExporter(SpanExporter):
         self.scrubber = scrubber
         self.on_finding = on_finding
         self._resources = _Resources(scrubber, on_finding)
+        self._scopes = _Scopes(scrubber, on_finding)
         self._memo = _Memo(scrubber)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -189,6 +227,7 @@ class ScrubbingSpanExporter(SpanExporter):
         memo = self._memo
         found = _Collector()
         resource = self._resources.clean(span.resource if self.resource is None else self.resource)
+        scope = self._scopes.clean(span.instrumentation_scope)
         name = memo.text(span.name, sc.SCRUB_FIELD_SPAN_NAME, found)
         attributes = memo.attributes(span_attributes(span), found)
         events: list[Event] | None = None
@@ -225,6 +264,7 @@ class ScrubbingSpanExporter(SpanExporter):
             and links is None
             and status is span.status
             and resource is span.resource
+            and scope is span.instrumentation_scope
         ):
             return span
         return ReadableSpan(
@@ -239,7 +279,7 @@ class ScrubbingSpanExporter(SpanExporter):
             status=status,
             start_time=span.start_time,
             end_time=span.end_time,
-            instrumentation_scope=span.instrumentation_scope,
+            instrumentation_scope=scope,
         )
 
     def shutdown(self) -> None:
@@ -262,6 +302,7 @@ class ScrubbingLogExporter(LogRecordExporter):
         self.scrubber = scrubber
         self.on_finding = on_finding
         self._resources = _Resources(scrubber, on_finding)
+        self._scopes = _Scopes(scrubber, on_finding)
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         return self.inner.export([self._scrub(record) for record in batch])
@@ -270,8 +311,10 @@ class ScrubbingLogExporter(LogRecordExporter):
         found = _Collector()
         log = record.log_record
         event_name = log.event_name
+        scope = record.instrumentation_scope
         try:
             resource = self._resources.clean(record.resource if self.resource is None else self.resource)
+            scope = self._scopes.clean(scope)
             body = self.scrubber.body(log.body, found)
             attributes = self.scrubber.attributes(log.attributes, found)
             if event_name:
@@ -285,6 +328,7 @@ class ScrubbingLogExporter(LogRecordExporter):
             body is log.body
             and attributes is None
             and resource is record.resource
+            and scope is record.instrumentation_scope
             and event_name == log.event_name
         ):
             return record
@@ -293,7 +337,7 @@ class ScrubbingLogExporter(LogRecordExporter):
         clean.event_name = event_name
         if attributes is not None:
             clean.attributes = attributes
-        return ReadableLogRecord(clean, resource, record.instrumentation_scope, record.limits)
+        return ReadableLogRecord(clean, resource, scope, record.limits)
 
     def shutdown(self) -> None:
         self.inner.shutdown()  # type: ignore[no-untyped-call]
@@ -323,6 +367,7 @@ class ScrubbingMetricExporter(MetricExporter):
         self.scrubber = scrubber
         self.on_finding = on_finding
         self._resources = _Resources(scrubber, on_finding)
+        self._scopes = _Scopes(scrubber, on_finding)
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
@@ -345,8 +390,9 @@ class ScrubbingMetricExporter(MetricExporter):
             scope_metrics = []
             for sm in rm.scope_metrics:
                 metrics = [self._metric(metric, found) for metric in sm.metrics]
-                if any(a is not b for a, b in zip(metrics, sm.metrics, strict=True)):
-                    sm = dataclasses.replace(sm, metrics=metrics)
+                scope = self._scopes.clean(sm.scope) or sm.scope
+                if scope is not sm.scope or any(a is not b for a, b in zip(metrics, sm.metrics, strict=True)):
+                    sm = dataclasses.replace(sm, scope=scope, metrics=metrics)
                 scope_metrics.append(sm)
             if resource is not rm.resource or any(
                 a is not b for a, b in zip(scope_metrics, rm.scope_metrics, strict=True)
