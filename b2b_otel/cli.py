@@ -217,6 +217,24 @@ def _audit_prove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_prove_consistency(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .audit_trail.proof import ProofError, prove_consistency
+
+    try:
+        proof = prove_consistency([Path(args.path)], args.old, args.new)
+    except ProofError as exc:
+        print(f"b2b-otel audit prove-consistency: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"b2b-otel audit prove-consistency: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(proof, indent=2, ensure_ascii=False))
+    return 0
+
+
 def _audit_verify_proof(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
@@ -352,8 +370,20 @@ def build_parser() -> argparse.ArgumentParser:
     prove.add_argument("seq", metavar="SEQ", type=_seq, help="the record's seq")
     prove.set_defaults(func=_audit_prove)
 
+    consistency = audit_commands.add_parser(
+        "prove-consistency",
+        help="print a consistency proof (JSON): a later signed checkpoint only appended to an earlier one",
+    )
+    consistency.add_argument("path", metavar="PATH", help="audit.log, or its folder")
+    consistency.add_argument("old", metavar="OLD", type=_seq, help="the earlier checkpoint's number")
+    consistency.add_argument(
+        "new", metavar="NEW", type=_seq, nargs="?", default=None, help="the later one's (default: the latest)"
+    )
+    consistency.set_defaults(func=_audit_prove_consistency)
+
     verify_proof = audit_commands.add_parser(
-        "verify-proof", help="check an inclusion proof with the public key alone (no log needed)"
+        "verify-proof",
+        help="check an inclusion or consistency proof with the public key alone (no log needed)",
     )
     verify_proof.add_argument("proof", metavar="PROOF", help="the proof's JSON file (- for stdin)")
     verify_proof.add_argument("--public-key", metavar="FILE", required=True, help="Ed25519 public key (PEM)")

@@ -1130,3 +1130,63 @@ def test_cli_witness_files_of_several_replicas_are_read_together(tmp_path: Path,
         *args, "--witness", str(tmp_path / "gateway-1.jsonl"), "--witness", str(tmp_path / "gateway-2.jsonl")
     )
     assert cut.returncode == 1 and cut.stdout.startswith("FAIL: seq 8: truncated"), cut.stdout
+
+
+def test_cli_consistency_proof_between_checkpoints_and_a_forked_log(tmp_path: Path, keys: Any) -> None:
+    from b2b_otel.audit_trail.proof import prove_consistency
+
+    log = _signed_log(tmp_path / "honest", keys)  # checkpoints 1 (4), 2 (7), 3 (9)
+    proved = _cli("prove-consistency", str(log.folder), "1")
+    assert proved.returncode == 0, proved.stderr
+    proof = json.loads(proved.stdout)
+    assert (proof["format"], proof["old_size"], proof["new_size"]) == (
+        "b2b-otel-audit-consistency-proof/1",
+        4,
+        9,
+    )
+    assert proof["old_checkpoint"] == log.witnessed[0] and proof["new_checkpoint"] == log.witnessed[2]
+    (tmp_path / "c.json").write_text(proved.stdout)
+    checked = _cli("verify-proof", str(tmp_path / "c.json"), "--public-key", str(keys[1]))
+    assert checked.returncode == 0 and checked.stdout.startswith(
+        "OK: checkpoint 3 (9 records) extends checkpoint 1"
+    )
+    assert _cli("prove-consistency", str(log.folder), "2", "3").returncode == 0
+    assert _cli("prove-consistency", str(log.folder), "3", "1").returncode == 1  # not older
+    assert _cli("prove-consistency", str(log.folder), "7").returncode == 1  # no such checkpoint
+    # A fork: the same key, rewritten after checkpoint 1 (what a taken host can do).
+    fork = Signed(tmp_path / "fork", keys[2])
+    lines = log.lines()
+    first = next(i for i, line in enumerate(lines) if json.loads(line).get("checkpoint") == 1)
+    (tmp_path / "fork").mkdir(exist_ok=True)
+    fork.write(lines[: first + 1])
+    fork.log = AuditLog(fork.path, signing_key=keys[2], checkpoint_interval=3600)
+    fork.log.on_checkpoint = fork.witnessed.append
+    fork.add(3, 100)
+    fork.checkpoint()
+    fork.add(2, 150)
+    fork.checkpoint()
+    forked = prove_consistency([fork.folder], 2, 3)
+    # The fork's proof against the witness's copy of checkpoint 2 (the honest one) does not verify,
+    assert forked["old_checkpoint"] != log.witnessed[1]
+    spliced = {**forked, "old_checkpoint": log.witnessed[1], "old_size": 7}
+    (tmp_path / "f.json").write_text(json.dumps(spliced))
+    failed = _cli("verify-proof", str(tmp_path / "f.json"), "--public-key", str(keys[1]))
+    assert failed.returncode == 1 and "does not extend checkpoint 2" in failed.stdout, failed.stdout
+    # nor does the honest proof with the fork's newer checkpoint put in.
+    honest = prove_consistency([log.folder], 2, 3)
+    (tmp_path / "g.json").write_text(
+        json.dumps({**honest, "new_checkpoint": fork.witnessed[-1], "new_size": 9})
+    )
+    failed = _cli("verify-proof", str(tmp_path / "g.json"), "--public-key", str(keys[1]))
+    assert failed.returncode == 1 and failed.stdout.startswith("FAIL: "), failed.stdout
+    # Another key's signature, or a changed hash in the proof, fails too.
+    changed = {**proof, "proof": ["00" * 32, *proof["proof"][1:]]}
+    (tmp_path / "h.json").write_text(json.dumps(changed))
+    assert _cli("verify-proof", str(tmp_path / "h.json"), "--public-key", str(keys[1])).returncode == 1
+    other = tmp_path / "other.pub"
+    other.write_bytes(
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    assert _cli("verify-proof", str(tmp_path / "c.json"), "--public-key", str(other)).returncode == 1

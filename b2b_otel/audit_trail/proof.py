@@ -30,17 +30,17 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 PROOF_FORMAT = "b2b-otel-audit-inclusion-proof/1"
+CONSISTENCY_FORMAT = "b2b-otel-audit-consistency-proof/1"
 
 
 class ProofError(ValueError):
     """No proof can be made (the log is not signed, the seq is not there or not yet checkpointed)."""
 
 
-def prove(paths: Sequence[Path], seq: int) -> dict[str, Any]:
-    """The inclusion proof of record ``seq`` against the latest checkpoint that covers it.
-
-    Raises ProofError saying why there is none, OSError when a file cannot be read.
-    """
+def _read_tree(
+    paths: Sequence[Path], seq: int | None
+) -> tuple[list[bytes], list[dict[str, Any]], dict[str, Any] | None]:
+    """The leaf hashes of a signed log from seq 1, its checkpoint lines, and record ``seq`` (or None)."""
     files, _ = chain_files(paths)
     first = first_record(files)
     if first is None or first.get("seq") != 1:
@@ -74,6 +74,15 @@ def prove(paths: Sequence[Path], seq: int) -> dict[str, Any]:
                     raise ProofError(f"{path} line {number}: {exc}") from None
                 if obj["seq"] == seq:
                     record = obj
+    return leaves, checkpoints, record
+
+
+def prove(paths: Sequence[Path], seq: int) -> dict[str, Any]:
+    """The inclusion proof of record ``seq`` against the latest checkpoint that covers it.
+
+    Raises ProofError saying why there is none, OSError when a file cannot be read.
+    """
+    leaves, checkpoints, record = _read_tree(paths, seq)
     if record is None:
         raise ProofError(f"seq {seq} is not in the files (they hold seq 1..{len(leaves)})")
     covering = [c for c in checkpoints if isinstance(c.get("tree_size"), int) and c["tree_size"] >= seq]
@@ -101,6 +110,95 @@ def prove(paths: Sequence[Path], seq: int) -> dict[str, Any]:
     }
 
 
+def prove_consistency(paths: Sequence[Path], old: int, new: int | None = None) -> dict[str, Any]:
+    """The consistency proof between the log's checkpoints number ``old`` and ``new`` (default: the
+    latest): that the newer tree only appended records to the older one (RFC 6962 section 2.1.2).
+
+    An auditor holding a witness copy of checkpoint ``old`` checks it with :func:`verify_proof` and the
+    public key, without the log. Raises ProofError, OSError.
+    """
+    leaves, checkpoints, _ = _read_tree(paths, None)
+    by_number = {c.get("checkpoint"): c for c in checkpoints}
+    if not checkpoints:
+        raise ProofError("the log has no checkpoint yet")
+    newest = checkpoints[-1]
+    new_cp = newest if new is None else by_number.get(new)
+    old_cp = by_number.get(old)
+    for number, cp in ((old, old_cp), (new, new_cp)):
+        if cp is None:
+            raise ProofError(
+                f"checkpoint {number} is not in the files (they hold 1..{newest.get('checkpoint')})"
+            )
+    assert old_cp is not None and new_cp is not None
+    m, n = int(old_cp["tree_size"]), int(new_cp["tree_size"])
+    if m > n:
+        raise ProofError(
+            f"checkpoint {old} covers more records ({m}) than checkpoint {new_cp['checkpoint']} ({n})"
+        )
+    for cp in (old_cp, new_cp):
+        if merkle.root_of(leaves[: int(cp["tree_size"])]).hex() != cp.get("root_hash"):
+            raise ProofError(
+                f"the records do not match checkpoint {cp['checkpoint']}: run b2b-otel audit verify"
+            )
+    return {
+        "format": CONSISTENCY_FORMAT,
+        "old_size": m,
+        "new_size": n,
+        "proof": [h.hex() for h in merkle.consistency_proof(leaves, m, n)],
+        "old_checkpoint": old_cp,
+        "new_checkpoint": new_cp,
+    }
+
+
+def _verify_consistency_proof(proof: Mapping[str, Any], public_key: Ed25519PublicKey) -> ProofReport:
+    from .signing import key_id, signature_ok
+
+    def bad(problem: str) -> ProofReport:
+        return ProofReport(False, f"FAIL: {problem}")
+
+    old_cp, new_cp, path = proof.get("old_checkpoint"), proof.get("new_checkpoint"), proof.get("proof")
+    if not isinstance(old_cp, dict) or not isinstance(new_cp, dict) or not isinstance(path, list):
+        return bad("old_checkpoint, new_checkpoint and proof must be an object, an object and a list")
+    if not all(isinstance(h, str) and HASH_HEX.fullmatch(h) for h in path):
+        return bad("proof must be a list of 64-hex-digit hashes")
+    for cp in (old_cp, new_cp):
+        problem = checkpoint_problem(cp)
+        if problem is not None:
+            return bad(problem)
+        if key_id(public_key) != cp["key_id"]:
+            return bad(
+                f"checkpoint {cp['checkpoint']} says key id {cp['key_id']}; the public key given has id "
+                f"{key_id(public_key)}"
+            )
+        if not signature_ok(public_key, cp):
+            return bad(f"checkpoint {cp['checkpoint']} is not signed by the given public key")
+    if old_cp["log_id"] != new_cp["log_id"]:
+        return bad(f"the checkpoints are of two logs ({old_cp['log_id']}, {new_cp['log_id']})")
+    m, n = old_cp["tree_size"], new_cp["tree_size"]
+    if (proof.get("old_size"), proof.get("new_size")) != (m, n):
+        sizes = f"{proof.get('old_size')}..{proof.get('new_size')}"
+        return bad(f"the proof is for sizes {sizes}, the checkpoints sign {m}..{n}")
+    if m > n or old_cp["checkpoint"] > new_cp["checkpoint"]:
+        return bad(f"checkpoint {old_cp['checkpoint']} is not older than checkpoint {new_cp['checkpoint']}")
+    ok = merkle.verify_consistency(
+        m,
+        n,
+        bytes.fromhex(old_cp["root_hash"]),
+        bytes.fromhex(new_cp["root_hash"]),
+        [bytes.fromhex(h) for h in path],
+    )
+    if not ok:
+        return bad(
+            f"checkpoint {new_cp['checkpoint']} does not extend checkpoint {old_cp['checkpoint']}: the first "
+            f"{m} records were changed in between (a forked log), or the proof is not of these checkpoints"
+        )
+    return ProofReport(
+        True,
+        f"OK: checkpoint {new_cp['checkpoint']} ({n} records) extends checkpoint {old_cp['checkpoint']} "
+        f"({m} records): only records were appended (key id {new_cp['key_id']}, log id {new_cp['log_id']})",
+    )
+
+
 @dataclass(frozen=True)
 class ProofReport:
     """What :func:`verify_proof` found: ``ok``, a one-line ``summary`` and the erased fields."""
@@ -123,8 +221,13 @@ def verify_proof(proof: Mapping[str, Any], public_key: Ed25519PublicKey) -> Proo
     def bad(problem: str) -> ProofReport:
         return ProofReport(False, f"FAIL: {problem}")
 
+    if isinstance(proof, Mapping) and proof.get("format") == CONSISTENCY_FORMAT:
+        return _verify_consistency_proof(proof, public_key)
     if not isinstance(proof, Mapping) or proof.get("format") != PROOF_FORMAT:
-        return bad(f"not a b2b-otel inclusion proof (format {PROOF_FORMAT})")
+        return bad(
+            f"not a b2b-otel inclusion proof (format {PROOF_FORMAT}) or consistency proof "
+            f"({CONSISTENCY_FORMAT})"
+        )
     record, checkpoint, path = proof.get("leaf"), proof.get("checkpoint"), proof.get("audit_path")
     index, size = proof.get("index"), proof.get("tree_size")
     if not isinstance(record, dict) or not isinstance(checkpoint, dict) or not isinstance(path, list):
