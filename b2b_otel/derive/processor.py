@@ -35,7 +35,7 @@ from ..rules.engine import Engine, Firing, SpanFacts
 from ..rules.schema import RuleSet
 from ..scrub import Finding, Scrubber
 from . import records
-from .sink import AgentExecution, Sink
+from .sink import AgentExecution, LinesNotWritten, Sink
 
 MAX_QUEUE = 16_384  # the smallest queue; the composition root sizes it from OTEL_BSP_MAX_QUEUE_SIZE
 QUEUE_PER_EXPORT_QUEUE = 8  # the rules queue holds this many span export queues' worth
@@ -325,6 +325,7 @@ class DerivationProcessor(SpanProcessor):
             try:
                 item = self._queue.popleft()
             except IndexError:
+                self._end_of_drain()
                 self._busy = False
                 return
             try:
@@ -335,6 +336,14 @@ class DerivationProcessor(SpanProcessor):
             self.processed += 1
             if self._pressure and len(self._queue) <= self._low:
                 self._relieve()
+
+    def _end_of_drain(self) -> None:
+        # Sinks that collect lines over a drain (the local files' agent execution lines) write them
+        # now, before the worker reports itself idle: force_flush and judge_queued find them written.
+        for sink in self.sinks:
+            write_pending = getattr(sink, "write_pending", None)
+            if write_pending is not None:
+                self._guard(sink.name, write_pending)
 
     def _judge_span(self, span: ReadableSpan) -> None:
         facts = facts_of(span)
@@ -466,7 +475,9 @@ class DerivationProcessor(SpanProcessor):
 
     def _sink_failed(self, sink: str, exc: BaseException) -> None:
         if self.on_drop is not None:
-            self.on_drop(sc.ReasonValues.WRITE_FAILED, 1)
+            # A batch of collected lines that failed counts every line in it.
+            lost = exc.count if isinstance(exc, LinesNotWritten) else 1
+            self.on_drop(sc.ReasonValues.WRITE_FAILED, lost)
         selflog.warn_once_a_minute(f"sink-{sink}", "b2b_otel: the %s sink failed: %r", sink, exc)
 
     def _evicted(self, rule_id: str, count: int) -> None:

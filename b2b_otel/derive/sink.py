@@ -29,6 +29,14 @@ class AgentExecution:
     """The span's ``b2b.tenant.id`` (b2b_otel.context), already scrubbed; None without one."""
 
 
+class LinesNotWritten(Exception):
+    """A sink's collected lines (``count`` of them) could not be written; ``__cause__`` says why."""
+
+    def __init__(self, count: int, cause: BaseException) -> None:
+        super().__init__(f"{count} line(s) not written: {cause!r}")
+        self.count = count
+
+
 @runtime_checkable
 class Sink(Protocol):
     """A destination of derived records. Called from the pipeline's worker thread only.

@@ -3,6 +3,12 @@
 Lines are JSON objects (``B2B_OTEL_LOG_FORMAT=json``) or the seed's text format, so that its runbook
 commands work (``grep AGENT_EXECUTION logs/performance.log | awk '{print $NF}' | sort -n``). Files
 rotate by size. Only the processor's worker thread writes; the application thread never does.
+
+``AGENT_EXECUTION`` / ``AGENT_FAILURE`` lines (one per agent run: the hot loop) are collected and
+written with one write, one flush and one size check per batch: when the worker's drain ends
+(:meth:`LocalFiles.write_pending`, called by the processor), at :data:`PENDING_LINES` lines, before
+any other line of the same file, and at flush/close. Every line is written whole; a batch that would
+take the file past its size rotates it between lines, as line-by-line writing would.
 """
 
 from __future__ import annotations
@@ -10,21 +16,26 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import math
 import os
 import stat
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from .. import semconv as sc
 from .._internal.formats import fmt_seconds, hex_ids, iso, json_safe, seed_time
 from ..derive.records import DerivedRecord
-from ..derive.sink import AgentExecution, Sink
+from ..derive.sink import AgentExecution, LinesNotWritten, Sink
 
 CRITICAL = "critical.log"
 SECURITY = "security.log"
 PERFORMANCE = "performance.log"
 MAX_BYTES = 10 * 1024 * 1024  # a file rotates when a line would take it past this
 BACKUPS = 5  # rotated files kept per log
+PENDING_LINES = 256  # agent execution lines collected at most before they are written
+_NAMES_CACHED = 1024  # agent/tenant names whose JSON form is remembered
 
 
 class LocalFiles(Sink):
@@ -36,6 +47,11 @@ class LocalFiles(Sink):
         self.directory = directory
         self.fmt = fmt
         self._handlers: dict[str, logging.Handler] = {}
+        self._pending: list[str] = []  # agent execution lines of performance.log not yet written
+        self._pending_lock = threading.Lock()
+        self._json_names: dict[str, str] = {}  # agent/tenant name -> its JSON string form
+        self._iso_second = -1
+        self._iso_head = ""
 
     def _handler(self, name: str) -> logging.Handler:
         handler = self._handlers.get(name)
@@ -49,6 +65,11 @@ class LocalFiles(Sink):
         return handler
 
     def _write(self, name: str, line: str) -> None:
+        if name == PERFORMANCE and self._pending:
+            self.write_pending()  # the file's lines stay in the order they were made
+        self._write_lines(name, [line])
+
+    def _write_lines(self, name: str, lines: list[str]) -> None:
         handler = self._handler(name)
         # emit() swallows errors through handleError; write directly so a full disk is seen and counted.
         handler.acquire()
@@ -57,26 +78,77 @@ class LocalFiles(Sink):
             if stream is None:
                 stream = handler._open()  # type: ignore[attr-defined]
                 handler.stream = stream  # type: ignore[attr-defined]
-            # Rotation as RotatingFileHandler.shouldRollover decides it (a regular file that this line
-            # would take to maxBytes or past), from one fstat instead of its per-line LogRecord,
-            # format, seek, tell and two stats: one line per agent execution makes this a hot loop.
+            # Rotation as RotatingFileHandler.shouldRollover decides it (a regular file that a line
+            # would take to maxBytes or past), from one fstat a batch instead of its per-line
+            # LogRecord, format, seek, tell and two stats: one line per agent execution is a hot loop.
             max_bytes = handler.maxBytes  # type: ignore[attr-defined]
-            if max_bytes > 0:
+            if max_bytes <= 0:
+                stream.write("\n".join(lines) + "\n")
+            else:
                 status = os.fstat(stream.fileno())
-                if (
-                    status.st_size
-                    and stat.S_ISREG(status.st_mode)
-                    and status.st_size + len(line) + 1 >= max_bytes
-                ):
-                    handler.doRollover()  # type: ignore[attr-defined]
-                    stream = handler.stream  # type: ignore[attr-defined]
-                    if stream is None:
-                        stream = handler._open()  # type: ignore[attr-defined]
-                        handler.stream = stream  # type: ignore[attr-defined]
-            stream.write(line + "\n")
+                regular = stat.S_ISREG(status.st_mode)
+                size = status.st_size
+                chunk: list[str] = []
+                for line in lines:
+                    if regular and size and size + len(line) + 1 >= max_bytes:
+                        if chunk:
+                            stream.write("\n".join(chunk) + "\n")
+                            chunk = []
+                        handler.doRollover()  # type: ignore[attr-defined]
+                        stream = handler.stream  # type: ignore[attr-defined]
+                        if stream is None:
+                            stream = handler._open()  # type: ignore[attr-defined]
+                            handler.stream = stream  # type: ignore[attr-defined]
+                        size = 0
+                    chunk.append(line)
+                    size += len(line) + 1
+                if chunk:
+                    stream.write("\n".join(chunk) + "\n")
             stream.flush()
         finally:
             handler.release()
+
+    def _add_pending(self, line: str) -> None:
+        with self._pending_lock:
+            self._pending.append(line)
+            full = len(self._pending) >= PENDING_LINES
+        if full:
+            self.write_pending()
+
+    def write_pending(self) -> None:
+        """Write the collected agent execution lines (the processor calls it when its drain ends)."""
+        with self._pending_lock:
+            lines, self._pending = self._pending, []
+        if lines:
+            try:
+                self._write_lines(PERFORMANCE, lines)
+            except Exception as exc:
+                raise LinesNotWritten(len(lines), exc) from exc
+
+    def flush(self, timeout_s: float = 0.0) -> bool:
+        """Write what is collected."""
+        self.write_pending()
+        return True
+
+    def _iso(self, seconds: float) -> str:
+        """``iso(seconds)``, the formatted second remembered: consecutive lines share it."""
+        whole = int(seconds)
+        if seconds < 0 or whole != self._iso_second:
+            if seconds < 0:
+                return iso(seconds)
+            self._iso_second = whole
+            self._iso_head = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        return f"{self._iso_head}.{int(seconds % 1 * 1000):03d}Z"
+
+    def _json_name(self, name: str) -> str:
+        """``name`` as a JSON string, as ``_line`` writes it; remembered (bounded)."""
+        encoded = self._json_names.get(name)
+        if encoded is None:
+            encoded = json.dumps(json_safe(name), ensure_ascii=False)
+            if len(self._json_names) >= _NAMES_CACHED:
+                self._json_names.clear()
+            self._json_names[name] = encoded
+        return encoded
 
     def _line(self, obj: dict[str, Any], text: str) -> str:
         return (
@@ -111,6 +183,23 @@ class LocalFiles(Sink):
         # One line per agent execution: only the format in use is built.
         if self.fmt != "json":
             line = f"{seed_time(at_s)} INFO AGENT_EXECUTION: {message}"
+        elif (
+            type(seconds) is float
+            and math.isfinite(seconds)
+            and type(agent) is str
+            and (execution.tenant is None or type(execution.tenant) is str)
+        ):
+            # The line json.dumps(json_safe(obj)) writes, from the names' remembered JSON forms: the
+            # timestamp, the duration (a finite float's repr, as json writes it), the hex ids and the
+            # verb need no escaping; the message is the agent's JSON string with its tail added.
+            encoded = self._json_name(agent)
+            trace_hex, span_hex = ids["trace_id"], ids["span_id"]
+            line = (
+                f'{{"ts":"{self._iso(at_s)}","level":"INFO","event":"AGENT_EXECUTION",'
+                f'"message":{encoded[:-1]} {verb} {fmt_seconds(seconds)}","agent":{encoded},'
+                f'"duration_s":{round(seconds, 6)!r},"trace_id":"{trace_hex}","span_id":"{span_hex}"'
+                + ("}" if execution.tenant is None else f',"tenant":{self._json_name(execution.tenant)}}}')
+            )
         else:
             obj = {
                 "ts": iso(at_s),
@@ -124,7 +213,7 @@ class LocalFiles(Sink):
             if execution.tenant is not None:
                 obj["tenant"] = execution.tenant
             line = self._line(obj, "")
-        self._write(PERFORMANCE, line)
+        self._add_pending(line)
         if error_type:
             message = f"{agent} failed: {error_type}"
             obj = {
@@ -136,10 +225,14 @@ class LocalFiles(Sink):
                 "error_type": error_type,
                 **ids,
             }
-            self._write(PERFORMANCE, self._line(obj, f"{seed_time(at_s)} ERROR AGENT_FAILURE: {message}"))
+            self._add_pending(self._line(obj, f"{seed_time(at_s)} ERROR AGENT_FAILURE: {message}"))
 
     def close(self, timeout_s: float = 0.0) -> None:
-        """Close every open file."""
+        """Write what is collected, then close every open file."""
+        try:
+            self.write_pending()
+        except Exception:
+            pass
         for handler in self._handlers.values():
             try:
                 handler.close()
