@@ -176,3 +176,23 @@ def test_a_batch_rotates_between_lines_and_never_past_the_limit(
     agents = sorted(json.loads(line)["agent"] for path in logs for line in path.read_text().splitlines())
     assert agents == [f"agent_{i:03d}" for i in range(40)][-len(agents) :]  # the newest kept, whole
     assert len(agents) >= 5 * 4  # backups hold most of them
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_does_not_write_the_parents_collected_lines(tmp_path: Path) -> None:
+    import os
+
+    sink = files.LocalFiles(tmp_path, "json")
+    sink.agent_execution(_execution(1))  # collected, not yet written
+    pid = os.fork()
+    if pid == 0:  # the child: its own line only
+        try:
+            sink.agent_execution(_execution(2))
+            sink.write_pending()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    sink.write_pending()
+    sink.close()
+    agents = [json.loads(line)["agent"] for line in (tmp_path / files.PERFORMANCE).read_text().splitlines()]
+    assert sorted(agents) == ["agent_001", "agent_002"]  # agent_001 once, by the parent

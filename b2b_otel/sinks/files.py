@@ -49,6 +49,7 @@ class LocalFiles(Sink):
         self._handlers: dict[str, logging.Handler] = {}
         self._pending: list[str] = []  # agent execution lines of performance.log not yet written
         self._pending_lock = threading.Lock()
+        self._pid = os.getpid()
         self._json_names: dict[str, str] = {}  # agent/tenant name -> its JSON string form
         self._iso_second = -1
         self._iso_head = ""
@@ -109,14 +110,25 @@ class LocalFiles(Sink):
             handler.release()
 
     def _add_pending(self, line: str) -> None:
+        if os.getpid() != self._pid:
+            self._after_fork()
         with self._pending_lock:
             self._pending.append(line)
             full = len(self._pending) >= PENDING_LINES
         if full:
             self.write_pending()
 
+    def _after_fork(self) -> None:
+        # A forked child inherits the parent's collected lines, which the parent writes itself, and
+        # perhaps a lock a parent thread held: it starts with neither.
+        self._pid = os.getpid()
+        self._pending_lock = threading.Lock()
+        self._pending = []
+
     def write_pending(self) -> None:
         """Write the collected agent execution lines (the processor calls it when its drain ends)."""
+        if os.getpid() != self._pid:
+            self._after_fork()
         with self._pending_lock:
             lines, self._pending = self._pending, []
         if lines:
@@ -176,10 +188,12 @@ class LocalFiles(Sink):
         """One ``AGENT_EXECUTION`` line per agent run, and ``AGENT_FAILURE`` when it failed."""
         agent, seconds, error_type = execution.agent, execution.duration_s, execution.error_type
         at_s, trace_id, span_id = execution.end_s, execution.trace_id, execution.span_id
-        ids = dict(zip(("trace_id", "span_id"), hex_ids(trace_id, span_id), strict=True))
+        trace_hex, span_hex = hex_ids(trace_id, span_id)
+        ids = {"trace_id": trace_hex, "span_id": span_hex}
         # The duration stays the last field either way: the runbook's awk '{print $NF}' reads it.
         verb = "failed in" if error_type else "completed in"
-        message = f"{agent} {verb} {fmt_seconds(seconds)}"
+        formatted = fmt_seconds(seconds)
+        message = f"{agent} {verb} {formatted}"
         # One line per agent execution: only the format in use is built.
         if self.fmt != "json":
             line = f"{seed_time(at_s)} INFO AGENT_EXECUTION: {message}"
@@ -193,10 +207,9 @@ class LocalFiles(Sink):
             # timestamp, the duration (a finite float's repr, as json writes it), the hex ids and the
             # verb need no escaping; the message is the agent's JSON string with its tail added.
             encoded = self._json_name(agent)
-            trace_hex, span_hex = ids["trace_id"], ids["span_id"]
             line = (
                 f'{{"ts":"{self._iso(at_s)}","level":"INFO","event":"AGENT_EXECUTION",'
-                f'"message":{encoded[:-1]} {verb} {fmt_seconds(seconds)}","agent":{encoded},'
+                f'"message":{encoded[:-1]} {verb} {formatted}","agent":{encoded},'
                 f'"duration_s":{round(seconds, 6)!r},"trace_id":"{trace_hex}","span_id":"{span_hex}"'
                 + ("}" if execution.tenant is None else f',"tenant":{self._json_name(execution.tenant)}}}')
             )
