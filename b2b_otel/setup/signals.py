@@ -18,14 +18,17 @@ Only ``atexit`` would otherwise flush, and a process ended by a signal's default
 
 - A handler installed after ``instrument()`` replaces ours: that is the application's choice, and
   ``atexit`` (or an exit hook calling ``b2b_otel.shutdown()``) still flushes.
-- Once a signal went on to a function (a shutdown is under way), putting ``SIG_DFL`` back for a
+- Once a signal went on to a function (a shutdown is under way), or from the start when the handler
+  ours replaced is a function, putting ``SIG_DFL`` back for a
   handled signal puts ours back in front of it instead. uvicorn does exactly that: after its graceful
   shutdown (the lifespan's shutdown half included) it restores the handlers it found and sends itself
   the signal again, and when it imported the application after taking the signals (``--workers N``,
   ``--reload``) what it found is ``SIG_DFL``, so the process would end without ``atexit`` and the
   telemetry of the graceful shutdown would be lost. With ours in front, that last signal passes
   through a final flush and then ends the process as killed, as uvicorn meant. This interposes on
-  ``signal.signal`` for ``SIG_DFL`` of the handled signals only, and only after a signal arrived.
+  ``signal.signal`` for ``SIG_DFL`` of the handled signals only: after a signal arrived, and from the
+  start when ours was installed in front of a function (the signal may have reached that function
+  before ours existed: a worker told to stop while it was still importing the application).
 - A second signal while ours is still flushing goes straight to the replaced handler (a second
   Ctrl-C still forces the exit).
 - ``shutdown()`` puts back the handler ours replaced, if ours is still the installed one.
@@ -91,6 +94,12 @@ class SignalFlush:
                 )
                 continue
             self._previous[int(sig)] = previous
+            if callable(previous) and previous is not signal.default_int_handler:
+                # A framework's function is in place (uvicorn's --workers imports the application
+                # inside its signal capture): the signal may already have reached it, before ours was
+                # installed, so its later SIG_DFL-and-raise must find ours in front without waiting
+                # for a signal to pass through ours first.
+                self._arm()
         return self.installed
 
     def uninstall(self) -> None:
