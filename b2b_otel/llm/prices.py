@@ -26,6 +26,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from .._internal.errors import ConfigError, Problem
+from .._internal.yamlfile import Loc, dig, duplicate_keys, expands_beyond, field_path, line_of, shown
 
 PRICES_VARIABLE = "B2B_OTEL_LLM_PRICES_FILE"
 BUILTIN_RESOURCE = "prices.yaml"
@@ -76,7 +77,6 @@ class PricesFile(BaseModel):
     models: list[ModelPrice] = Field(min_length=1)
 
 
-Loc = tuple[str | int, ...]
 _PRICE = "a price in USD per million tokens: a number >= 0"
 _ACCEPTED: dict[str, str] = {
     "version": "1",
@@ -182,21 +182,22 @@ def parse_prices(text: str, source: str) -> PriceTable:
     problems: list[tuple[int, PricesProblem]] = []
 
     def add(loc: Loc, shown: str, message: str, line: int | None = None) -> None:
-        line = _line(root, loc) if line is None else line
-        path = _path(loc)
+        line = line_of(root, loc) if line is None else line
+        path = field_path(loc)
         where = f"{source}:{line}: {path}" if path else f"{source}:{line}"
         if all(p.variable != where for _, p in problems):
             problems.append((line, PricesProblem(where, shown, message)))
 
-    _duplicate_keys(root, (), add)
+    # YAML keeps the last of two equal keys silently; in a price table that hides a mistake.
+    duplicate_keys(root, (), lambda loc, line: add(loc, "", "duplicate key; give each key once", line))
     parsed: PricesFile | None = None
     try:
         parsed = PricesFile.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors():
             loc, message = _explain(error)
-            shown = "" if error["type"] == "missing" or not loc else _shown(_dig(data, loc))
-            add(loc, shown, message)
+            value = "" if error["type"] == "missing" or not loc else shown(dig(data, loc))
+            add(loc, value, message)
     if isinstance(data, dict) and isinstance(data.get("models"), list):
         _duplicate_names(data["models"], add)
     if problems:
@@ -228,7 +229,7 @@ def _compose(text: str, source: str) -> tuple[yaml.Node | None, Any]:
     loader = _Loader(text)
     try:
         root = loader.get_single_node()
-        if root is not None and _node_count(root) > MAX_NODES:
+        if root is not None and expands_beyond(root, MAX_NODES):
             raise ConfigError(
                 [
                     PricesProblem(
@@ -248,28 +249,6 @@ def _compose(text: str, source: str) -> tuple[yaml.Node | None, Any]:
         raise ConfigError([PricesProblem(source, "", f"not valid YAML ({type(exc).__name__})")]) from None
     finally:
         loader.dispose()
-
-
-def _node_count(root: yaml.Node) -> int:
-    """Nodes with aliases followed, each shared node counted once per reference, capped."""
-    counted: dict[int, int] = {}
-
-    def count(node: yaml.Node) -> int:
-        if id(node) in counted:
-            return counted[id(node)]
-        counted[id(node)] = 1  # a recursive alias counts once
-        children: list[yaml.Node] = []
-        if isinstance(node, yaml.MappingNode):
-            children = [part for pair in node.value for part in pair]
-        elif isinstance(node, yaml.SequenceNode):
-            children = list(node.value)
-        total = 1
-        for child in children:
-            total = min(total + count(child), MAX_NODES + 1)
-        counted[id(node)] = total
-        return total
-
-    return count(root)
 
 
 def _explain(error: Any) -> tuple[Loc, str]:
@@ -294,22 +273,6 @@ def _explain(error: Any) -> tuple[Loc, str]:
     return field_loc, f"accepted: {_ACCEPTED.get(name, 'a value')}"
 
 
-def _duplicate_keys(node: yaml.Node | None, loc: Loc, add: Any) -> None:
-    # YAML keeps the last of two equal keys silently; in a price table that hides a mistake.
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                if key.value in seen:
-                    line = key.start_mark.line + 1
-                    add((*loc, key.value), "", "duplicate key; give each key once", line)
-                seen.add(key.value)
-                _duplicate_keys(value, (*loc, key.value), add)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _duplicate_keys(item, (*loc, index), add)
-
-
 def _duplicate_names(models: Sequence[Any], add: Any) -> None:
     """A model name (or alias) priced twice: which price would win is a guess."""
     first: dict[str, Loc] = {}
@@ -325,66 +288,6 @@ def _duplicate_names(models: Sequence[Any], add: Any) -> None:
                 continue
             key = name.strip().lower()
             if key in first:
-                add(loc, name, f"model name already priced at {_path(first[key])}; give each name once")
+                add(loc, name, f"model name already priced at {field_path(first[key])}; give each name once")
             else:
                 first[key] = loc
-
-
-def _dig(value: Any, loc: Loc) -> Any:
-    for part in loc:
-        in_list = isinstance(value, list) and isinstance(part, int) and part < len(value)
-        if not in_list and not (isinstance(value, dict) and part in value):
-            return None
-        value = value[part]
-    return value
-
-
-def _shown(value: Any) -> str:
-    """A value as the file wrote it, short (YAML flow style)."""
-    if isinstance(value, str):
-        text = value or '""'
-    elif isinstance(value, bool):
-        text = "true" if value else "false"
-    elif value is None:
-        text = "null"
-    elif isinstance(value, float) and not math.isfinite(value):
-        text = ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
-    elif isinstance(value, (int, float, datetime.date)):
-        text = str(value)
-    else:
-        try:
-            text = yaml.safe_dump(value, default_flow_style=True, width=1 << 20).strip()
-            text = text.removesuffix("...").strip()
-        except yaml.YAMLError:
-            text = "(a value)"
-    text = " ".join(text.split())
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _path(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
-def _line(root: yaml.Node | None, loc: Loc) -> int:
-    """The 1-based line of the deepest node of ``loc`` in the file (a mapping key's own line)."""
-    if root is None:
-        return 1
-    node = root
-    line = node.start_mark.line + 1
-    for part in loc:
-        child: yaml.Node | None = None
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.value == part:
-                    child, line = value, key.start_mark.line + 1
-                    break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            child = node.value[part]
-            line = child.start_mark.line + 1
-        if child is None:
-            break
-        node = child
-    return line

@@ -9,7 +9,6 @@ own: a pydantic error is only ever used for its location and kind, never for its
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from .. import semconv
 from .._internal.errors import ConfigError, Problem
+from .._internal.yamlfile import Loc, dig, duplicate_keys, expands_beyond, field_path, line_of, shown
 from .schema import (
     FIELD_ACCEPTED,
     NUMBER_ACCEPTED,
@@ -42,8 +42,6 @@ DEFAULT_RULES_RESOURCE = "default_rules.yaml"
 BUILTIN_SOURCE = f"<built-in {DEFAULT_RULES_RESOURCE}>"
 OVERRIDE_PREFIX = "B2B_OTEL_RULE_"
 OVERRIDE_SUFFIX = "_THRESHOLD"
-
-Loc = tuple[str | int, ...]
 
 
 class FileProblem(Problem):
@@ -126,9 +124,9 @@ class _Checked:
         if loc in self.paths:
             return
         self.paths.add(loc)
-        line = _line_of(self.root, loc)
+        line = line_of(self.root, loc)
         where = f"{self.source}:{line}"
-        path = _field_path(loc)
+        path = field_path(loc)
         self.problems.append((line, FileProblem(f"{where}: {path}" if path else where, shown, message)))
 
     def add_variable(self, problem: Problem) -> None:
@@ -152,13 +150,13 @@ def _check(text: str, source: str) -> _Checked:
     try:
         root = loader.get_single_node()
         checked.root = root
-        if _too_large(root):
+        if expands_beyond(root, MAX_NODES):
             checked.fatal = True
             checked.problems.append(
                 (
-                    _line_of(root, ()),
+                    line_of(root, ()),
                     FileProblem(
-                        f"{source}:{_line_of(root, ())}",
+                        f"{source}:{line_of(root, ())}",
                         "",
                         f"the file expands to more than {MAX_NODES} YAML nodes (aliases followed); "
                         "write the rules out instead of nesting anchors",
@@ -193,42 +191,13 @@ MAX_NODES = 100_000
 what a "billion laughs" alias bomb expands to."""
 
 
-def _too_large(root: yaml.Node | None) -> bool:
-    """A rules file whose aliases expand beyond MAX_NODES is refused before anything walks it."""
-    sizes: dict[int, int] = {}
-
-    def size(node: yaml.Node) -> int:
-        known = sizes.get(id(node))
-        if known is not None:
-            return known
-        sizes[id(node)] = 1  # a recursive alias counts once instead of looping
-        total = 1
-        if isinstance(node, yaml.MappingNode):
-            total += sum(size(k) + size(v) for k, v in node.value)
-        elif isinstance(node, yaml.SequenceNode):
-            total += sum(size(child) for child in node.value)
-        sizes[id(node)] = total = min(total, MAX_NODES + 1)
-        return total
-
-    return root is not None and size(root) > MAX_NODES
-
-
 def _duplicate_keys(checked: _Checked, node: yaml.Node | None, loc: Loc) -> None:
     # YAML silently keeps the last of two equal keys; in a rules file that hides a mistake.
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            if not isinstance(key, yaml.ScalarNode):
-                continue
-            if key.value in seen:
-                line = key.start_mark.line + 1
-                where = f"{checked.source}:{line}: {_field_path((*loc, key.value))}"
-                checked.problems.append((line, FileProblem(where, "", "duplicate key; give each key once")))
-            seen.add(key.value)
-            _duplicate_keys(checked, value, (*loc, key.value))
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _duplicate_keys(checked, item, (*loc, index))
+    def report(key_loc: Loc, line: int) -> None:
+        where = f"{checked.source}:{line}: {field_path(key_loc)}"
+        checked.problems.append((line, FileProblem(where, "", "duplicate key; give each key once")))
+
+    duplicate_keys(node, loc, report)
 
 
 def _check_file(checked: _Checked) -> None:
@@ -391,13 +360,7 @@ _MISSING = "(missing)"
 
 def _dig(value: Any, path: Loc) -> Any:
     # The value at ``path`` in the YAML as written; _ABSENT when it is not there.
-    for part in path:
-        in_dict = isinstance(value, dict) and part in value
-        if in_dict or (isinstance(value, list) and isinstance(part, int) and part < len(value)):
-            value = value[part]
-        else:
-            return _ABSENT
-    return value
+    return dig(value, path, _ABSENT)
 
 
 def _shown_at(raw: dict[str, Any], field_loc: Loc, error: Any) -> str:
@@ -409,56 +372,7 @@ def _shown_at(raw: dict[str, Any], field_loc: Loc, error: Any) -> str:
 
 def _shown(value: Any) -> str:
     """A value as the file wrote it, short: YAML flow style, never a Python repr."""
-    if value is _ABSENT:
-        return _MISSING
-    if isinstance(value, str):
-        text = value or '""'
-    elif value is None:
-        text = "null"
-    elif isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, float) and not math.isfinite(value):
-        text = ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
-    elif isinstance(value, (int, float)):
-        text = str(value)
-    else:
-        try:
-            text = yaml.safe_dump(value, default_flow_style=True, width=1 << 20).strip()
-            text = text.removesuffix("\n...").strip()
-        except yaml.YAMLError:
-            text = "(a value)"
-    text = " ".join(text.split())
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _field_path(loc: Loc) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _line_of(root: yaml.Node | None, loc: Loc) -> int:
-    """The 1-based line of the deepest node of ``loc`` present in the file (a mapping key's own line)."""
-    if root is None:
-        return 1
-    node: yaml.Node = root
-    line = node.start_mark.line + 1
-    for part in loc:
-        child: yaml.Node | None = None
-        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.value == part:
-                    line = key.start_mark.line + 1
-                    child = value
-                    break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            child = node.value[part]
-            line = child.start_mark.line + 1
-        if child is None:
-            break
-        node = child
-    return line
+    return _MISSING if value is _ABSENT else shown(value)
 
 
 def _check_overrides(checked: _Checked, environ: Mapping[str, str]) -> dict[str, float]:
@@ -508,7 +422,7 @@ def _check_overrides(checked: _Checked, environ: Mapping[str, str]) -> dict[str,
         try:
             thresholds[rule_id] = _override_threshold(kind, value)
         except ValueError as exc:
-            line = _line_of(checked.root, ("rules", index))
+            line = line_of(checked.root, ("rules", index))
             checked.add_variable(Problem(variable, value, f"{exc} (rule {rule_id}, {checked.source}:{line})"))
     return thresholds
 
