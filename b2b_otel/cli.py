@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import semconv as sc
@@ -199,40 +199,40 @@ def _audit_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit_prove(args: argparse.Namespace) -> int:
+def _print_proof(command: str, make: Callable[[], object]) -> int:
+    """Print the proof ``make()`` builds as JSON: 1 when the log cannot give it, 2 when unreadable."""
     import json
-    from pathlib import Path
 
-    from .audit_trail.proof import ProofError, prove
+    from .audit_trail.proof import ProofError
 
     try:
-        proof = prove([Path(args.path)], args.seq)
+        proof = make()
     except ProofError as exc:
-        print(f"b2b-otel audit prove: {exc}", file=sys.stderr)
+        print(f"b2b-otel {command}: {exc}", file=sys.stderr)
         return 1
     except (OSError, ValueError) as exc:
-        print(f"b2b-otel audit prove: {exc}", file=sys.stderr)
+        print(f"b2b-otel {command}: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(proof, indent=2, ensure_ascii=False))
     return 0
+
+
+def _audit_prove(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .audit_trail.proof import prove
+
+    return _print_proof("audit prove", lambda: prove([Path(args.path)], args.seq))
 
 
 def _audit_prove_consistency(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
-    from .audit_trail.proof import ProofError, prove_consistency
+    from .audit_trail.proof import prove_consistency
 
-    try:
-        proof = prove_consistency([Path(args.path)], args.old, args.new)
-    except ProofError as exc:
-        print(f"b2b-otel audit prove-consistency: {exc}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as exc:
-        print(f"b2b-otel audit prove-consistency: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(proof, indent=2, ensure_ascii=False))
-    return 0
+    return _print_proof(
+        "audit prove-consistency", lambda: prove_consistency([Path(args.path)], args.old, args.new)
+    )
 
 
 def _audit_verify_proof(args: argparse.Namespace) -> int:
