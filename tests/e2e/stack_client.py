@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -133,3 +135,35 @@ def otlp_root_span(
     if error:
         span["status"] = {"code": 2, "message": "failed"}
     return span
+
+
+def run_example_workload(
+    service: str, log_dir: Path, pg_url: str, cases: int, **extra_env: str
+) -> subprocess.CompletedProcess[str]:
+    """The example application with every fault, through the local stack's collector, as the e2e tests
+    run it: slow agents and CRM calls over the lowered thresholds, 2 s metric export. Asserts it ran."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "B2B_OTEL_"))},
+        "OTEL_SERVICE_NAME": service,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+        "OTEL_METRIC_EXPORT_INTERVAL": "2000",
+        "B2B_OTEL_LOG_DIR": str(log_dir),
+        "B2B_OTEL_ALERTMANAGER_URL": "http://127.0.0.1:9093",
+        "B2BVALUE_PG_URL": pg_url,
+        "B2BVALUE_SLOW_AGENT_S": "0.6",
+        "B2BVALUE_SLOW_CRM_S": "0.7",
+        "B2B_OTEL_RULE_AGENT_EXECUTION_SLOW_THRESHOLD": "0.5s",
+        "B2B_OTEL_RULE_EXTERNAL_API_SLOW_THRESHOLD": "0.5s",
+        "PYTHONPATH": str(REPO),
+        **extra_env,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.b2bvalue", "--cases", str(cases), "--faults", "all"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done

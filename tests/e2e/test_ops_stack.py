@@ -33,6 +33,7 @@ from tests.e2e.stack_client import (
     post_json,
     prometheus_query,
     read_json_lines,
+    run_example_workload,
     wait_for,
 )
 
@@ -74,30 +75,7 @@ class Workload:
 @pytest.fixture(scope="module")
 def workload(stack: Path, pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Workload:
     log_dir = tmp_path_factory.mktemp("ops-logs")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "B2B_OTEL_"))},
-        "OTEL_SERVICE_NAME": SERVICE,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
-        "OTEL_METRIC_EXPORT_INTERVAL": "2000",
-        "B2B_OTEL_LOG_DIR": str(log_dir),
-        "B2B_OTEL_LOG_FORMAT": "text",
-        "B2B_OTEL_ALERTMANAGER_URL": "http://127.0.0.1:9093",
-        "B2BVALUE_PG_URL": pg_url,
-        "B2BVALUE_SLOW_AGENT_S": "0.6",
-        "B2BVALUE_SLOW_CRM_S": "0.7",
-        "B2B_OTEL_RULE_AGENT_EXECUTION_SLOW_THRESHOLD": "0.5s",
-        "B2B_OTEL_RULE_EXTERNAL_API_SLOW_THRESHOLD": "0.5s",
-        "PYTHONPATH": str(REPO),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "examples.b2bvalue", "--cases", "6", "--faults", "all"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    run_example_workload(SERVICE, log_dir, pg_url, 6, B2B_OTEL_LOG_FORMAT="text")
     # The workload's metrics and records have been scraped (export 2 s, scrape 5 s) and judged.
     wait_for(
         lambda: prometheus_query(f'b2b_agent_executions_total{{job="{SERVICE}"}}') or None,

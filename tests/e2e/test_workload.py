@@ -20,7 +20,7 @@ import pytest
 
 from examples.b2bvalue.app import PLANTED_NOTE
 from examples.b2bvalue.faults import RULE_OF_FAULT
-from tests.e2e.stack_client import REPO, get_json, prometheus_query, wait_for
+from tests.e2e.stack_client import REPO, get_json, prometheus_query, run_example_workload, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -50,30 +50,7 @@ class Run:
 def run(stack: Path, pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
     log_dir = tmp_path_factory.mktemp("workload-logs")
     started_us = int(time.time() * 1e6)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "B2B_OTEL_"))},
-        "OTEL_SERVICE_NAME": SERVICE,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
-        "OTEL_METRIC_EXPORT_INTERVAL": "2000",
-        "B2B_OTEL_LOG_DIR": str(log_dir),
-        "B2B_OTEL_ALERTMANAGER_URL": ALERTMANAGER,
-        "B2B_OTEL_AUDIT_KEY": "e2e-audit-key",
-        "B2BVALUE_PG_URL": pg_url,
-        "B2BVALUE_SLOW_AGENT_S": "0.6",
-        "B2BVALUE_SLOW_CRM_S": "0.7",
-        "B2B_OTEL_RULE_AGENT_EXECUTION_SLOW_THRESHOLD": "0.5s",
-        "B2B_OTEL_RULE_EXTERNAL_API_SLOW_THRESHOLD": "0.5s",
-        "PYTHONPATH": str(REPO),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "examples.b2bvalue", "--cases", "8", "--faults", "all"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_example_workload(SERVICE, log_dir, pg_url, 8, B2B_OTEL_AUDIT_KEY="e2e-audit-key")
     return Run(started_us, log_dir, stack, done.stdout + done.stderr)
 
 
