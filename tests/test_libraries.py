@@ -172,3 +172,22 @@ def test_shutdown_puts_the_http_clients_send_back() -> None:
     assert httpx.Client.send is not before[0] and httpx.AsyncClient.send is not before[1]
     assert b2b_otel.shutdown()
     assert (httpx.Client.send, httpx.AsyncClient.send) == before
+
+
+def test_the_zero_code_loop_leaves_every_entry_point_of_our_instrumentations_distributions_to_us() -> None:
+    # A distribution that brings one of b2b-otel's instrumentations may declare more entry points
+    # (the httpx one also declares httpx2): loading such a sibling from opentelemetry-instrument's
+    # generic loop imports the instrumented library in the middle of the instrumentation's own import,
+    # where the lazy import hook would meet a half-initialised module.
+    from importlib.metadata import entry_points
+
+    from b2b_otel import distro
+
+    ours = {library.instrumentor for library in LIBRARIES.values()}
+    siblings = {
+        entry_point.name
+        for entry_point in entry_points(group="opentelemetry_instrumentor")
+        if entry_point.value.split(":", 1)[0] in ours
+    }
+    assert "httpx2" in siblings  # the member of the class that was found
+    assert siblings <= distro._MANAGED, sorted(siblings - distro._MANAGED)
