@@ -456,11 +456,10 @@ def test_200000_distinct_memory_tiers_make_one_metric_series_and_are_counted() -
             sc.GEN_AI_OPERATION_NAME: sc.GenAiOperationNameValues.SEARCH_MEMORY,
         }
         assert duration.count == 200_000
-        (dropped,) = points[sc.METRIC_B2B_TELEMETRY_DROPPED]
-        assert dict(dropped.attributes) == {
-            sc.SIGNAL: sc.SignalValues.TRACES,
-            sc.REASON: sc.ReasonValues.INVALID_ARGUMENT,
-        }
+        # Only this test's reason is asserted: an earlier test's abandoned exporter may still be
+        # retrying in the background and count its own drops (another reason) on this provider.
+        invalid = {sc.SIGNAL: sc.SignalValues.TRACES, sc.REASON: sc.ReasonValues.INVALID_ARGUMENT}
+        (dropped,) = [p for p in points[sc.METRIC_B2B_TELEMETRY_DROPPED] if dict(p.attributes) == invalid]
         assert dropped.value == 200_000
         assert names.names == {sc.memory_span_name(sc.GenAiOperationNameValues.SEARCH_MEMORY, OTHER)}
     finally:
