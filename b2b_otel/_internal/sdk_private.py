@@ -7,7 +7,7 @@ change. Every function degrades to the public (slower or less complete) path whe
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource, ResourceDetector
@@ -151,6 +151,94 @@ def _grpc_send(exporter: Any, method: str, data: bytes) -> SendOutcome:
         )
         return False, retryable, f"gRPC {code.name}" if code is not None else type(error).__name__
     return True, False, None
+
+
+# The names the stock OTLP/HTTP span exporter's ``export`` uses, pinned: the fast path below does the
+# same steps with another encoder, so a release that changes that method (a new step, a split batch)
+# makes it fall back to the stock ``export`` instead of silently diverging from it.
+_HTTP_SPAN_EXPORT_NAMES = frozenset(
+    {
+        "Exception", "FAILURE", "HTTP_RESPONSE_STATUS_CODE", "RequestPayloadTooLargeError", "SUCCESS",
+        "SerializePartialToString", "SpanExportResult", "_client", "_is_request_too_large", "_logger",
+        "_max_request_size", "_metrics", "_shutdown", "encode_spans", "error", "error_attrs", "export",
+        "export_operation", "len", "status_code", "success", "warning",
+    }
+)  # fmt: skip
+
+
+def otlp_http_span_export(
+    exporter: Any, encode: Callable[[Sequence[Any]], bytes]
+) -> Callable[[Sequence[Any]], Any] | None:
+    """The stock OTLP/HTTP span exporter's ``export`` for ``exporter``, encoding with ``encode``.
+
+    The SDK's exporter encodes with the stock encoder inside ``export`` and offers no way to give it
+    another one. This function does what that ``export`` does, step by step, with the exporter's
+    own parts: the shut-down check, its self-metrics operation (``_metrics``, which
+    :func:`export_error_observer` may have replaced: it is read on every call), the request-size
+    limit, and its client (``_client``: headers, TLS, compression, retries within the timeout), with
+    the same FAILURE/SUCCESS results and errors. ``encode`` returns the request's bytes (what
+    ``encode_spans(spans).SerializePartialToString()`` returns). None when the exporter or the stock
+    method is not the shape this was written for: the caller then uses the stock ``export``.
+    """
+    try:
+        from opentelemetry.exporter.otlp.proto.http import _common
+        from opentelemetry.exporter.otlp.proto.http import trace_exporter as stock
+        from opentelemetry.sdk.trace.export import SpanExportResult
+        from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
+
+        too_large = _common._is_request_too_large
+        too_large_error = _common.RequestPayloadTooLargeError
+        logger = stock._logger
+        code = stock.OTLPSpanExporter.export.__code__
+    except (ImportError, AttributeError):
+        return None
+    if frozenset(code.co_names) != _HTTP_SPAN_EXPORT_NAMES or not isinstance(
+        exporter, stock.OTLPSpanExporter
+    ):
+        return None
+    client = getattr(exporter, "_client", None)
+    if (
+        not callable(getattr(client, "export", None))
+        or not callable(getattr(getattr(exporter, "_metrics", None), "export_operation", None))
+        or not isinstance(getattr(exporter, "_max_request_size", None), int)
+        or not isinstance(getattr(exporter, "_shutdown", None), bool)
+    ):
+        return None
+
+    def export(spans: Sequence[Any]) -> Any:
+        if exporter._shutdown:
+            logger.warning("Exporter already shutdown, ignoring batch")
+            return SpanExportResult.FAILURE
+        with exporter._metrics.export_operation(len(spans)) as result:
+            try:
+                data = encode(spans)
+            except Exception as error:
+                logger.error("Failed to encode span batch: %s", error)
+                result.error = error
+                return SpanExportResult.FAILURE
+            limit = exporter._max_request_size
+            if too_large(data, limit):
+                logger.warning(
+                    "Dropping span batch: serialized size %d bytes exceeds max_request_size %d bytes.",
+                    len(data),
+                    limit,
+                )
+                result.error = too_large_error(
+                    f"Serialized span request size {len(data)} bytes exceeds max_request_size {limit} bytes."
+                )
+                return SpanExportResult.FAILURE
+            outcome = exporter._client.export(data)
+            if not outcome.success:
+                result.error = outcome.error
+                result.error_attrs = (
+                    {HTTP_RESPONSE_STATUS_CODE: outcome.status_code}
+                    if outcome.status_code is not None
+                    else None
+                )
+                return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    return export
 
 
 class _ErrorObserver:

@@ -99,7 +99,8 @@ def _otlp_kwargs(target: OTLPTarget) -> dict[str, Any]:
 _GRPC, _HTTP = "opentelemetry.exporter.otlp.proto.grpc", "opentelemetry.exporter.otlp.proto.http"
 _OTLP_CLASSES: dict[tuple[str, str], tuple[str, str]] = {
     (TRACES, "grpc"): (f"{_GRPC}.trace_exporter", "OTLPSpanExporter"),
-    (TRACES, "http/protobuf"): (f"{_HTTP}.trace_exporter", "OTLPSpanExporter"),
+    # The SDK's HTTP span exporter with b2b_otel's encoder (the same request bytes, a few times cheaper).
+    (TRACES, "http/protobuf"): ("b2b_otel.export.otlp_http", "OTLPSpanExporter"),
     (METRICS, "grpc"): (f"{_GRPC}.metric_exporter", "OTLPMetricExporter"),
     (METRICS, "http/protobuf"): (f"{_HTTP}.metric_exporter", "OTLPMetricExporter"),
     (LOGS, "grpc"): (f"{_GRPC}._log_exporter", "OTLPLogExporter"),
