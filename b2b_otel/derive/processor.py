@@ -104,14 +104,15 @@ def facts_of(span: ReadableSpan) -> SpanFacts:
     start = span.start_time or 0
     end = span.end_time or start
     context = span.context
+    # Positional: one is made for every judged span.
     return SpanFacts(
-        name=span.name,
-        kind=_KIND.get(span.kind, "internal"),
-        status=_STATUS.get(span.status.status_code, "unset"),
-        duration_s=(end - start) / 1e9,
-        attributes=span_attributes(span),
-        trace_id=context.trace_id if context else 0,
-        span_id=context.span_id if context else 0,
+        span.name,
+        _KIND.get(span.kind, "internal"),
+        _STATUS.get(span.status.status_code, "unset"),
+        (end - start) / 1e9,
+        span_attributes(span),
+        context.trace_id if context else 0,
+        context.span_id if context else 0,
     )
 
 
@@ -390,24 +391,24 @@ class DerivationProcessor(SpanProcessor):
     def _span_side_effects(self, span: ReadableSpan, facts: SpanFacts) -> None:
         attributes = facts.attributes
         failed = facts.status == "error"
-        if (
-            self.sinks
-            and attributes.get(sc.GEN_AI_OPERATION_NAME) == sc.GenAiOperationNameValues.INVOKE_AGENT
-        ):
+        operation = attributes.get(sc.GEN_AI_OPERATION_NAME)
+        if self.sinks and operation == sc.GenAiOperationNameValues.INVOKE_AGENT:
             tenant = attributes.get(sc.B2B_TENANT_ID)
+            # Positional, as AgentExecution's fields are ordered: one is made for every agent run.
             execution = AgentExecution(
-                agent=self._scrubbed(
-                    sc.GEN_AI_AGENT_NAME, str(attributes.get(sc.GEN_AI_AGENT_NAME, span.name))
-                ),
-                duration_s=facts.duration_s,
-                error_type=attributes.get(sc.ERROR_TYPE) if failed else None,
-                end_s=(span.end_time or 0) / 1e9 or self.clock(),
-                trace_id=facts.trace_id,
-                span_id=facts.span_id,
-                tenant=None if tenant is None else self._scrubbed(sc.B2B_TENANT_ID, str(tenant)),
+                self._scrubbed(sc.GEN_AI_AGENT_NAME, str(attributes.get(sc.GEN_AI_AGENT_NAME, span.name))),
+                facts.duration_s,
+                attributes.get(sc.ERROR_TYPE) if failed else None,
+                (span.end_time or 0) / 1e9 or self.clock(),
+                facts.trace_id,
+                facts.span_id,
+                None if tenant is None else self._scrubbed(sc.B2B_TENANT_ID, str(tenant)),
             )
             for sink in self.sinks:
-                self._guard(sink.name, sink.agent_execution, execution)
+                try:
+                    sink.agent_execution(execution)
+                except Exception as exc:
+                    self._sink_failed(sink.name, exc)
         if self.audit is None:
             return
         entry = entry_of_span(attributes, failed, facts.duration_s, facts.trace_id, facts.span_id)

@@ -7,15 +7,17 @@ the pipeline to a concrete sink. The audit trail is not a sink: its records take
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from .records import DerivedRecord
 
 
-@dataclass(frozen=True)
-class AgentExecution:
-    """One finished agent span, as the seed's ``AGENT_EXECUTION`` / ``AGENT_FAILURE`` lines need it."""
+class AgentExecution(NamedTuple):
+    """One finished agent span, as the seed's ``AGENT_EXECUTION`` / ``AGENT_FAILURE`` lines need it.
+
+    Immutable; a named tuple because one is made for every agent run, in a third of a frozen
+    dataclass's time.
+    """
 
     agent: str
     """The agent's name, already scrubbed."""

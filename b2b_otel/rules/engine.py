@@ -125,6 +125,9 @@ class _Window:
     suppressed_until: float = -math.inf
     score: int = 0  # hits in the window when last seen: how suspicious the group is
     prior: int = 0  # hits restored from the memory of evicted groups when it was created
+    # The sums of ``totals`` and ``hits``, kept as the buckets change (read for every judged span).
+    total: int = 0
+    hit_total: int = 0
 
     @classmethod
     def new(cls) -> _Window:
@@ -137,13 +140,25 @@ class _Window:
         self.epoch = -1
         self.suppressed_until = -math.inf
         self.score = self.prior = 0
+        self.total = self.hit_total = 0
+
+    def restore(self, bucket: int, prior: int) -> None:
+        """Start a new (empty) window from ``prior`` hits remembered of the group, in ``bucket``."""
+        slot = bucket % BUCKETS_PER_WINDOW
+        self.epoch = bucket
+        self.totals[slot] = prior
+        self.hits[slot] = prior
+        self.total = self.hit_total = self.prior = prior
 
     def add(self, bucket: int, hit: bool) -> None:
-        self._advance(bucket)
+        if bucket > self.epoch or self.epoch < 0:
+            self._advance(bucket)
         slot = bucket % BUCKETS_PER_WINDOW
         self.totals[slot] += 1
+        self.total += 1
         if hit:
             self.hits[slot] += 1
+            self.hit_total += 1
 
     def _advance(self, bucket: int) -> None:
         if self.epoch < 0:
@@ -152,14 +167,17 @@ class _Window:
         if bucket <= self.epoch:
             return
         steps = min(bucket - self.epoch, BUCKETS_PER_WINDOW)
+        totals, hits = self.totals, self.hits
         for offset in range(1, steps + 1):
             slot = (self.epoch + offset) % BUCKETS_PER_WINDOW
-            self.totals[slot] = 0
-            self.hits[slot] = 0
+            self.total -= totals[slot]
+            self.hit_total -= hits[slot]
+            totals[slot] = 0
+            hits[slot] = 0
         self.epoch = bucket
 
     def sums(self) -> tuple[int, int]:
-        return sum(self.totals), sum(self.hits)
+        return self.total, self.hit_total
 
 
 class _Groups:
@@ -352,25 +370,51 @@ class Engine:
         self._by_presence: dict[str, list[Rule]] = {}
         self._unindexed: list[Rule] = []
         self._candidate_cache: dict[tuple[Any, ...], list[Rule]] = {}
+        self._plan_cache: dict[tuple[Any, ...], list[tuple[Rule, tuple[Condition, ...], Any]]] = {}
+        # Per rule, the conditions a candidate still has to meet: the one it was found by holds for
+        # every candidate (an equal text value, or the attribute present), so it is not checked again.
+        self._rest: dict[str, tuple[Condition, ...]] = {}
         for rule in span_rules:
             equals = next((c for c in rule.match if c.attribute and c.equals is not None), None)
             present = next((c for c in rule.match if c.attribute and (c.exists or c.non_empty)), None)
+            implied: Condition | None = None
             if equals is not None and equals.attribute and isinstance(equals.equals, str):
                 self._by_value.setdefault(equals.attribute, {}).setdefault(equals.equals, []).append(rule)
+                implied = equals
             elif present is not None and present.attribute:
                 self._by_presence.setdefault(present.attribute, []).append(rule)
+                implied = present if present.exists else None
             elif rule.source is not None and rule.source.span_attribute and not rule.match:
                 self._by_presence.setdefault(rule.source.span_attribute, []).append(rule)
             else:
                 self._unindexed.append(rule)
+            self._rest[rule.id] = tuple(c for c in rule.match if c is not implied)
+        self._value_names = tuple(self._by_value)
+        self._presence_names = tuple(self._by_presence)
+
+    def _shape(self, attributes: Mapping[str, Any]) -> tuple[Any, ...]:
+        """What the candidates of a span depend on: a few attribute values and presences."""
+        get = attributes.get
+        return (
+            *[value if isinstance(value := get(name), str) else None for name in self._value_names],
+            *[name in attributes for name in self._presence_names],
+        )
+
+    def _plan(self, attributes: Mapping[str, Any]) -> list[tuple[Rule, tuple[Condition, ...], Any]]:
+        """The candidate rules of a span, each with the conditions left to check and its judge."""
+        key = self._shape(attributes)
+        plan = self._plan_cache.get(key)
+        if plan is None:
+            judges = self._judges
+            plan = [(rule, self._rest[rule.id], judges[rule.kind]) for rule in self._candidates(attributes)]
+            if len(self._plan_cache) >= 4096:  # bounded as the candidates are
+                self._plan_cache.clear()
+            self._plan_cache[key] = plan
+        return plan
 
     def _candidates(self, attributes: Mapping[str, Any]) -> list[Rule]:
         # The candidates depend only on a few attribute values and presences: cache them per shape.
-        get = attributes.get
-        key = (
-            *[value if isinstance(value := get(name), str) else None for name in self._by_value],
-            *[name in attributes for name in self._by_presence],
-        )
+        key = self._shape(attributes)
         cached = self._candidate_cache.get(key)
         if cached is not None:
             return cached
@@ -397,10 +441,10 @@ class Engine:
     def judge_span(self, facts: SpanFacts) -> list[Firing]:
         """Every firing this finished span causes."""
         firings: list[Firing] = []
-        for rule in self._candidates(facts.attributes):
-            if not matches(rule.match, facts):
+        for rule, rest, judge in self._plan(facts.attributes):
+            if rest and not matches(rest, facts):
                 continue
-            firing = self._judges[rule.kind](rule, facts)
+            firing = judge(rule, facts)
             if firing is not None:
                 firings.append(firing)
         if self._evictions and not self._judging_evictions:
@@ -408,8 +452,7 @@ class Engine:
         return firings
 
     def _group(self, rule: Rule, attributes: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        values = tuple(_hashable(attributes.get(key)) for key in rule.group_by)
-        return values, {key: attributes.get(key) for key in rule.group_by if attributes.get(key) is not None}
+        return _group_key(rule.group_by, attributes), _group_of(rule.group_by, attributes)
 
     def _firing(self, rule: Rule, observed: float, facts: SpanFacts, group: dict[str, Any]) -> Firing:
         assert rule.threshold is not None or rule.kind == semconv.RuleKindValues.EVENT
@@ -456,10 +499,7 @@ class Engine:
             # this span alone (at most threshold - 2), so a rare collision cannot raise an alert.
             prior = min(state.ghosts.estimate(key, bucket), max(0, math.ceil(rule.threshold) - 2))
             if prior > 0:
-                window.epoch = bucket
-                window.totals[bucket % BUCKETS_PER_WINDOW] = prior
-                window.hits[bucket % BUCKETS_PER_WINDOW] = prior
-                window.prior = prior
+                window.restore(bucket, prior)
         state.groups.add(key, window)
         return window
 
@@ -535,18 +575,12 @@ class Engine:
         state.groups.seen(key, window, hits)
         return window, now, total, hits
 
-    def _judge_windowed(
-        self, rule: Rule, facts: SpanFacts, hit: bool
-    ) -> tuple[_Window, float, dict[str, Any], int, int]:
-        """Count the span in its group's window; the window, the time, the group and its sums."""
-        key, group = self._group(rule, facts.attributes)
-        window, now, total, hits = self._count_in(rule, key, hit)
-        return window, now, group, total, hits
-
     def _judge_ratio(self, rule: Rule, facts: SpanFacts) -> Firing | None:
         assert rule.failure is not None and rule.threshold is not None and rule.min_samples is not None
         failed = matches(rule.failure, facts)
-        window, now, group, total, failures = self._judge_windowed(rule, facts, failed)
+        # The group's attributes are only built for a firing; its key is what is counted.
+        key = _group_key(rule.group_by, facts.attributes)
+        window, now, total, failures = self._count_in(rule, key, failed)
         if total < rule.min_samples or now < window.suppressed_until:
             return None
         share = failures / total if rule.observed == "failure_rate" else (total - failures) / total
@@ -554,16 +588,16 @@ class Engine:
             return None
         assert rule.window is not None
         window.suppressed_until = now + rule.window  # once per window and group
-        return self._firing(rule, share, facts, group)
+        return self._firing(rule, share, facts, _group_of(rule.group_by, facts.attributes))
 
     def _judge_count(self, rule: Rule, facts: SpanFacts) -> Firing | None:
         assert rule.threshold is not None and rule.window is not None
-        window, now, group, total, _ = self._judge_windowed(rule, facts, True)
+        window, now, total, _ = self._count_in(rule, _group_key(rule.group_by, facts.attributes), True)
         count = float(total)
         if now < window.suppressed_until or not compare(count, rule.comparison, rule.threshold):
             return None
         window.suppressed_until = now + rule.window
-        return self._firing(rule, count, facts, group)
+        return self._firing(rule, count, facts, _group_of(rule.group_by, facts.attributes))
 
     # --- sampled gauges
 
@@ -623,3 +657,15 @@ def _hashable(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(value)
     return value
+
+
+def _group_key(group_by: Sequence[str], attributes: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The window key of a span's group: its values of the rule's ``group_by`` attributes."""
+    get = attributes.get
+    return tuple([_hashable(get(key)) for key in group_by])
+
+
+def _group_of(group_by: Sequence[str], attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """The group's attributes as a firing reports them (those the span has)."""
+    get = attributes.get
+    return {key: value for key in group_by if (value := get(key)) is not None}

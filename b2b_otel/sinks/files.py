@@ -186,22 +186,19 @@ class LocalFiles(Sink):
 
     def agent_execution(self, execution: AgentExecution) -> None:
         """One ``AGENT_EXECUTION`` line per agent run, and ``AGENT_FAILURE`` when it failed."""
-        agent, seconds, error_type = execution.agent, execution.duration_s, execution.error_type
-        at_s, trace_id, span_id = execution.end_s, execution.trace_id, execution.span_id
+        agent, seconds, error_type, at_s, trace_id, span_id, tenant = execution
         trace_hex, span_hex = hex_ids(trace_id, span_id)
-        ids = {"trace_id": trace_hex, "span_id": span_hex}
         # The duration stays the last field either way: the runbook's awk '{print $NF}' reads it.
         verb = "failed in" if error_type else "completed in"
         formatted = fmt_seconds(seconds)
-        message = f"{agent} {verb} {formatted}"
         # One line per agent execution: only the format in use is built.
         if self.fmt != "json":
-            line = f"{seed_time(at_s)} INFO AGENT_EXECUTION: {message}"
+            line = f"{seed_time(at_s)} INFO AGENT_EXECUTION: {agent} {verb} {formatted}"
         elif (
             type(seconds) is float
             and math.isfinite(seconds)
             and type(agent) is str
-            and (execution.tenant is None or type(execution.tenant) is str)
+            and (tenant is None or type(tenant) is str)
         ):
             # The line json.dumps(json_safe(obj)) writes, from the names' remembered JSON forms: the
             # timestamp, the duration (a finite float's repr, as json writes it), the hex ids and the
@@ -211,9 +208,10 @@ class LocalFiles(Sink):
                 f'{{"ts":"{self._iso(at_s)}","level":"INFO","event":"AGENT_EXECUTION",'
                 f'"message":{encoded[:-1]} {verb} {formatted}","agent":{encoded},'
                 f'"duration_s":{round(seconds, 6)!r},"trace_id":"{trace_hex}","span_id":"{span_hex}"'
-                + ("}" if execution.tenant is None else f',"tenant":{self._json_name(execution.tenant)}}}')
+                + ("}" if tenant is None else f',"tenant":{self._json_name(tenant)}}}')
             )
         else:
+            message = f"{agent} {verb} {formatted}"
             obj = {
                 "ts": iso(at_s),
                 "level": "INFO",
@@ -221,10 +219,11 @@ class LocalFiles(Sink):
                 "message": message,
                 "agent": agent,
                 "duration_s": round(seconds, 6),
-                **ids,
+                "trace_id": trace_hex,
+                "span_id": span_hex,
             }
-            if execution.tenant is not None:
-                obj["tenant"] = execution.tenant
+            if tenant is not None:
+                obj["tenant"] = tenant
             line = self._line(obj, "")
         self._add_pending(line)
         if error_type:
@@ -236,7 +235,8 @@ class LocalFiles(Sink):
                 "message": message,
                 "agent": agent,
                 "error_type": error_type,
-                **ids,
+                "trace_id": trace_hex,
+                "span_id": span_hex,
             }
             self._add_pending(self._line(obj, f"{seed_time(at_s)} ERROR AGENT_FAILURE: {message}"))
 
