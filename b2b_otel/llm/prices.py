@@ -15,18 +15,15 @@ is never priced as its neighbour; ``aliases`` name other spellings.
 from __future__ import annotations
 
 import datetime
-import math
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import Any
 
-import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-
+from .._internal import selflog
 from .._internal.errors import ConfigError, Problem
-from .._internal.yamlfile import Loc, dig, duplicate_keys, expands_beyond, field_path, line_of, shown
 
 PRICES_VARIABLE = "B2B_OTEL_LLM_PRICES_FILE"
 BUILTIN_RESOURCE = "prices.yaml"
@@ -34,64 +31,6 @@ BUILTIN_SOURCE = f"<built-in {BUILTIN_RESOURCE}>"
 PER_TOKENS = 1_000_000
 # A snapshot of a model: -2024-08-06 (OpenAI), -20250929 (Anthropic), or -latest.
 _SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
-# Far above any real price table, far below what a YAML alias bomb expands to.
-MAX_NODES = 50_000
-
-
-def _finite(value: float) -> float:
-    if not math.isfinite(value) or value < 0:
-        raise ValueError("not a finite price >= 0")
-    return value
-
-
-def _iso_date(value: Any) -> Any:
-    # The loader keeps dates as text (below), so that an impossible date is this field's problem.
-    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
-        raise ValueError("not a date")
-    return datetime.date.fromisoformat(value.strip())
-
-
-UsdPerMillion = Annotated[float, AfterValidator(_finite)]
-ModelName = Annotated[str, Field(min_length=1)]
-
-
-class ModelPrice(BaseModel):
-    """One model's prices, USD per million tokens."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    model: ModelName
-    aliases: list[ModelName] = Field(default_factory=list)
-    input: UsdPerMillion
-    output: UsdPerMillion
-    cached_input: UsdPerMillion | None = None
-
-
-class PricesFile(BaseModel):
-    """The whole file: ``version: 1``, the date the prices were taken, the models."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    version: Literal[1]
-    prices_taken: Annotated[datetime.date, BeforeValidator(_iso_date)]
-    models: list[ModelPrice] = Field(min_length=1)
-
-
-_PRICE = "a price in USD per million tokens: a number >= 0"
-_ACCEPTED: dict[str, str] = {
-    "version": "1",
-    "prices_taken": "the date the prices were taken, YYYY-MM-DD",
-    "models": "a non-empty list of models",
-    "model": "a model name (text)",
-    "aliases": "a list of model names",
-    "input": _PRICE,
-    "output": _PRICE,
-    "cached_input": _PRICE,
-}
-_OBJECT: dict[tuple[str, ...], tuple[str, type[BaseModel]]] = {
-    (): ("the prices file", PricesFile),
-    ("models",): ("a model", ModelPrice),
-}
 
 
 class PricesProblem(Problem):
@@ -110,9 +49,12 @@ class Price:
     cached_input: float | None = None
 
 
-@dataclass(frozen=True)
 class PriceTable:
     """Model name -> price, and where the prices come from.
+
+    A table made with ``load`` (the built-in one) reads its prices at the first question asked of
+    it, not at ``instrument()``: most processes never price a call, and the built-in file is
+    checked by the tests, not at every start.
 
     >>> table = load_prices(None)
     >>> round(table.cost("gpt-4o-2024-08-06", 1_000_000, 100_000), 4)
@@ -121,19 +63,58 @@ class PriceTable:
     True
     """
 
-    source: str
-    taken: datetime.date
-    prices: dict[str, Price]
+    def __init__(
+        self,
+        source: str,
+        taken: datetime.date | None = None,
+        prices: dict[str, Price] | None = None,
+        load: Callable[[], tuple[datetime.date, dict[str, Price]]] | None = None,
+    ) -> None:
+        self.source = source
+        self._taken = taken
+        self._prices = prices
+        self._load = load
+        self._lock = threading.Lock()
+
+    def _loaded(self) -> tuple[datetime.date, dict[str, Price]]:
+        if self._prices is None:
+            with self._lock:
+                if self._prices is None:
+                    self._taken, self._prices = self._read()
+        assert self._taken is not None
+        return self._taken, self._prices
+
+    def _read(self) -> tuple[datetime.date, dict[str, Price]]:
+        try:
+            if self._load is None:
+                raise ValueError("no prices and nothing to load them from")
+            return self._load()
+        except Exception as exc:  # never into the application: its calls count as unpriced
+            selflog.warn_once_a_minute(
+                "llm-prices", "b2b_otel: cannot read the price table %s: %r", self.source, exc
+            )
+            return datetime.date.min, {}
+
+    @property
+    def taken(self) -> datetime.date:
+        """The date the prices were taken."""
+        return self._loaded()[0]
+
+    @property
+    def prices(self) -> dict[str, Price]:
+        """Lower-cased model name (and alias) -> its price."""
+        return self._loaded()[1]
 
     def lookup(self, model: str | None) -> Price | None:
         """The price of ``model``: exact name first, then without its snapshot suffix."""
         if not model:
             return None
+        prices = self._prices if self._prices is not None else self._loaded()[1]
         name = model.strip().lower()
-        price = self.prices.get(name)
+        price = prices.get(name)
         if price is None:
             base = _SNAPSHOT.sub("", name)
-            price = self.prices.get(base) if base != name else None
+            price = prices.get(base) if base != name else None
         return price
 
     def cost(
@@ -159,135 +140,51 @@ class PriceTable:
 def load_prices(path: str | None) -> PriceTable:
     """The price table at ``path``, or the built-in one when ``None``.
 
-    Raises ``ConfigError`` listing every problem of the file, each naming the file, line and field.
+    A file at ``path`` is read and validated now: ``ConfigError`` lists every problem of it, each
+    naming the file, line and field. The built-in table is read at its first use
+    (:func:`builtin_prices`, the fast path; ``tests/test_llm_prices.py`` holds it to the validated one).
     """
     if path is None:
-        text = resources.files(__package__).joinpath(BUILTIN_RESOURCE).read_text(encoding="utf-8")
-        source = BUILTIN_SOURCE
-    else:
-        source = path
-        try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(
-                [Problem(PRICES_VARIABLE, path, f"cannot read the prices file ({type(exc).__name__})")]
-            ) from None
-    return parse_prices(text, source)
+        return PriceTable(BUILTIN_SOURCE, load=builtin_prices)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            [Problem(PRICES_VARIABLE, path, f"cannot read the prices file ({type(exc).__name__})")]
+        ) from None
+    return parse_prices(text, path)
 
 
 def parse_prices(text: str, source: str) -> PriceTable:
     """Validate the YAML text of a prices file; ``source`` names it in error messages."""
-    root, data = _compose(text, source)
-    problems: list[tuple[int, PricesProblem]] = []
+    from .price_file import validate_prices
 
-    def add(loc: Loc, shown: str, message: str, line: int | None = None) -> None:
-        line = line_of(root, loc) if line is None else line
-        path = field_path(loc)
-        where = f"{source}:{line}: {path}" if path else f"{source}:{line}"
-        if all(p.variable != where for _, p in problems):
-            problems.append((line, PricesProblem(where, shown, message)))
+    return validate_prices(text, source)
 
-    # YAML keeps the last of two equal keys silently; in a price table that hides a mistake.
-    duplicate_keys(root, (), lambda loc, line: add(loc, "", "duplicate key; give each key once", line))
-    parsed: PricesFile | None = None
-    try:
-        parsed = PricesFile.model_validate(data)
-    except ValidationError as exc:
-        for error in exc.errors():
-            loc, message = _explain(error)
-            value = "" if error["type"] == "missing" or not loc else shown(dig(data, loc))
-            add(loc, value, message)
-    if isinstance(data, dict) and isinstance(data.get("models"), list):
-        _duplicate_names(data["models"], add)
-    if problems:
-        problems.sort(key=lambda item: item[0])
-        raise ConfigError([problem for _, problem in problems])
-    assert parsed is not None
+
+def builtin_text() -> str:
+    """The text of the built-in ``prices.yaml``."""
+    return resources.files(__package__).joinpath(BUILTIN_RESOURCE).read_text(encoding="utf-8")
+
+
+def builtin_prices() -> tuple[datetime.date, dict[str, Price]]:
+    """The built-in table read without the models: the file is known valid (the tests validate it).
+
+    libyaml's parser where installed; the same names, aliases and prices the validated path gives.
+    """
+    import yaml
+
+    loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    data = yaml.load(builtin_text(), Loader=loader)  # a safe loader
+    taken = data["prices_taken"]
+    if not isinstance(taken, datetime.date):
+        taken = datetime.date.fromisoformat(str(taken).strip())
     prices: dict[str, Price] = {}
-    for entry in parsed.models:
-        price = Price(entry.input, entry.output, entry.cached_input)
-        for name in (entry.model, *entry.aliases):
+    for entry in data["models"]:
+        cached = entry.get("cached_input")
+        cached = None if cached is None else float(cached)
+        price = Price(float(entry["input"]), float(entry["output"]), cached)
+        for name in (entry["model"], *entry.get("aliases", ())):
             prices[name.strip().lower()] = price
-    return PriceTable(source=source, taken=parsed.prices_taken, prices=prices)
-
-
-# --- checking ------------------------------------------------------------------------------------
-
-class _Loader(yaml.SafeLoader):
-    """YAML's safe loader, with dates left as text."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def _compose(text: str, source: str) -> tuple[yaml.Node | None, Any]:
-    """The node tree (for line numbers) and the data; a file that is no YAML is one problem."""
-    loader = _Loader(text)
-    try:
-        root = loader.get_single_node()
-        if root is not None and expands_beyond(root, MAX_NODES):
-            raise ConfigError(
-                [
-                    PricesProblem(
-                        f"{source}:{root.start_mark.line + 1}",
-                        "",
-                        f"the file expands to more than {MAX_NODES} YAML nodes (aliases followed); "
-                        "write the models out instead of nesting anchors",
-                    )
-                ]
-            )
-        return root, (loader.construct_document(root) if root is not None else None)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise ConfigError([PricesProblem(where, "", f"not valid YAML: {exc.problem}")]) from None
-    except (yaml.YAMLError, RecursionError) as exc:
-        raise ConfigError([PricesProblem(source, "", f"not valid YAML ({type(exc).__name__})")]) from None
-    finally:
-        loader.dispose()
-
-
-def _explain(error: Any) -> tuple[Loc, str]:
-    """This module's words for one pydantic error: where, and what is accepted."""
-    loc: Loc = tuple(error["loc"])
-    kind = error["type"]
-    field_loc = loc
-    # A list item's error is reported at the item (aliases[1]); its field name is the list's.
-    name = next((part for part in reversed(loc) if isinstance(part, str)), "")
-    if kind == "extra_forbidden":
-        owner = tuple(p for p in loc[:-1] if isinstance(p, str))
-        what, model = _OBJECT.get(owner, ("a model", ModelPrice))
-        return field_loc, f"unknown field of {what}; accepted: {', '.join(model.model_fields)}"
-    if kind == "missing":
-        return field_loc, f"required; accepted: {_ACCEPTED.get(name, 'a value')}"
-    if kind in ("model_type", "dict_type"):
-        owner = tuple(p for p in loc if isinstance(p, str))
-        what, model = _OBJECT.get(owner, ("a model", ModelPrice))
-        return field_loc, f"{what} is a mapping of {', '.join(model.model_fields)}"
-    if name in ("models",) and kind == "too_short":
-        return field_loc, f"accepted: {_ACCEPTED['models']}"
-    return field_loc, f"accepted: {_ACCEPTED.get(name, 'a value')}"
-
-
-def _duplicate_names(models: Sequence[Any], add: Any) -> None:
-    """A model name (or alias) priced twice: which price would win is a guess."""
-    first: dict[str, Loc] = {}
-    for index, entry in enumerate(models):
-        if not isinstance(entry, dict):
-            continue
-        names: list[tuple[Loc, Any]] = [(("models", index, "model"), entry.get("model"))]
-        aliases = entry.get("aliases")
-        if isinstance(aliases, list):
-            names += [(("models", index, "aliases", i), alias) for i, alias in enumerate(aliases)]
-        for loc, name in names:
-            if not isinstance(name, str) or not name.strip():
-                continue
-            key = name.strip().lower()
-            if key in first:
-                add(loc, name, f"model name already priced at {field_path(first[key])}; give each name once")
-            else:
-                first[key] = loc
+    return taken, prices

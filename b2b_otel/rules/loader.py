@@ -9,34 +9,36 @@ own: a pydantic error is only ever used for its location and kind, never for its
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, get_args
-
-import yaml
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any, get_args
 
 from .. import semconv
 from .._internal.errors import ConfigError, Problem
-from .._internal.yamlfile import Loc, dig, duplicate_keys, expands_beyond, field_path, line_of, shown
 from .schema import (
-    FIELD_ACCEPTED,
     NUMBER_ACCEPTED,
-    OBJECT_ACCEPTED,
     Condition,
     Rule,
     RuleFieldError,
     RuleFieldErrors,
     RuleSet,
-    RulesFile,
     Source,
+    _positive_duration,
     check_threshold,
     condition_checks,
     duplicate_ids,
     rule_checks,
     source_checks,
 )
+
+if TYPE_CHECKING:  # YAML's node tree and pydantic's models: loaded only to validate a file
+    import yaml
+    from pydantic import BaseModel
+
+    from .._internal.yamlfile import Loc
+    from . import models
 
 DEFAULT_RULES_RESOURCE = "default_rules.yaml"
 BUILTIN_SOURCE = f"<built-in {DEFAULT_RULES_RESOURCE}>"
@@ -73,8 +75,11 @@ def load_rules(path: str | None, environ: Mapping[str, str]) -> RuleSet:
     0.5
     """
     if path is None:
-        text = resources.files(__package__).joinpath(DEFAULT_RULES_RESOURCE).read_text(encoding="utf-8")
-        source = BUILTIN_SOURCE
+        text = builtin_text()
+        fast = _builtin_rules(text, environ)
+        if fast is not None:
+            return fast
+        source = BUILTIN_SOURCE  # an override to report: the validated path says it at its line
     else:
         source = path
         try:
@@ -84,25 +89,91 @@ def load_rules(path: str | None, environ: Mapping[str, str]) -> RuleSet:
             raise ConfigError(
                 [FileProblem(path, "", f"cannot read the rules file ({exc.__class__.__name__})")]
             ) from None
+    return validated_rules(text, source, environ)
+
+
+def validated_rules(text: str, source: str, environ: Mapping[str, str]) -> RuleSet:
+    """The rules of the YAML ``text`` through the pydantic models, every problem at its line."""
+    from . import models
+
     checked = _check(text, source)
     thresholds = _check_overrides(checked, environ)
     checked.raise_problems()
-    rules_file = RulesFile.model_validate(checked.data)
-    rules = tuple(
-        rule.model_copy(update={"threshold": thresholds[rule.id]}) if rule.id in thresholds else rule
-        for rule in rules_file.rules
-    )
+    rules_file = models.RulesFile.model_validate(checked.data)
+    rules = tuple(_with_threshold(models.to_rule(rule), thresholds) for rule in rules_file.rules)
     return RuleSet(rules=rules, source=source)
 
 
-def parse_rules(text: str, source: str) -> RulesFile:
+def _with_threshold(rule: Rule, thresholds: Mapping[str, float]) -> Rule:
+    if rule.id in thresholds:
+        return dataclasses.replace(rule, threshold=thresholds[rule.id])
+    return rule
+
+
+def parse_rules(text: str, source: str) -> models.RulesFile:
     """Validate the YAML text of a rules file; ``source`` names it in error messages.
 
     Raises ``ConfigError`` listing every problem of the file (overrides are not read).
     """
+    from . import models
+
     checked = _check(text, source)
     checked.raise_problems()
-    return RulesFile.model_validate(checked.data)
+    return models.RulesFile.model_validate(checked.data)
+
+
+def builtin_text() -> str:
+    """The text of the built-in ``default_rules.yaml``."""
+    return resources.files(__package__).joinpath(DEFAULT_RULES_RESOURCE).read_text(encoding="utf-8")
+
+
+def _builtin_rules(text: str, environ: Mapping[str, str]) -> RuleSet | None:
+    """The built-in rules without the models (start-up): the file is known valid, the tests hold this
+    path to :func:`validated_rules`. None when an override has a problem, or the file is not as
+    expected: the validated path then says what, at its line."""
+    import yaml
+
+    try:
+        data = yaml.load(text, Loader=_builtin_loader())  # a safe loader
+        checked = _Checked(BUILTIN_SOURCE, data=data)
+        thresholds = _check_overrides(checked, environ)
+        if checked.problems:
+            return None
+        rules = tuple(_with_threshold(_rule_record(raw), thresholds) for raw in data["rules"])
+    except (KeyError, TypeError, ValueError, AttributeError, yaml.YAMLError):
+        return None
+    return RuleSet(rules=rules, source=BUILTIN_SOURCE)
+
+
+def _conditions(raw: Any) -> tuple[Condition, ...]:
+    return tuple(Condition(**condition) for condition in raw)
+
+
+def _rule_record(raw: dict[str, Any]) -> Rule:
+    """A rule of the (valid) built-in file as the models would give it: durations in seconds, tuples."""
+    kind = raw["kind"]
+    threshold = raw.get("threshold")
+    window = raw.get("window")
+    failure = raw.get("failure")
+    source = raw.get("source")
+    return Rule(
+        id=raw["id"],
+        kind=kind,
+        severity=raw["severity"],
+        tier=raw["tier"],
+        description=raw["description"],
+        match=_conditions(raw.get("match") or ()),
+        group_by=tuple(raw.get("group_by") or ()),
+        threshold=None if threshold is None else check_threshold(kind, threshold),
+        comparison=raw.get("comparison"),
+        window=None if window is None else _positive_duration(window),
+        min_samples=raw.get("min_samples"),
+        failure=None if failure is None else _conditions(failure),
+        observe=raw.get("observe"),
+        source=None if source is None else Source(**source),
+        event=raw.get("event"),
+        enabled=raw.get("enabled", True),
+    )
 
 
 _NO_LINE = 1 << 62  # problems without a line (variables) go after those of the file
@@ -121,6 +192,8 @@ class _Checked:
 
     def add(self, loc: Loc, shown: str, message: str) -> None:
         """A problem at ``loc`` (one per field path: the first found wins)."""
+        from .._internal.yamlfile import field_path, line_of
+
         if loc in self.paths:
             return
         self.paths.add(loc)
@@ -138,15 +211,23 @@ class _Checked:
             raise ConfigError([problem for _, (_, problem) in ordered])
 
 
-# The built-in file is known to be valid YAML: libyaml's parser, where installed, reads it in a tenth
-# of the time (start-up). A user's file keeps the pure-Python parser, whose error messages are the
-# ones documented and tested.
-_BUILTIN_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+def _builtin_loader() -> type[yaml.SafeLoader]:
+    """The built-in file is known to be valid YAML: libyaml's parser, where installed, reads it in a
+    tenth of the time (start-up). A user's file keeps the pure-Python parser, whose error messages are
+    the ones documented and tested."""
+    import yaml
+
+    loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return loader
 
 
 def _check(text: str, source: str) -> _Checked:
+    import yaml
+
+    from .._internal.yamlfile import expands_beyond, line_of
+
     checked = _Checked(source)
-    loader = (_BUILTIN_LOADER if source == BUILTIN_SOURCE else yaml.SafeLoader)(text)
+    loader = (_builtin_loader() if source == BUILTIN_SOURCE else yaml.SafeLoader)(text)
     try:
         root = loader.get_single_node()
         checked.root = root
@@ -193,6 +274,8 @@ what a "billion laughs" alias bomb expands to."""
 
 def _duplicate_keys(checked: _Checked, node: yaml.Node | None, loc: Loc) -> None:
     # YAML silently keeps the last of two equal keys; in a rules file that hides a mistake.
+    from .._internal.yamlfile import duplicate_keys, field_path
+
     def report(key_loc: Loc, line: int) -> None:
         where = f"{checked.source}:{line}: {field_path(key_loc)}"
         checked.problems.append((line, FileProblem(where, "", "duplicate key; give each key once")))
@@ -201,6 +284,8 @@ def _duplicate_keys(checked: _Checked, node: yaml.Node | None, loc: Loc) -> None
 
 
 def _check_file(checked: _Checked) -> None:
+    from .models import FIELD_ACCEPTED, OBJECT_ACCEPTED, RulesFile
+
     data = checked.data
     if not isinstance(data, dict):
         checked.add((), _shown(data), f"accepted: {OBJECT_ACCEPTED[RulesFile]}")
@@ -228,11 +313,15 @@ def _check_file(checked: _Checked) -> None:
 
 def _check_rule(checked: _Checked, raw: Any, loc: Loc) -> None:
     """Every problem of one rule: its fields' own, then the checks across its fields."""
+    from pydantic import ValidationError
+
+    from . import models
+
     if not isinstance(raw, dict):
-        checked.add(loc, _shown(raw), f"a rule is {OBJECT_ACCEPTED[Rule]}")
+        checked.add(loc, _shown(raw), f"a rule is {models.OBJECT_ACCEPTED[models.Rule]}")
         return
     try:
-        Rule.model_validate(raw)
+        models.Rule.model_validate(raw)
         errors: list[Any] = []
     except ValidationError as exc:
         errors = exc.errors()
@@ -286,18 +375,27 @@ def _add_checks(
         checked.add((*loc, *path), _MISSING if value is _ABSENT else _shown(value), error.message)
 
 
-_NESTED: dict[tuple[type[BaseModel], str], type[BaseModel]] = {
-    (RulesFile, "rules"): Rule,
-    (Rule, "match"): Condition,
-    (Rule, "failure"): Condition,
-    (Rule, "source"): Source,
-}
-_LISTS = {(RulesFile, "rules"), (Rule, "match"), (Rule, "failure"), (Rule, "group_by")}
+def _nesting() -> tuple[dict[tuple[type[BaseModel], str], type[BaseModel]], set[tuple[type[BaseModel], str]]]:
+    """Which model a field's objects are (``_NESTED``), and which fields are lists (``_LISTS``)."""
+    from .models import Condition, Rule, RulesFile, Source
+
+    nested: dict[tuple[type[BaseModel], str], type[BaseModel]] = {
+        (RulesFile, "rules"): Rule,
+        (Rule, "match"): Condition,
+        (Rule, "failure"): Condition,
+        (Rule, "source"): Source,
+    }
+    return nested, {(RulesFile, "rules"), (Rule, "match"), (Rule, "failure"), (Rule, "group_by")}
 
 
-def _resolve(loc: Loc, model: type[BaseModel] = Rule) -> tuple[Loc, type[BaseModel], str | None]:
+def _resolve(loc: Loc, model: type[BaseModel] | None = None) -> tuple[Loc, type[BaseModel], str | None]:
     """A pydantic location trimmed to a field of the file (``match[0].equals``, not ``...equals.int``),
     the model that field belongs to and its name (``None`` when the location is an object itself)."""
+    from . import models
+
+    _NESTED, _LISTS = _nesting()
+    if model is None:
+        model = models.Rule
     out: list[str | int] = []
     name: str | None = None
     parts = list(loc)
@@ -329,6 +427,8 @@ def _resolve(loc: Loc, model: type[BaseModel] = Rule) -> tuple[Loc, type[BaseMod
 
 
 def _message(error: Any, model: type[BaseModel], name: str | None, cause: Any) -> str:
+    from .models import FIELD_ACCEPTED, OBJECT_ACCEPTED
+
     kind = error["type"]
     if kind == "extra_forbidden":
         return _unknown_field(model)
@@ -346,6 +446,8 @@ def _unknown_field(model: type[BaseModel]) -> str:
 
 
 def _required(model: type[BaseModel], name: str) -> str:
+    from .models import FIELD_ACCEPTED
+
     return f"required field is missing; accepted: {FIELD_ACCEPTED[model][name]}"
 
 
@@ -360,6 +462,8 @@ _MISSING = "(missing)"
 
 def _dig(value: Any, path: Loc) -> Any:
     # The value at ``path`` in the YAML as written; _ABSENT when it is not there.
+    from .._internal.yamlfile import dig
+
     return dig(value, path, _ABSENT)
 
 
@@ -372,6 +476,8 @@ def _shown_at(raw: dict[str, Any], field_loc: Loc, error: Any) -> str:
 
 def _shown(value: Any) -> str:
     """A value as the file wrote it, short: YAML flow style, never a Python repr."""
+    from .._internal.yamlfile import shown
+
     return _MISSING if value is _ABSENT else shown(value)
 
 
@@ -422,6 +528,8 @@ def _check_overrides(checked: _Checked, environ: Mapping[str, str]) -> dict[str,
         try:
             thresholds[rule_id] = _override_threshold(kind, value)
         except ValueError as exc:
+            from .._internal.yamlfile import line_of
+
             line = line_of(checked.root, ("rules", index))
             checked.add_variable(Problem(variable, value, f"{exc} (rule {rule_id}, {checked.source}:{line})"))
     return thresholds

@@ -1,6 +1,10 @@
-"""The rules file as data: pydantic models of its YAML, one flat shape per object.
+"""The rules file as data: the validated rules (plain records), and the checks across their fields.
 
-The models stay deliberately plain (flat objects, optional fields, no unions of object shapes) because
+A rule, condition and source as the engines read them are frozen records; the pydantic models that
+validate a rules file are in ``models.py``, loaded only to validate a file (a user's rules file, or the
+tests holding the built-in rules' fast path to it), so start-up imports no pydantic.
+
+The objects stay deliberately plain (flat objects, optional fields, no unions of object shapes) because
 the Go collector connector reads the same file into plain structs; every check made here is one it can
 make too. The meaning of each field is documented in ``docs/rules.md``.
 """
@@ -8,12 +12,9 @@ make too. The meaning of each field is documented in ``docs/rules.md``.
 from __future__ import annotations
 
 import math
-import types
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Union, get_args, get_origin
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from typing import Any, Literal
 
 from .. import semconv
 from .._internal.durations import parse_duration
@@ -64,10 +65,6 @@ def _raise_all(errors: list[RuleFieldError]) -> None:
         raise RuleFieldErrors(errors)
 
 
-class _Plain(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def _positive_duration(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(f"not a duration; accepted: {DURATION_ACCEPTED}")
@@ -105,60 +102,11 @@ def check_threshold(kind: str, value: Any) -> float:
     return float(value)
 
 
-class Condition(_Plain):
-    """One predicate on a span; a rule's ``match`` (and a ratio's ``failure``) holds when all hold.
-
-    Exactly one form per condition: ``{attribute, equals}``, ``{attribute, exists}``,
-    ``{attribute, non_empty}``, ``{span_name_prefix}``, ``{span_kind}`` or ``{status}``.
-
-    >>> Condition(attribute="gen_ai.operation.name", equals="invoke_agent").form
-    'equals'
-    """
-
-    attribute: str | None = Field(default=None, min_length=1)
-    equals: AttributeValue | None = None
-    exists: bool | None = Field(default=None, strict=True)
-    non_empty: bool | None = Field(default=None, strict=True)
-    span_name_prefix: str | None = Field(default=None, min_length=1)
-    span_kind: SpanKind | None = None
-    status: SpanStatus | None = None
-
-    @model_validator(mode="after")
-    def _one_form(self) -> Condition:
-        _raise_all(condition_checks(_fields_of(self), frozenset()))
-        return self
-
-    @property
-    def form(self) -> str:
-        """Which predicate this condition is: ``equals``, ``exists``, ``non_empty``, ``span_name_prefix``…"""
-        for name in ("equals", "exists", "non_empty", "span_name_prefix", "span_kind", "status"):
-            if getattr(self, name) is not None:
-                return name
-        raise AssertionError("validated conditions always have a form")
-
-
-class Source(_Plain):
-    """Where a gauge rule reads its value: exactly one of ``span_attribute``, ``metric``, ``computed``."""
-
-    span_attribute: str | None = Field(default=None, min_length=1)
-    metric: str | None = Field(default=None, min_length=1)
-    computed: Computed | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> Source:
-        _raise_all(source_checks(_fields_of(self), frozenset()))
-        return self
-
-
 CONDITION_ACCEPTED = (
     "accepted: {attribute: KEY, equals: VALUE}, {attribute: KEY, exists: true|false}, "
     "{attribute: KEY, non_empty: true}, {span_name_prefix: TEXT}, {span_kind: KIND}, {status: STATUS}"
 )
 SOURCE_ACCEPTED = "accepted: {span_attribute: KEY}, {metric: NAME}, {computed: pool_utilisation}"
-
-
-def _fields_of(model: BaseModel) -> dict[str, Any]:
-    return {name: getattr(model, name) for name in type(model).model_fields}
 
 
 def condition_checks(raw: Mapping[str, Any], failed: frozenset[str]) -> list[RuleFieldError]:
@@ -212,51 +160,74 @@ _ALLOWED: dict[str, tuple[str, ...]] = {
 _KIND_FIELDS = ("threshold", "comparison", "window", "min_samples", "failure", "observe", "source")
 
 
-class Rule(_Plain):
-    """One rule of the rules file; which fields apply depends on ``kind`` (see ``docs/rules.md``).
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One predicate on a span; a rule's ``match`` (and a ratio's ``failure``) holds when all hold.
 
-    Durations (``threshold`` of a latency rule, ``window``) are held in seconds.
+    Exactly one form per condition: ``{attribute, equals}``, ``{attribute, exists}``,
+    ``{attribute, non_empty}``, ``{span_name_prefix}``, ``{span_kind}`` or ``{status}``. Made by the
+    loader from a validated file (``models.Condition`` checks a written one).
 
-    >>> Rule(id="x.slow", kind="latency", severity="warning", tier="operations", description="slow",
-    ...      match=[{"span_name_prefix": "invoke_agent "}], threshold="3s").threshold
-    3.0
+    >>> Condition(attribute="gen_ai.operation.name", equals="invoke_agent").form
+    'equals'
     """
 
-    id: str = Field(pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
+    attribute: str | None = None
+    equals: AttributeValue | None = None
+    exists: bool | None = None
+    non_empty: bool | None = None
+    span_name_prefix: str | None = None
+    span_kind: SpanKind | None = None
+    status: SpanStatus | None = None
+
+    @property
+    def form(self) -> str:
+        """Which predicate this condition is: ``equals``, ``exists``, ``non_empty``, ``span_name_prefix``…"""
+        for name in ("equals", "exists", "non_empty", "span_name_prefix", "span_kind", "status"):
+            if getattr(self, name) is not None:
+                return name
+        raise AssertionError("validated conditions always have a form")
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a gauge rule reads its value: exactly one of ``span_attribute``, ``metric``, ``computed``."""
+
+    span_attribute: str | None = None
+    metric: str | None = None
+    computed: Computed | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One rule of the rules file; which fields apply depends on ``kind`` (see ``docs/rules.md``).
+
+    Durations (``threshold`` of a latency rule, ``window``) are held in seconds. Made by the loader
+    from a validated file (``models.Rule`` checks a written one).
+
+    >>> rule = Rule(id="x.slow", kind="latency", severity="warning", tier="operations",
+    ...             description="slow", match=(Condition(span_name_prefix="invoke_agent "),),
+    ...             threshold=3.0)
+    >>> rule.event_name, rule.enabled
+    ('b2b.sla.breach', True)
+    """
+
+    id: str
     kind: semconv.RuleKind
     severity: semconv.B2bAlertSeverity
     tier: semconv.B2bAlertTier
-    description: str = Field(min_length=1)
+    description: str
     match: tuple[Condition, ...] = ()
     group_by: tuple[str, ...] = ()
     threshold: float | None = None
     comparison: Comparison | None = None
     window: float | None = None
-    min_samples: int | None = Field(default=None, ge=1, strict=True)
+    min_samples: int | None = None
     failure: tuple[Condition, ...] | None = None
     observe: Observe | None = None
     source: Source | None = None
     event: semconv.RuleEvent | None = None
-    enabled: bool = Field(default=True, strict=True)
-
-    @field_validator("threshold", mode="before")
-    @classmethod
-    def _threshold_for_kind(cls, value: Any, info: ValidationInfo) -> Any:
-        kind = info.data.get("kind")
-        if value is None or kind is None:
-            # Without a valid kind the threshold cannot be judged; the kind's own error says enough.
-            return None
-        return check_threshold(kind, value)
-
-    @field_validator("window", mode="before")
-    @classmethod
-    def _window_duration(cls, value: Any) -> Any:
-        return None if value is None else _positive_duration(value)
-
-    @model_validator(mode="after")
-    def _fields_for_kind(self) -> Rule:
-        _raise_all(rule_checks(_fields_of(self), frozenset()))
-        return self
+    enabled: bool = True
 
     @property
     def event_name(self) -> str:
@@ -279,9 +250,10 @@ def _not_used(kind: str) -> str:
 
 
 def _attribute_of(condition: Any) -> Any:
-    if isinstance(condition, Condition):
-        return condition.attribute
-    return condition.get("attribute") if isinstance(condition, Mapping) else None
+    # A condition as written (a mapping), validated (a model) or made (a record).
+    if isinstance(condition, Mapping):
+        return condition.get("attribute")
+    return getattr(condition, "attribute", None)
 
 
 def rule_checks(raw: Mapping[str, Any], failed: frozenset[str]) -> list[RuleFieldError]:
@@ -311,9 +283,9 @@ def rule_checks(raw: Mapping[str, Any], failed: frozenset[str]) -> list[RuleFiel
         and "match" not in failed
         and source is not None
         and not (
-            source.span_attribute
-            if isinstance(source, Source)
-            else (source.get("span_attribute") if isinstance(source, Mapping) else True)
+            source.get("span_attribute")
+            if isinstance(source, Mapping)
+            else getattr(source, "span_attribute", True)  # a model or record; True: no source at all
         )
     )
     if metric_gauge and isinstance(match, (list, tuple)):
@@ -334,31 +306,6 @@ def rule_checks(raw: Mapping[str, Any], failed: frozenset[str]) -> list[RuleFiel
     return errors
 
 
-def _choices(annotation: Any) -> list[str]:
-    """The values of a (possibly optional) Literal annotation."""
-    if get_origin(annotation) is Literal:
-        return [str(value) for value in get_args(annotation)]
-    if get_origin(annotation) in (Union, types.UnionType):
-        return [choice for arg in get_args(annotation) for choice in _choices(arg)]
-    return []
-
-
-def _one_of(model: type[BaseModel], field: str) -> str:
-    return ", ".join(_choices(model.model_fields[field].annotation))
-
-
-class RulesFile(_Plain):
-    """The whole rules file: ``version: 1`` and the list of rules, ids unique."""
-
-    version: Literal[1]
-    rules: tuple[Rule, ...]
-
-    @model_validator(mode="after")
-    def _unique_ids(self) -> RulesFile:
-        _raise_all(duplicate_ids([rule.id for rule in self.rules]))
-        return self
-
-
 def duplicate_ids(ids: list[Any]) -> list[RuleFieldError]:
     """``rules[i].id`` for every rule whose id an earlier rule already has (non-strings are skipped)."""
     seen: dict[str, int] = {}
@@ -373,57 +320,6 @@ def duplicate_ids(ids: list[Any]) -> list[RuleFieldError]:
         else:
             seen[rule_id] = index
     return errors
-
-
-_CONDITIONS = f"a list of conditions, each one of {CONDITION_ACCEPTED.removeprefix('accepted: ')}"
-
-FIELD_ACCEPTED: dict[type[BaseModel], dict[str, str]] = {
-    RulesFile: {
-        "version": "1 (the only version so far)",
-        "rules": "a list of rules (mappings of id, kind, ...)",
-    },
-    Rule: {
-        "id": "lower-case words of [a-z0-9_] joined by '.', e.g. agent.execution.slow",
-        "kind": _one_of(Rule, "kind"),
-        "severity": _one_of(Rule, "severity"),
-        "tier": _one_of(Rule, "tier"),
-        "description": "a non-empty string",
-        "match": _CONDITIONS,
-        "group_by": "a list of attribute keys, e.g. [client.address]",
-        "threshold": f"{DURATION_ACCEPTED} (latency); {NUMBER_ACCEPTED} (ratio, count, gauge)",
-        "comparison": _one_of(Rule, "comparison"),
-        "window": DURATION_ACCEPTED,
-        "min_samples": "a whole number, at least 1",
-        "failure": _CONDITIONS,
-        "observe": _one_of(Rule, "observe"),
-        "source": f"one of {SOURCE_ACCEPTED.removeprefix('accepted: ')}",
-        "event": _one_of(Rule, "event"),
-        "enabled": "true, false",
-    },
-    Condition: {
-        "attribute": "an attribute key (a non-empty string)",
-        "equals": "a string, number or boolean",
-        "exists": "true, false",
-        "non_empty": "true",
-        "span_name_prefix": "a non-empty string",
-        "span_kind": _one_of(Condition, "span_kind"),
-        "status": _one_of(Condition, "status"),
-    },
-    Source: {
-        "span_attribute": "an attribute key (a non-empty string)",
-        "metric": "a metric name, e.g. b2b.agent.queue.depth",
-        "computed": _one_of(Source, "computed"),
-    },
-}
-"""What each field of each model accepts, as ``rules check`` says it (the text after "accepted: ")."""
-
-OBJECT_ACCEPTED: dict[type[BaseModel], str] = {
-    RulesFile: "a mapping with version: 1 and rules: [...]",
-    Rule: "a mapping of id, kind, severity, tier, description, ...",
-    Condition: f"a mapping; {CONDITION_ACCEPTED.removeprefix('accepted: ')}",
-    Source: SOURCE_ACCEPTED.removeprefix("accepted: "),
-}
-"""What an object accepts as a whole, when it is not a mapping."""
 
 
 @dataclass(frozen=True)
