@@ -36,8 +36,8 @@ docs: install
 	@if [ -f scripts/gen_semconv.py ]; then $(PY) scripts/gen_semconv.py; fi
 
 collector-check:
-	@echo "==> go vet, go test (collector; the connector also under -race); mdatagen's files current"
-	@cd collector && go vet ./... && go test ./... >/dev/null && go test -race ./connector/... >/dev/null
+	@echo "==> go vet, go test (collector; the connector and the spool also under -race); mdatagen's files current"
+	@cd collector && go vet ./... && go test ./... >/dev/null && go test -race ./connector/... ./processor/... >/dev/null
 	@bash collector/tools/mdatagen.sh check
 
 # The collector components' generated files (status, lifecycle and goleak tests) from their metadata.yaml.

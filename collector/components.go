@@ -2,7 +2,8 @@ package main
 
 // The component list of otelcol-b2b: what the OpenTelemetry Collector Builder would generate from a
 // manifest, written by hand so that adding a component is one import and one line below.
-// The project's own components (the b2bderive connector, under connector/) are in the lists too.
+// The project's own components (the b2bderive connector under connector/, the b2bspool processor under
+// processor/) are in the lists too.
 
 import (
 	"go.opentelemetry.io/collector/connector"
@@ -21,6 +22,7 @@ import (
 	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
 
 	"github.com/b2b-otel/b2b-otel/collector/connector/b2bderive"
+	"github.com/b2b-otel/b2b-otel/collector/processor/b2bspool"
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/connector/countconnector"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/connector/spanmetricsconnector"
@@ -53,6 +55,7 @@ func processors() []processor.Factory {
 		filterprocessor.NewFactory(),
 		attributesprocessor.NewFactory(),
 		deltatocumulativeprocessor.NewFactory(),
+		b2bspool.NewFactory(),
 	}
 }
 

@@ -10,8 +10,14 @@ tests use is left alone. Gated like the other end-to-end tests: B2B_OTEL_TEST_ST
   B2BFailedLoginBurst alert (Prometheus with the shipped rules -> Alertmanager with the shipped
   routing -> the security team's critical webhook), the processes none; a trace spread over the
   three services, flushed span by span, reaches Jaeger whole;
-- kill -9 of a replica during a bounded load of 20,000 spans: after its restart every span the agent
-  accepted is in Jaeger and every derived record in the replicas' files, counted;
+- kill -9 of a replica during a bounded load of 20,000 spans, while its tail sampler holds them
+  undecided (Jaeger has none of them, the sampler has decided nothing since, by its own metrics):
+  after its restart its b2bspool replays them and every span the agent accepted is in Jaeger,
+  counted by distinct span id, none returned twice (spans replayed that Jaeger already had are kept
+  once by its Badger store), and every derived record is in the replicas' files exactly once (the
+  replay goes to tail sampling, not to b2bderive);
+- the same kill with Jaeger away after the samplers decided: what waited in the replica's persistent
+  sending queue reaches Jaeger after the restart;
 - Jaeger restarted after the workload still returns the traces (its Badger store).
 """
 
@@ -50,7 +56,11 @@ pytestmark = [
     ),
 ]
 
-DECISION_WAIT_S = 3  # the replicas' B2B_TAIL_DECISION_WAIT in these tests
+# The replicas' B2B_TAIL_DECISION_WAIT in these tests: long, so that the kill lands well inside the
+# wait of traces whose root span has not arrived. A trace with its root is judged ROOT_WAIT_S after
+# it (decision_wait_after_root_received in gateway.yaml), which the other tests rely on.
+DECISION_WAIT_S = 20
+ROOT_WAIT_S = 2
 
 
 def free_ports(n: int) -> list[int]:
@@ -161,6 +171,7 @@ class Fleet:
         }
         self.gateway_dirs: list[Path] = []
         self.gateway_prometheus: list[str] = []
+        self.gateway_own: list[str] = []  # the replicas' own metrics (their components' telemetry)
         endpoints = []
         for k in (1, 2):
             grpc, http, health, own, computed = free_ports(5)
@@ -168,6 +179,7 @@ class Fleet:
             (directory / "logs").mkdir(parents=True)
             self.gateway_dirs.append(directory)
             self.gateway_prometheus.append(f"http://127.0.0.1:{computed}/metrics")
+            self.gateway_own.append(f"http://127.0.0.1:{own}/metrics")
             endpoints.append(f"127.0.0.1:{grpc}")
             self.pieces[f"gateway-{k}"] = Piece(
                 f"gateway-{k}",
@@ -303,6 +315,30 @@ class Fleet:
                 return []
             raise
         return [span for trace in data.get("data") or [] for span in trace["spans"]]
+
+    def own_metric(self, replica: int, name: str, **labels: str) -> float:
+        """A replica's own metric (summed over its series with `labels`), 0 when it has none."""
+        with urllib.request.urlopen(self.gateway_own[replica - 1], timeout=5) as response:
+            text = response.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if not (line.startswith(name + "{") or line.startswith(name + " ")):
+                continue
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def service_traces(self, service: str) -> list[dict[str, Any]]:
+        """Every trace Jaeger finds for a service (one search, not a query per trace)."""
+        try:
+            data = http_json(
+                f"{self.jaeger_api}/traces?service={service}&limit=100000&lookback=1h", timeout_s=30
+            )
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return []
+            raise
+        return list(data.get("data") or [])
 
     def derived_counted(self, rule_id: str) -> float:
         """b2b_collector_derived_records_total of a rule, summed over the replicas' Prometheus exporters."""
@@ -494,14 +530,29 @@ def test_three_services_one_fleet_bruteforce_and_whole_error_trace(fleet: Fleet)
 
 TRACES = 200
 SPANS_PER_TRACE = 100  # 20,000 spans
+SPOOL_SPANS = "otelcol_processor_b2bspool_spans_written"
+SPOOL_REPLAYED = "otelcol_processor_b2bspool_spans_replayed"
+SAMPLER_DECIDED = "otelcol_processor_tail_sampling_global_count_traces_sampled"
+SAMPLER_HOLDS = "otelcol_processor_tail_sampling_sampling_traces_on_memory"
 
 
-def load_request(run: str, traces: range) -> dict[str, Any]:
-    """OTLP/JSON: per trace, a root, a slow agent span (agent.execution.slow fires) and plain spans."""
+def load_trace_id(run: str, t: int) -> str:
+    """The run in the left half, both in the right: tail sampling's decision caches key a trace by
+    the right half of its id only, so a right half repeated across runs would take an earlier run's
+    decision (and skip the wait)."""
+    right = (int(run, 16) * 0x9E3779B97F4A7C15 + t) % 2**64
+    return f"{int(run, 16):016x}{right:016x}"
+
+
+def load_request(run: str, traces: range, rooted: bool = True) -> dict[str, Any]:
+    """OTLP/JSON: per trace, a root, a slow agent span (agent.execution.slow fires) and plain spans.
+
+    Not rooted: the first span's parent is a remote span that never arrives (a caller that has not
+    flushed), so tail sampling holds the trace for its whole decision wait."""
     now = time.time_ns()
     spans = []
     for t in traces:
-        trace_id = f"{int(run, 16):016x}{t:016x}"
+        trace_id = load_trace_id(run, t)
         for s in range(SPANS_PER_TRACE):
             span: dict[str, Any] = {
                 "traceId": trace_id,
@@ -514,6 +565,8 @@ def load_request(run: str, traces: range) -> dict[str, Any]:
             }
             if s > 0:
                 span["parentSpanId"] = f"{t + 1:08x}{1:08x}"
+            elif not rooted:
+                span["parentSpanId"] = f"{0xFFFFFFFF:08x}{t + 1:08x}"
             if s == 1:
                 span["name"] = "invoke_agent loader"
                 span["startTimeUnixNano"] = str(now - 4_000_000_000)
@@ -534,9 +587,9 @@ def load_request(run: str, traces: range) -> dict[str, Any]:
     }
 
 
-def send_load(fleet: Fleet, run: str, traces: range, per_request: int = 10) -> None:
+def send_load(fleet: Fleet, run: str, traces: range, per_request: int = 10, rooted: bool = True) -> None:
     for start in range(traces.start, traces.stop, per_request):
-        body = load_request(run, range(start, min(start + per_request, traces.stop)))
+        body = load_request(run, range(start, min(start + per_request, traces.stop)), rooted)
 
         def accepted(body: dict[str, Any] = body) -> bool:
             http_json(f"{fleet.agent_http}/v1/traces", body, timeout_s=10)
@@ -550,17 +603,135 @@ def spans_in_jaeger(fleet: Fleet, run: str, traces: int = TRACES, markers: bool 
     return sum(
         (s["operationName"].startswith("alert ")) == markers
         for t in range(traces)
-        for s in fleet.trace(f"{int(run, 16):016x}{t:016x}")
+        for s in fleet.trace(load_trace_id(run, t))
     )
 
 
-def test_kill9_of_a_replica_during_load_loses_nothing(fleet: Fleet) -> None:
+class Landed:
+    """What Jaeger returns of a load's traces, span ids counted distinct and per trace."""
+
+    def __init__(self, fleet: Fleet, run: str, traces: int = TRACES) -> None:
+        self.load: set[tuple[str, str]] = set()
+        self.markers: set[tuple[str, str]] = set()
+        self.returned_twice: list[tuple[str, str]] = []
+        for t in range(traces):
+            trace_id = load_trace_id(run, t)
+            seen: set[str] = set()
+            for span in fleet.trace(trace_id):
+                key = (trace_id, span["spanID"])
+                if span["spanID"] in seen:
+                    self.returned_twice.append(key)
+                seen.add(span["spanID"])
+                (self.markers if span["operationName"].startswith("alert ") else self.load).add(key)
+
+    def __repr__(self) -> str:
+        twice = len(self.returned_twice)
+        return f"{len(self.load)} load spans, {len(self.markers)} markers, {twice} returned twice"
+
+
+def spooled(fleet: Fleet) -> list[float]:
+    return [fleet.own_metric(k, SPOOL_SPANS) for k in (1, 2)]
+
+
+def slow_records(fleet: Fleet, run: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    return fleet.records(
+        "derived.jsonl", **{"b2b.rule.id": "agent.execution.slow", "gen_ai.agent.name": f"loader-{run}"}
+    )
+
+
+def test_kill9_during_the_decision_wait_loses_nothing(fleet: Fleet) -> None:
+    victim = fleet.pieces["gateway-1"]
+    # A: traces decided and in Jaeger before the kill; the victim's spool still holds them (retain
+    # 60 s), so its replay writes them to Jaeger a second time.
+    exported = f"{random.getrandbits(60):015x}"
+    before_a = spooled(fleet)
+    send_load(fleet, exported, range(0, 10))
+    wait_for(lambda: Landed(fleet, exported, 10).load.__len__() >= 10 * SPANS_PER_TRACE or None,
+             "the exported traces in Jaeger", 90, every_s=1)  # fmt: skip
+    first = Landed(fleet, exported, 10)
+    assert (len(first.load), len(first.markers), first.returned_twice) == (10 * SPANS_PER_TRACE, 10, []), (
+        first
+    )
+
+    # B: 20,000 spans whose root never arrives: each replica's sampler holds them for 20 s.
+    run = f"{random.getrandbits(60):015x}"
+    spooled_a = spooled(fleet)
+    decided_before = fleet.own_metric(1, SAMPLER_DECIDED)
+    sent_at = time.monotonic()
+    send_load(fleet, run, range(0, TRACES), rooted=False)
+    want = TRACES * SPANS_PER_TRACE + TRACES  # the load and one alert marker span per trace
+
+    def all_spooled() -> list[float] | None:
+        now = spooled(fleet)
+        return now if sum(now) - sum(spooled_a) >= want else None
+
+    after_b = wait_for(all_spooled, f"{want} spans in the replicas' spools", 20, every_s=0.2)
+    victim_share = after_b[0] - spooled_a[0]
+    victim_traces = victim_share // (SPANS_PER_TRACE + 1)
+    # The sampler reports what it holds at its next tick (1 s); meanwhile the acknowledgements of the
+    # last batches reach the agent.
+    holds = wait_for(
+        lambda: ((n := fleet.own_metric(1, SAMPLER_HOLDS)) >= victim_traces and n) or None,
+        f"the victim's sampler to hold its {victim_traces} traces",
+        5,
+        every_s=0.2,
+    )
+    decided = fleet.own_metric(1, SAMPLER_DECIDED) - decided_before
+    elapsed = time.monotonic() - sent_at
+    assert victim.process is not None
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait(10)
+    # Undecided at the kill: the victim's sampler had decided no trace since B began and held B's
+    # traces; and Jaeger, with the victim dead, has none of B (whatever it has came before the kill).
+    assert decided == 0, f"the victim's sampler decided {decided} traces before the kill ({elapsed:.1f} s)"
+    assert victim_traces > 0 and holds >= victim_traces, (victim_share, holds)
+    assert fleet.service_traces(f"fleet-load-{run}") == [], "B reached Jaeger before the kill"
+    segments = sorted((fleet.gateway_dirs[0] / "spool").glob("*.seg"))
+    assert segments, "the victim's spool is empty"
+
+    victim.start()
+    try:
+        wait_for(lambda: len(Landed(fleet, run).load) >= TRACES * SPANS_PER_TRACE or None,
+                 f"{TRACES * SPANS_PER_TRACE} spans in Jaeger", DECISION_WAIT_S + 90, every_s=3)  # fmt: skip
+    except AssertionError:
+        raise AssertionError(f"{Landed(fleet, run)} in Jaeger\n{fleet.logs()}") from None
+    wait_for(lambda: len(Landed(fleet, run).markers) >= TRACES or None, "the marker spans", 30, every_s=2)
+    landed = Landed(fleet, run)
+    replayed = fleet.own_metric(1, SPOOL_REPLAYED)
+    print(  # the numbers of this run (pytest -s)
+        f"\nkill during the decision wait: sent {want} spans ({TRACES * SPANS_PER_TRACE} + {TRACES} markers),"
+        f" spooled {sum(after_b) - sum(spooled_a):.0f} (victim {victim_share:.0f}, its sampler holding"
+        f" {holds:.0f} traces, killed {elapsed:.1f} s after the first batch); victim replayed {replayed:.0f}"
+        f" spans from {len(segments)} segments; Jaeger: {landed}"
+    )
+    assert len(landed.load) == TRACES * SPANS_PER_TRACE
+    assert len(landed.markers) == TRACES
+    assert landed.returned_twice == []
+    # The victim replayed its share of B and of A, A having been in Jaeger already: A still once.
+    assert replayed >= victim_share + (spooled_a[0] - before_a[0]), (replayed, victim_share)
+    again = Landed(fleet, exported, 10)
+    assert (len(again.load), len(again.markers), again.returned_twice) == (10 * SPANS_PER_TRACE, 10, []), (
+        again
+    )
+
+    # One agent.execution.slow per trace, in a replica's file, judged once: the replay went to tail
+    # sampling only, never to b2bderive (traces/in).
+    wait_for(lambda: len(slow_records(fleet, run)) >= TRACES or None, f"{TRACES} records", 30)
+    time.sleep(1)
+    found = slow_records(fleet, run)
+    assert len(found) == TRACES
+    assert len({record["traceId"] for _, record in found}) == TRACES
+    assert len(slow_records(fleet, exported)) == 10
+
+
+def test_kill9_with_jaeger_away_after_the_decisions_loses_nothing(fleet: Fleet) -> None:
+    """The persistent sending queue: decided spans waiting for Jaeger survive the kill."""
     run = f"{random.getrandbits(60):015x}"
     jaeger, victim = fleet.pieces["jaeger"], fleet.pieces["gateway-1"]
     # Jaeger away: what the replicas decided waits in their on-disk sending queues.
     jaeger.stop()
     send_load(fleet, run, range(0, TRACES // 2))
-    time.sleep(DECISION_WAIT_S + 4)  # the replicas' tail sampling has decided the first half
+    time.sleep(ROOT_WAIT_S + 4)  # the replicas' tail sampling has decided the first half (rooted)
     victim.stop(signal.SIGKILL)
     # The second half while the replica is dead: its share waits in the agent and is retried.
     send_load(fleet, run, range(TRACES // 2, TRACES))
@@ -569,31 +740,25 @@ def test_kill9_of_a_replica_during_load_loses_nothing(fleet: Fleet) -> None:
     jaeger.start()
     want = TRACES * SPANS_PER_TRACE
 
-    def all_spans() -> int | None:
-        n = spans_in_jaeger(fleet, run)
-        return n if n >= want else None
-
     try:
-        wait_for(all_spans, f"{want} spans in Jaeger", 180, every_s=3)
+        wait_for(
+            lambda: len(Landed(fleet, run).load) >= want or None, f"{want} spans in Jaeger", 180, every_s=3
+        )
     except AssertionError:
-        raise AssertionError(
-            f"{spans_in_jaeger(fleet, run)} of {want} spans in Jaeger\n{fleet.logs()}"
-        ) from None
-    assert spans_in_jaeger(fleet, run) == want
+        raise AssertionError(f"{Landed(fleet, run)} of {want} in Jaeger\n{fleet.logs()}") from None
+    wait_for(lambda: len(Landed(fleet, run).markers) >= TRACES or None, "the marker spans", 30, every_s=2)
+    landed = Landed(fleet, run)
+    assert len(landed.load) == want
     # And in each trace the marker of its slow agent span (markers are spans the replicas made).
-    assert spans_in_jaeger(fleet, run, markers=True) == TRACES
+    assert len(landed.markers) == TRACES
+    # The victim's replay re-sent what its queue also held: Jaeger still returns each span once.
+    assert landed.returned_twice == []
 
     # One agent.execution.slow per trace, judged at the replica that had the trace, in its file.
-    def slow_records() -> list[Any] | None:
-        found = fleet.records(
-            "derived.jsonl", **{"b2b.rule.id": "agent.execution.slow", "gen_ai.agent.name": f"loader-{run}"}
-        )
-        return found if len(found) >= TRACES else None
-
-    wait_for(slow_records, f"{TRACES} agent.execution.slow records", 60)
-    found = fleet.records(
-        "derived.jsonl", **{"b2b.rule.id": "agent.execution.slow", "gen_ai.agent.name": f"loader-{run}"}
+    wait_for(
+        lambda: len(slow_records(fleet, run)) >= TRACES or None, f"{TRACES} agent.execution.slow records", 60
     )
+    found = slow_records(fleet, run)
     assert len(found) == TRACES
     assert len({record["traceId"] for _, record in found}) == TRACES
 

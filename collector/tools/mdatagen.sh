@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# mdatagen for the collector's own components: every metadata.yaml under collector/connector.
+# mdatagen for the collector's own components: every metadata.yaml under collector/connector and
+# collector/processor.
 #
 #   mdatagen.sh generate   rewrite the generated files in place (internal/metadata/generated_status.go,
 #                          generated_component_test.go, generated_package_test.go, the README's status)
@@ -15,7 +16,7 @@ collector="$(dirname "$tools")"
 GO="${GO:-go}"
 
 components() {
-    (cd "$collector" && find connector -name metadata.yaml -not -path '*/testdata/*' -exec dirname {} \; | sort)
+    (cd "$collector" && find connector processor -name metadata.yaml -not -path '*/testdata/*' -exec dirname {} \; | sort)
 }
 
 mdatagen() { (cd "$tools" && "$GO" tool mdatagen "$1"); }
