@@ -10,7 +10,9 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource, ResourceDetector
+from opentelemetry.sdk.util import BoundedList
 
 from .. import semconv as sc
 
@@ -37,6 +39,40 @@ def span_attributes(span: Any) -> Mapping[str, Any]:
     if isinstance(inner, dict):
         return inner
     return finished_attributes(inner if inner is not None else span.attributes)
+
+
+def span_contents(span: Any) -> tuple[Mapping[str, Any], int, Sequence[Any], int, Sequence[Any], int]:
+    """A finished span's attributes, events and links, each with its dropped count, without copies.
+
+    The public properties copy on every read: ``events`` and ``links`` make a tuple of the span's
+    BoundedList through its Python ``__iter__``, ``attributes`` wraps a MappingProxyType, and each
+    ``dropped_*`` checks the type again. A finished span's lists no longer change, so their inner
+    deques are read. The counts are those of the public ``dropped_*`` (0 unless bounded).
+    """
+    events = getattr(span, "_events", None)
+    links = getattr(span, "_links", None)
+    if events is None or links is None:
+        return (
+            span_attributes(span),
+            span.dropped_attributes,
+            span.events,
+            span.dropped_events,
+            span.links,
+            span.dropped_links,
+        )
+    attributes = getattr(span, "_attributes", None)
+    dropped_attributes = attributes.dropped if isinstance(attributes, BoundedAttributes) else 0
+    events, dropped_events = _bounded_items(events)
+    links, dropped_links = _bounded_items(links)
+    return span_attributes(span), dropped_attributes, events, dropped_events, links, dropped_links
+
+
+def _bounded_items(items: Any) -> tuple[Sequence[Any], int]:
+    """A BoundedList's inner deque (the items, in order) and its dropped count; others as they are."""
+    if isinstance(items, BoundedList):
+        inner = getattr(items, "_dq", None)
+        return (inner if inner is not None else items), items.dropped
+    return items, 0
 
 
 def batch_queue(processor: Any) -> tuple[Any, int | None]:
