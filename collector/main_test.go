@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/collector/otelcol"
@@ -35,4 +36,28 @@ func TestShippedConfigsValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The gateway's durability switches reach the components: fsync on (spool and sending queue), and a
+// spool retain that is not positive stops validation with the setting named.
+func TestGatewaySpoolSettingsFromTheEnvironment(t *testing.T) {
+	validate := func(t *testing.T) error {
+		t.Setenv("B2B_STACK_DIR", t.TempDir())
+		cmd := otelcol.NewCommand(collectorSettings())
+		cmd.SetArgs([]string{"validate", "--config=file:config/gateway.yaml"})
+		return cmd.Execute()
+	}
+	t.Run("fsync", func(t *testing.T) {
+		t.Setenv("B2B_GATEWAY_FSYNC", "true")
+		if err := validate(t); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("retain", func(t *testing.T) {
+		t.Setenv("B2B_SPOOL_RETAIN", "0s")
+		err := validate(t)
+		if err == nil || !strings.Contains(err.Error(), "retain=0s: must be positive") {
+			t.Fatalf("want the retain error, got %v", err)
+		}
+	})
 }

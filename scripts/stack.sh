@@ -24,7 +24,8 @@
 #
 # Everything the stack writes goes under B2B_STACK_DIR (default .cache/stack; a relative path is taken
 # from the repository root): logs/ (one log per piece), run/ (pid files), prometheus/ and alertmanager/
-# (their storage), and the gateway's files security.jsonl, audit.jsonl, derived.jsonl, plus webhook.jsonl.
+# (their storage), and the gateway's files security.jsonl, audit.jsonl, derived.jsonl, its state queue/
+# (the Jaeger exporter's persistent queue) and spool/ (b2bspool, before tail sampling), plus webhook.jsonl.
 #
 # Environment (optional):
 #   B2B_STACK_DIR              see above
@@ -36,7 +37,8 @@
 #                              sslmode=disable); PostgreSQL need not run: the exporter then reports pg_up 0
 #   B2B_STACK_SKIP             comma list of pieces `up` neither builds nor starts, e.g. `jaeger` when the
 #                              official Jaeger image (with its UI) serves 14317/16686 (docs/collector.md)
-# The gateway also reads B2B_TAIL_SAMPLE_PERCENT, B2B_TAIL_DECISION_WAIT, B2B_MEMORY_LIMIT_MIB and
+# The gateway also reads B2B_TAIL_SAMPLE_PERCENT, B2B_TAIL_DECISION_WAIT, B2B_MEMORY_LIMIT_MIB,
+# B2B_SPOOL_RETAIN, B2B_SPOOL_MAX_BYTES, B2B_GATEWAY_FSYNC and
 # B2B_JAEGER_OTLP_ENDPOINT (collector/config/gateway.yaml), Jaeger B2B_JAEGER_STORAGE, B2B_JAEGER_TTL, B2B_JAEGER_MAX_TRACES
 # (collector/config/jaeger.yaml); B2B_LISTEN_HOST is forced to 127.0.0.1.
 set -euo pipefail
