@@ -81,6 +81,7 @@ _ABOUT = frozenset(
         "expired",
         "exp",
         "policy",
+        "encryption",  # password_encryption, PostgreSQL's setting of how passwords are hashed
         "reset",
         "required",
         "enabled",
@@ -447,31 +448,6 @@ def userinfo_secret(scheme: str, user: str, password: str | None) -> str:
     if scheme.lower() in LOGIN_SCHEMES and not token_like(user):
         return "none"
     return "all"
-
-
-# SQL: a statement, and its string literals (standard '' escapes, backslash escapes, or cut off).
-SQL_STATEMENT = re.compile(
-    r"(?i)\b(?:insert[ \t\r\n]+into|update\b|delete[ \t\r\n]+from|select\b|merge[ \t\r\n]+into"
-    r"|replace[ \t\r\n]+into|values[ \t]*\()"
-)
-SQL_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
-SQL_LITERAL = re.compile(r"'(?:[^'\\]|\\.|'')*(?:'|$)", re.DOTALL)
-# Lower-case pieces of a secret-naming SQL column: only statements holding one are searched.
-SQL_SECRET_HINTS = (
-    "pass",
-    "pwd",
-    "secret",
-    "token",
-    "key",
-    "cookie",
-    "sess",
-    "credential",
-    "auth",
-    "sid",
-    "sig",
-    "cvv",
-    "cvc",
-)
 
 
 def basic_credentials(encoded: str) -> bool:

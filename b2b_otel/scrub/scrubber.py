@@ -9,6 +9,7 @@ never the value) so the ``security.sensitive_data`` rule can fire.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .. import semconv as sc
 from . import patterns as p
+from . import sql
 from .patterns import luhn_valid
 
 _PATTERN = sc.B2bScrubPatternValues
@@ -49,7 +51,24 @@ _KEY_HINTS = (
     "cvc",
 )
 _PROSE_HINTS = ("pass", "secret", "key", "token", "credential")
-_SQL_HINTS = ("select", "insert", "update", "delete", "merge", "replace", "values")
+_SQL_HINTS = (
+    "select",
+    "insert",
+    "update",
+    "delete",
+    "merge",
+    "replace",
+    "values",
+    "create",
+    "alter",
+    "comment",
+    "set",
+    "call",
+    "do",
+    "exec",
+)
+# SQL that carries a secret without a secret word: IDENTIFIED BY 'x', crypt('x', ...), hmac(d, 'k').
+_SQL_SECRET_HINTS = ("identified", "crypt", "hmac")
 _MARKERS = re.compile(r"\[REDACTED:[a-z_]{1,32}\]?")
 # What may surround a redacted value without being part of it: quotes, escapes, an auth scheme.
 _WRAPPING = re.compile(
@@ -118,16 +137,20 @@ class Scrubber:
         if "A" in result:
             result = _sub(p.AWS_KEY_ID, result, _PATTERN.AWS_ACCESS_KEY_ID, found)
         has_key_hint = any(hint in lowered for hint in _KEY_HINTS)
-        if has_key_hint and "'" in result and any(hint in lowered for hint in _SQL_HINTS):
-            result = _sql_literals(result, found)
+        judgement = sql.NOTHING
+        sql_hint = has_key_hint or any(hint in lowered for hint in _SQL_SECRET_HINTS)
+        if sql_hint and any(hint in lowered for hint in _SQL_HINTS):
+            result, judgement = _sql(result, found)
+        after_sql = result
         if has_key_hint and ("=" in result or ":" in result or "%3" in result):
-            result = _key_values(result, found)
+            result = _key_values(result, found, judgement.judged)
         if has_key_hint and "-" in result:
             result = _cli_flags(result, found)
         if has_key_hint and "</" in result:
             result = _xml_elements(result, found)
         if any(hint in lowered for hint in _PROSE_HINTS):
-            result = _prose(result, found)
+            # The SQL reading's positions hold while nothing between changed the text.
+            result = _prose(result, found, judgement.prose_judged if result == after_sql else frozenset())
         if report is not None:
             for pattern in found:
                 report(Finding(field, pattern))
@@ -465,35 +488,95 @@ def _card_run(run: str, context: bool, identifier: bool = False) -> str:
     return "".join(out)
 
 
-def _sql_literals(value: str, found: list[str]) -> str:
-    """Every string literal of SQL text that names a secret column (``INSERT ... VALUES (...)``).
+def _sql(value: str, found: list[str]) -> tuple[str, sql.Judgement]:
+    """SQL values bound to secrets redacted (``sql.judge``); and the judgement, positions as in the result.
 
-    Which literal belongs to which column is not reliably readable from the text (several rows,
-    sub-queries, functions, positional parameters), so a statement that touches a secret column
-    loses all of its string literals; other statements keep theirs.
+    A statement that only names a secret column (DDL, a ``SELECT`` of it, a placeholder) keeps its
+    literals; one that binds a value to it loses that value. One finding per statement.
     """
-    if not p.SQL_STATEMENT.search(value):
-        return value
-    if not any(p.names_secret(m.group(0)) for m in p.SQL_IDENTIFIER.finditer(value)):
-        return value
-    redacted = False
+    if not sql.looks_like_sql(value):
+        return value, sql.NOTHING
+    judgement = _judge_sql(value)
+    if not judgement.secrets:
+        return value, judgement
+    out: list[str] = []
+    position = 0
+    shifts: list[tuple[int, int]] = []  # (position in value, growth of the text before it)
+    growth = 0
+    statements: set[int] = set()
+    for start, end, statement in judgement.secrets:
+        if start < position:
+            continue
+        secret = value[start:end]
+        if _is_redacted(secret):
+            continue
+        replacement = _sql_redacted_form(secret)
+        out.append(value[position:start])
+        out.append(replacement)
+        growth += len(replacement) - len(secret)
+        shifts.append((end, growth))
+        position = end
+        statements.add(statement)
+    if not statements:
+        return value, judgement
+    out.append(value[position:])
+    found.extend(_PATTERN.SECRET_KEY for _ in statements)
+    shifted = sql.Judgement((), _shifted(judgement.judged, shifts), _shifted(judgement.prose_judged, shifts))
+    return "".join(out), shifted
 
-    def replace(match: re.Match[str]) -> str:
-        nonlocal redacted
-        literal = match.group(0)
-        if len(literal) <= 2 or _is_redacted(literal):
-            return literal
-        redacted = True
-        return f"'{marker(_PATTERN.SECRET_KEY)}'"
 
-    result = p.SQL_LITERAL.sub(replace, value)
-    if redacted:
-        found.append(_PATTERN.SECRET_KEY)
-    return result
+# SQL texts repeat (a parameterized query runs a thousand times): judgements of texts that hold no
+# secret are kept, a bounded number, so the same statement is read once. Texts with secrets are not.
+_SQL_CACHE_SIZE = 512
+_SQL_CACHE_TEXT = 4096
+_sql_clean: dict[str, sql.Judgement] = {}
 
 
-def _key_values(value: str, found: list[str]) -> str:
-    """``key=value``, ``key: value``, JSON (escaped too), headers: values under secret-naming keys."""
+def _judge_sql(value: str) -> sql.Judgement:
+    cached = _sql_clean.get(value)
+    if cached is not None:
+        return cached
+    judgement = sql.judge(value, p.names_secret)
+    if not judgement.secrets and len(value) <= _SQL_CACHE_TEXT:
+        if len(_sql_clean) >= _SQL_CACHE_SIZE:
+            _sql_clean.clear()
+        _sql_clean[value] = judgement
+    return judgement
+
+
+def _shifted(positions: frozenset[int], shifts: list[tuple[int, int]]) -> frozenset[int]:
+    """``positions`` in the text after the replacements that ``shifts`` describe (none overlaps one)."""
+    out: set[int] = set()
+    ends = [end for end, _ in shifts]
+    for position in positions:
+        index = bisect_right(ends, position)
+        out.add(position + (shifts[index - 1][1] if index else 0))
+    return frozenset(out)
+
+
+def _sql_redacted_form(secret: str) -> str:
+    """The marker for a SQL value, keeping its quoting: ``'x'``, ``E'x'``, ``"x"``, ``$$x$$``."""
+    mark = marker(_PATTERN.SECRET_KEY)
+    quote = secret.find("'")
+    if quote == 0 or (0 < quote <= 2 and secret[:quote].replace("&", "").isalpha()):  # 'x', E'x', U&'x'
+        opening = secret[: quote + 1]
+        closed = len(secret) > len(opening) and secret.endswith("'")
+        return f"{opening}{mark}'" if closed else f"{opening}{mark}"
+    if secret.startswith('"'):
+        return f'"{mark}"' if len(secret) > 1 and secret.endswith('"') else f'"{mark}'
+    if secret.startswith("$"):
+        opening = secret[: secret.index("$", 1) + 1]
+        closed = len(secret) >= 2 * len(opening) and secret.endswith(opening)
+        return f"{opening}{mark}{opening}" if closed else f"{opening}{mark}"
+    return mark
+
+
+def _key_values(value: str, found: list[str], judged: frozenset[int] = frozenset()) -> str:
+    """``key=value``, ``key: value``, JSON (escaped too), headers: values under secret-naming keys.
+
+    A key at a position in ``judged`` is a SQL name whose use the SQL reading judged already
+    (``password_hash = %s``, ``password_hash::text``): it is left alone.
+    """
     if "ookie" in value or "OOKIE" in value:
         value = p.COOKIE.sub(lambda m: _redact_value(m, found), value)
     out: list[str] = []
@@ -504,7 +587,7 @@ def _key_values(value: str, found: list[str]) -> str:
         if match is None:
             break
         key = match.group("key")
-        if not _names_secret_here(value, match.start(), key):
+        if match.start("key") in judged or not _names_secret_here(value, match.start(), key):
             # Only the key and separator are consumed: a secret key may follow in what looked
             # like this key's value ("note: password=x").
             out.append(value[position : match.end()])
@@ -595,8 +678,12 @@ def _redact_value(match: re.Match[str], found: list[str]) -> str:
     return f"{match.group('key')}{match.group('sep')}{marker(_PATTERN.SECRET_KEY)}"
 
 
-def _prose(value: str, found: list[str]) -> str:
+def _prose(value: str, found: list[str], judged: frozenset[int] = frozenset()) -> str:
+    """``the password is x``; not a SQL name the SQL reading judged (``COMMENT ON COLUMN t.token IS``)."""
+
     def replace(match: re.Match[str]) -> str:
+        if match.start() in judged:
+            return match.group(0)
         secret = match.group("value")
         word = secret.strip(".!?:").lower()
         if not word or word in p.PROSE_NOT_A_VALUE or secret.startswith(_MARKER_START):
