@@ -182,6 +182,50 @@ func TestGaugeRulesOnMetrics(t *testing.T) {
 	}
 }
 
+// A gauge rule fired from a metric has a marker span too (as in the Python layer): the root of a
+// trace of its own, on the metric's resource, out of the traces -> traces instance's pipeline.
+func TestGaugeFiringsFromMetricsHaveARootMarkerSpan(t *testing.T) {
+	f := NewFactory()
+	cfg := f.CreateDefaultConfig()
+	set := connectortest.NewNopSettings(f.Type())
+	logs := new(consumertest.LogsSink)
+	markers := new(consumertest.TracesSink)
+	toTraces, err := f.CreateTracesToTraces(context.Background(), set, cfg, markers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = toTraces.Shutdown(context.Background()) }()
+	toLogs, err := f.CreateMetricsToLogs(context.Background(), set, cfg, logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = toLogs.Shutdown(context.Background()) }()
+	agentAttrs := map[string]any{"gen_ai.agent.name": "planner"}
+	for _, depth := range []float64{4, 12, 15} { // one entry into the breach
+		if err := toLogs.ConsumeMetrics(context.Background(), gaugeMetrics(false, map[string]float64{semconv.MetricB2BAgentQueueDepth: depth}, agentAttrs)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if logs.LogRecordCount() != 1 || markers.SpanCount() != 1 {
+		t.Fatalf("%d records and %d markers, want 1 each", logs.LogRecordCount(), markers.SpanCount())
+	}
+	rs := markers.AllTraces()[0].ResourceSpans().At(0)
+	if name, _ := rs.Resource().Attributes().Get("service.name"); name.Str() != "planner" {
+		t.Errorf("marker resource %v", rs.Resource().Attributes().AsRaw())
+	}
+	m := rs.ScopeSpans().At(0).Spans().At(0)
+	if m.Name() != "alert agent.queue.depth" || m.TraceID().IsEmpty() || m.SpanID().IsEmpty() || !m.ParentSpanID().IsEmpty() {
+		t.Errorf("marker %q trace %s span %s parent %s: want a root span of its own trace", m.Name(), m.TraceID(), m.SpanID(), m.ParentSpanID())
+	}
+	record := recordsOf(logs)[0]
+	if id, _ := m.Attributes().Get(semconv.B2BRuleIDKey); id.Str() != "agent.queue.depth" {
+		t.Errorf("marker attributes %v", m.Attributes().AsRaw())
+	}
+	if observed, _ := m.Attributes().Get(semconv.B2BObservedValueKey); observed.Double() != 12 {
+		t.Errorf("marker observed value %v (record %v)", observed.AsRaw(), record.Attributes().AsRaw())
+	}
+}
+
 func TestThresholdVariables(t *testing.T) {
 	t.Setenv("B2B_OTEL_RULE_AGENT_EXECUTION_SLOW_THRESHOLD", "500ms")
 	t.Setenv("B2B_OTEL_RULE_SECURITY_LOGIN_BRUTEFORCE_THRESHOLD", "2")

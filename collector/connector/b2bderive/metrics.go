@@ -45,21 +45,33 @@ func (m *metricsToLogs) ConsumeMetrics(ctx context.Context, md pmetric.Metrics) 
 		return nil
 	}
 	out := plog.NewLogs()
+	// A gauge firing's marker span goes where the span firings' markers go (the traces -> traces
+	// instance's pipeline, when the configuration has one), as the root of a trace of its own: a
+	// metric data point belongs to no trace. The Python layer does the same.
+	_, markersNext := m.core.consumers()
+	markers := ptrace.NewTraces()
 	for i := 0; i < md.ResourceMetrics().Len(); i++ {
 		rm := md.ResourceMetrics().At(i)
 		if judgedByProcess(rm.Resource()) {
 			continue
 		}
 		var records plog.LogRecordSlice
+		var markerSpans ptrace.SpanSlice
 		started := false
 		fire := func(firings []engine.Firing) {
 			for n := range firings {
 				if !started {
 					records = startResource(out, rm.Resource())
+					if markersNext != nil {
+						markerSpans = startMarkerResource(markers, rm.Resource())
+					}
 					started = true
 				}
 				m.core.countFiring(ctx, &firings[n])
 				writeRecord(records.AppendEmpty(), &firings[n])
+				if markersNext != nil {
+					writeMarker(markerSpans.AppendEmpty(), &firings[n])
+				}
 			}
 		}
 		pools := map[string]*pool{}
@@ -91,7 +103,7 @@ func (m *metricsToLogs) ConsumeMetrics(ctx context.Context, md pmetric.Metrics) 
 			}
 		}
 	}
-	m.core.emit(ctx, m.next, out, nil, ptrace.Traces{})
+	m.core.emit(ctx, m.next, out, markersNext, markers)
 	return nil
 }
 
