@@ -93,13 +93,16 @@ _tracer_bound: tuple[Any, trace.Tracer] | None = None
 
 
 def histogram_views() -> list[Any]:
-    """Bucket boundaries for histograms that other instrumentations create without an advisory.
+    """The Views of a MeterProvider that b2b_otel owns.
 
-    The contrib psycopg instrumentation records ``db.client.operation.duration`` in seconds but
-    leaves the SDK's default (millisecond-shaped) buckets; a View fixes that where b2b_otel owns
-    the MeterProvider.
+    Bucket boundaries for histograms that other instrumentations create without an advisory: the
+    contrib psycopg instrumentation records ``db.client.operation.duration`` in seconds but leaves
+    the SDK's default (millisecond-shaped) buckets. And b2b_otel's own instruments keep their
+    exemplars in :class:`~b2b_otel.api.exemplars.LatestExemplars` (their aggregation stays the default).
     """
     from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+
+    from .exemplars import exemplars
 
     return [
         View(
@@ -107,8 +110,11 @@ def histogram_views() -> list[Any]:
             aggregation=ExplicitBucketHistogramAggregation(
                 list(sc.METRIC_DB_CLIENT_OPERATION_DURATION_BUCKETS)
             ),
-        )
+        ),
+        View(meter_name=sc.INSTRUMENTATION_SCOPE, instrument_name="*", exemplar_reservoir_factory=exemplars),
     ]
+
+
 
 
 def instruments() -> Instruments:

@@ -61,33 +61,36 @@ def error_type(exc: BaseException) -> str:
 class _Scope:
     """One open span: started, made current, and ended exactly once."""
 
-    __slots__ = ("failed", "op", "span", "started", "sums", "token")
+    __slots__ = ("current", "failed", "op", "parent", "span", "started", "sums", "token")
 
     def __init__(self, op: Operation) -> None:
         self.op = op
         self.started = time.perf_counter()
         self.failed: BaseException | None = None
-        parent = otel_context.get_current()
-        attributes = dict(op.attributes)
-        workflow = cast("tuple[str, str | None] | None", parent.get(_WORKFLOW_KEY))
-        if workflow is not None and op.inherits_workflow:
-            attributes.setdefault(sc.GEN_AI_WORKFLOW_NAME, workflow[0])
-            if workflow[1] is not None:
-                attributes.setdefault(sc.B2B_BUSINESS_CASE_ID, workflow[1])
+        self.token: object | None = None
+        self.current: otel_context.Context | None = None  # the context attached, while it is
+        parent = self.parent = otel_context.get_current()
+        span_name, kind, summed = op.shape()
+        # The operation's attributes as they are: start_span copies them into the span.
+        attributes = op.attributes
+        if op.inherits_workflow:
+            workflow = cast("tuple[str, str | None] | None", parent.get(_WORKFLOW_KEY))
+            if workflow is not None:
+                attributes = dict(attributes)
+                attributes.setdefault(sc.GEN_AI_WORKFLOW_NAME, workflow[0])
+                if workflow[1] is not None:
+                    attributes.setdefault(sc.B2B_BUSINESS_CASE_ID, workflow[1])
         try:
-            self.span: Span = tracer().start_span(
-                op.span_name, context=parent, kind=op.kind, attributes=attributes
-            )
+            self.span: Span = tracer().start_span(span_name, context=parent, kind=kind, attributes=attributes)
         except Exception as exc:  # a broken tracer provider must not break the application's call
             selflog.warn_once_a_minute("start-span", "b2b_otel: could not start a span: %r", exc)
             self.span = trace.INVALID_SPAN
-        self.token: object | None = None
         # Agents and workflows add up the LLM calls made inside them (llm/usage.py).
-        summed = isinstance(op, (AgentOperation, WorkflowOperation))
         self.sums = llm_usage.Sums(self.span) if summed else None
 
-    def context(self) -> otel_context.Context:
-        ctx = trace.set_span_in_context(self.span, otel_context.get_current())
+    def context(self, base: otel_context.Context | None = None) -> otel_context.Context:
+        """``base`` (default: the current context) with this span, its workflow and its sums."""
+        ctx = trace.set_span_in_context(self.span, otel_context.get_current() if base is None else base)
         if isinstance(self.op, WorkflowOperation):
             ctx = otel_context.set_value(
                 _WORKFLOW_KEY, (self.op.label, self.op.attributes.get(sc.B2B_BUSINESS_CASE_ID)), ctx
@@ -96,14 +99,26 @@ class _Scope:
             ctx = llm_usage.with_sums(ctx, self.sums)
         return ctx
 
+    def enter(self) -> None:
+        """Attach right after the span started: the current context is still the span's parent."""
+        try:
+            ctx = self.context(self.parent)
+            self.token = otel_context.attach(ctx)
+            self.current = ctx
+        except Exception:
+            self.token = None
+
     def attach(self) -> None:
         try:
-            self.token = otel_context.attach(self.context())
+            ctx = self.context()
+            self.token = otel_context.attach(ctx)
+            self.current = ctx
         except Exception:
             self.token = None
 
     def detach(self) -> None:
         if self.token is not None:
+            self.current = None
             try:
                 otel_context.detach(self.token)  # type: ignore[arg-type]
             except Exception:
@@ -120,8 +135,9 @@ class _Scope:
             pass
 
     def end(self) -> None:
-        if self.sums is not None:
-            llm_usage.write_sums(self.span, self.sums)
+        sums = self.sums
+        if sums is not None and sums.calls:  # (write_sums writes nothing without calls)
+            llm_usage.write_sums(self.span, sums)
         try:
             self.span.end()
         except Exception:
@@ -130,6 +146,11 @@ class _Scope:
             self.op.record(self, time.perf_counter() - self.started)
         except Exception as exc:
             selflog.warn_once_a_minute("metrics-record", "b2b_otel: recording metrics failed: %r", exc)
+
+    def close(self) -> None:
+        """End, then detach (the metrics are recorded while the span is current: exemplars)."""
+        self.end()
+        self.detach()
 
 
 class Operation:
@@ -148,10 +169,20 @@ class Operation:
     kind = SpanKind.INTERNAL
     # The name the self-log gives a bad ``name`` argument of this helper (a fixed key).
     what = "name"
+    # Whether the LLM calls inside are summed onto this operation's span (agents and workflows).
+    summed = False
 
     def __init__(self, name: str | None, attributes: dict[str, Any]) -> None:
         self.name = name
         self.attributes = {k: v for k, v in attributes.items() if v is not None}
+        self._shape: tuple[str, SpanKind, bool] | None = None
+
+    def shape(self) -> tuple[str, SpanKind, bool]:
+        """Span name, kind and whether LLM calls are summed: fixed per operation, worked out once."""
+        shape = self._shape
+        if shape is None:
+            shape = self._shape = (self.span_name, self.kind, self.summed)
+        return shape
 
     @property
     def label(self) -> str:
@@ -177,7 +208,7 @@ class Operation:
         if self.name is None:  # used as a context manager without a name
             arguments.report(_TRACES, self.what, None, f"recorded as {OTHER}")
         scope = _Scope(self)
-        scope.attach()
+        scope.enter()
         _SCOPES.set((*_SCOPES.get(), scope))
         return scope.span
 
@@ -231,15 +262,14 @@ def _wrap_function(op: Operation, func: Callable[..., Any]) -> Callable[..., Any
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         scope = _Scope(op)
-        scope.attach()
+        scope.enter()
         try:
             return func(*args, **kwargs)
         except BaseException as exc:
             scope.fail(exc)
             raise
         finally:
-            scope.end()
-            scope.detach()
+            scope.close()
 
     return wrapper
 
@@ -248,15 +278,14 @@ def _wrap_coroutine(op: Operation, func: Callable[..., Any]) -> Callable[..., An
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         scope = _Scope(op)
-        scope.attach()
+        scope.enter()
         try:
             return await func(*args, **kwargs)
         except BaseException as exc:
             scope.fail(exc)
             raise
         finally:
-            scope.end()
-            scope.detach()
+            scope.close()
 
     return wrapper
 
@@ -370,6 +399,7 @@ class AgentOperation(Operation):
     """``invoke_agent {name}``."""
 
     what = "agent name"
+    summed = True
 
     def __init__(
         self,
@@ -397,6 +427,13 @@ class AgentOperation(Operation):
             },
         )
         self._init = (agent_id, conversation_id, queue_depth, provider)
+        label = self.label
+        # The metric points of a successful run, built once: the SDK copies what it keeps.
+        self._duration_point = {
+            sc.GEN_AI_OPERATION_NAME: sc.GenAiOperationNameValues.INVOKE_AGENT,
+            sc.GEN_AI_AGENT_NAME: label,
+        }
+        self._success_point = {sc.GEN_AI_AGENT_NAME: label, sc.OUTCOME: sc.OutcomeValues.SUCCESS}
 
     @property
     def span_name(self) -> str:
@@ -408,12 +445,19 @@ class AgentOperation(Operation):
     def record(self, scope: _Scope, seconds: float) -> None:
         inst = instruments()
         agent_name = self.label
-        point = {
-            sc.GEN_AI_OPERATION_NAME: sc.GenAiOperationNameValues.INVOKE_AGENT,
-            sc.GEN_AI_AGENT_NAME: agent_name,
-        }
-        inst.agent_duration.record(seconds, _with_error(point, scope))
-        inst.agent_executions.add(1, {sc.GEN_AI_AGENT_NAME: agent_name, sc.OUTCOME: _outcome(scope)})
+        # The context the span is current in (its exemplars), passed: not looked up again.
+        current = scope.current
+        if scope.failed is None:
+            inst.agent_duration.record(seconds, self._duration_point, context=current)
+            inst.agent_executions.add(1, self._success_point, context=current)
+        else:
+            point = {
+                sc.GEN_AI_OPERATION_NAME: sc.GenAiOperationNameValues.INVOKE_AGENT,
+                sc.GEN_AI_AGENT_NAME: agent_name,
+            }
+            outcome = {sc.GEN_AI_AGENT_NAME: agent_name, sc.OUTCOME: _outcome(scope)}
+            inst.agent_duration.record(seconds, _with_error(point, scope), context=current)
+            inst.agent_executions.add(1, outcome, context=current)
         depth = self.attributes.get(sc.B2B_AGENT_QUEUE_DEPTH)
         if depth is not None:
             inst.queue_depth.set(depth, {sc.GEN_AI_AGENT_NAME: agent_name})
@@ -452,6 +496,7 @@ class WorkflowOperation(Operation):
 
     inherits_workflow = False
     what = "workflow name"
+    summed = True
 
     def __init__(self, name: str | None, business_case_id: str | None = None) -> None:
         name = _name(name, self.what)
