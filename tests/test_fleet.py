@@ -18,6 +18,8 @@ tests use is left alone. Gated like the other end-to-end tests: B2B_OTEL_TEST_ST
   replay goes to tail sampling, not to b2bderive);
 - the same kill with Jaeger away after the samplers decided: what waited in the replica's persistent
   sending queue reaches Jaeger after the restart;
+- a gauge rule fired from metrics (agent.queue.depth) gives its record and a marker span, the root of
+  a trace of its own, in Jaeger;
 - Jaeger restarted after the workload still returns the traces (its Badger store).
 """
 
@@ -524,6 +526,78 @@ def test_three_services_one_fleet_bruteforce_and_whole_error_trace(fleet: Fleet)
     assert sorted(s["operationName"] for s in spans) == sorted(names)
     processes = {s["processID"] for s in spans}
     assert len(processes) == 3
+
+
+def test_a_gauge_fired_from_metrics_has_its_record_and_a_root_marker_span(fleet: Fleet) -> None:
+    run = uuid.uuid4().hex[:10]
+    service, agent_name = f"fleet-gauge-{run}", f"planner-{run}"
+    for depth in (4.0, 12.0):  # enters the breach once (threshold > 10)
+        body = {
+            "resourceMetrics": [
+                {
+                    "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+                    "scopeMetrics": [
+                        {
+                            "scope": {"name": "tests.fleet"},
+                            "metrics": [
+                                {
+                                    "name": "b2b.agent.queue.depth",
+                                    "gauge": {
+                                        "dataPoints": [
+                                            {
+                                                "asDouble": depth,
+                                                "timeUnixNano": str(time.time_ns()),
+                                                "attributes": [
+                                                    {
+                                                        "key": "gen_ai.agent.name",
+                                                        "value": {"stringValue": agent_name},
+                                                    }
+                                                ],
+                                            }
+                                        ]
+                                    },
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+        http_json(f"{fleet.agent_http}/v1/metrics", body, timeout_s=10)
+        time.sleep(1.5)  # the next point in a batch of its own (metrics/otlp batches for 1 s)
+
+    def records() -> list[tuple[dict[str, Any], dict[str, Any]]] | None:
+        found = fleet.records(
+            "derived.jsonl", **{"b2b.rule.id": "agent.queue.depth", "gen_ai.agent.name": agent_name}
+        )
+        return found or None
+
+    found = wait_for(records, "the agent.queue.depth record", 30)
+
+    def marker() -> list[dict[str, Any]] | None:
+        spans = [
+            span
+            for trace in fleet.service_traces(service)
+            for span in trace["spans"]
+            if span["operationName"] == "alert agent.queue.depth"
+        ]
+        return spans or None
+
+    markers = wait_for(marker, "the gauge's marker span in Jaeger", 60, every_s=1)
+    time.sleep(2)
+    assert (
+        len(
+            fleet.records(
+                "derived.jsonl", **{"b2b.rule.id": "agent.queue.depth", "gen_ai.agent.name": agent_name}
+            )
+        )
+        == 1
+    )
+    assert len(found) == 1 and len(markers) == 1, (found, markers)
+    tags = {t["key"]: t["value"] for t in markers[0]["tags"]}
+    assert tags["b2b.rule.id"] == "agent.queue.depth" and tags["gen_ai.agent.name"] == agent_name
+    assert tags["b2b.observed.value"] == 12.0
+    assert markers[0]["references"] == [], "the root of a trace of its own: a data point has no trace"
 
 
 # --- kill -9 of a replica during a bounded load --------------------------------------------------
