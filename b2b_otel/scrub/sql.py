@@ -66,8 +66,8 @@ _LITERALS = frozenset((_STRING, _DOLLAR, _NUMBER, _QIDENT))
 def _token_pattern() -> re.Pattern[str]:
     # Compiled on first use: importing the scrubber stays cheap.
     return re.compile(
-        r"(?P<ws>\s+)"
-        r"|(?P<comment>--[^\n]*|/\*(?:[^*]|\*(?!/))*(?:\*/)?)"
+        # White space before a token is taken with it (one match a token).
+        r"\s*(?:(?P<comment>--[^\n]*|/\*(?:[^*]|\*(?!/))*(?:\*/)?)"
         r"|(?P<marker>\[REDACTED:[a-z_]{1,32}\])"
         r"|(?P<string>(?:[EeNnBbXx]|[Uu]&)?'(?:[^'\\]|\\.|'')*(?:'|\Z))"
         r"|(?P<dollar>\$(?P<tag>(?:[A-Za-z_][A-Za-z0-9_]{0,31})?)\$(?:[^$]|\$(?!(?P=tag)\$))*(?:\$(?P=tag)\$|\Z))"
@@ -77,7 +77,7 @@ def _token_pattern() -> re.Pattern[str]:
         r"|(?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?(?![A-Za-z0-9_$]))"
         r"|(?P<ident>[^\W\d][\w$]*)"
         r"|(?P<word>[\w$]+)"
-        r"|(?P<op>::|:=|=>|->>|->|\#>>|\#>|<>|!=|<=|>=|==|\|\||.)",
+        r"|(?P<op>::|:=|=>|->>|->|\#>>|\#>|<>|!=|<=|>=|==|\|\||.)|\Z)",
         re.DOTALL,
     )
 
@@ -85,13 +85,14 @@ def _token_pattern() -> re.Pattern[str]:
 def tokens(text: str, offset: int = 0) -> list[Token]:
     """The code tokens of ``text`` (white space and comments left out), positions shifted by ``offset``."""
     out: list[Token] = []
+    append = out.append
+    new = Token._make
     for match in _token_pattern().finditer(text):
         kind = match.lastgroup
-        if kind == "tag":  # the dollar quote's tag group closes last
-            kind = _DOLLAR
-        if kind in ("ws", "comment") or kind is None:
-            continue
-        out.append(Token(kind, match.start() + offset, match.end() + offset, match.group(0)))
+        if kind is None or kind == "comment":
+            continue  # the end of the text, or a comment
+        start, end = match.span(kind)
+        append(new((kind, start + offset, end + offset, match.group(kind))))
     return out
 
 
@@ -297,9 +298,10 @@ class _Statement:
         """The spans of this statement's secret values (empty when it carries none)."""
         try:
             self._walk()
-        except _OverBudget:
+        except Exception:  # _OverBudget, or a shape this reading gets wrong: fail closed, never raise
             self.marked = self._statement_wide()
             self.keys = {}
+            self.prose_keys = set()
         spans = []
         for index in sorted(self.marked):
             token = self.toks[index]
@@ -583,7 +585,7 @@ class _Statement:
             elif self.lower[i] in _STOP_WORDS or self.lower[i] in _BINDING_WORDS:
                 return i
             i += 1
-        return i
+        return min(i, self.n)
 
     # --- positions: (a, b) VALUES ('x', 'y')
 
@@ -702,6 +704,7 @@ class _Statement:
         a stray operator or two glued tokens say the text is not SQL (``password=hunter2!x``).
         """
         found: list[int] = []
+        b = min(b, self.n)
         k = a
         while k < b:
             self._step()
