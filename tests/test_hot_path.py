@@ -190,6 +190,7 @@ SHAPES = [
     {sc.B2B_SECURITY_ACTION: "access_denied", sc.USER_ID: "u"},
     {"b2b.data_quality.score": 0.5, sc.GEN_AI_WORKFLOW_NAME: "w"},
     {sc.GEN_AI_OPERATION_NAME: 7},
+    {sc.GEN_AI_OPERATION_NAME: ["invoke_agent"], sc.B2B_SECURITY_ACTION: ["login"]},  # unhashable
     {},
 ]
 

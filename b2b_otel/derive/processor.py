@@ -95,7 +95,8 @@ def _after_fork_in_child() -> None:
         processor._reinit_after_fork()
 
 
-if hasattr(os, "register_at_fork"):
+_NO_FORK_HOOK = not hasattr(os, "register_at_fork")
+if not _NO_FORK_HOOK:
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
@@ -206,7 +207,8 @@ class DerivationProcessor(SpanProcessor):
     def _put(self, item: ReadableSpan | _Found | _Sampled) -> None:
         if self._stopped:
             return
-        if os.getpid() != self._pid:
+        # No getpid() per item: a forked child starts afresh through os.register_at_fork (above).
+        if _NO_FORK_HOOK and os.getpid() != self._pid:
             self._reinit_after_fork()
         queue = self._queue
         if len(queue) >= self._high:

@@ -393,7 +393,10 @@ class Engine:
         self._presence_names = tuple(self._by_presence)
 
     def _shape(self, attributes: Mapping[str, Any]) -> tuple[Any, ...]:
-        """What the candidates of a span depend on: a few attribute values and presences."""
+        """What the candidates of a span depend on: a few attribute values and presences.
+
+        A value that is not text is not indexed: it counts as no value.
+        """
         get = attributes.get
         return (
             *[value if isinstance(value := get(name), str) else None for name in self._value_names],
@@ -402,8 +405,14 @@ class Engine:
 
     def _plan(self, attributes: Mapping[str, Any]) -> list[tuple[Rule, tuple[Condition, ...], Any]]:
         """The candidate rules of a span, each with the conditions left to check and its judge."""
-        key = self._shape(attributes)
-        plan = self._plan_cache.get(key)
+        # The values as they are, the cheap key: a span's are hashable, and one that is not text
+        # only gives a key of its own (with the candidates of no value).
+        key = (*map(attributes.get, self._value_names), *map(attributes.__contains__, self._presence_names))
+        try:
+            plan = self._plan_cache.get(key)
+        except TypeError:  # an unhashable value (facts made by hand): the key of _shape
+            key = self._shape(attributes)
+            plan = self._plan_cache.get(key)
         if plan is None:
             judges = self._judges
             plan = [(rule, self._rest[rule.id], judges[rule.kind]) for rule in self._candidates(attributes)]

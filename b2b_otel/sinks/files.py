@@ -21,6 +21,7 @@ import os
 import stat
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,19 @@ MAX_BYTES = 10 * 1024 * 1024  # a file rotates when a line would take it past th
 BACKUPS = 5  # rotated files kept per log
 PENDING_LINES = 256  # agent execution lines collected at most before they are written
 _NAMES_CACHED = 1024  # agent/tenant names whose JSON form is remembered
+
+_live: weakref.WeakSet[LocalFiles] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for files in list(_live):
+        files._after_fork()
+
+
+# A forked child drops the parent's collected lines at once, so collecting a line needs no getpid().
+_NO_FORK_HOOK = not hasattr(os, "register_at_fork")
+if not _NO_FORK_HOOK:
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class LocalFiles(Sink):
@@ -53,6 +67,7 @@ class LocalFiles(Sink):
         self._json_names: dict[str, str] = {}  # agent/tenant name -> its JSON string form
         self._iso_second = -1
         self._iso_head = ""
+        _live.add(self)
 
     def _handler(self, name: str) -> logging.Handler:
         handler = self._handlers.get(name)
@@ -110,7 +125,7 @@ class LocalFiles(Sink):
             handler.release()
 
     def _add_pending(self, line: str) -> None:
-        if os.getpid() != self._pid:
+        if _NO_FORK_HOOK and os.getpid() != self._pid:
             self._after_fork()
         with self._pending_lock:
             self._pending.append(line)
