@@ -20,6 +20,7 @@ from opentelemetry.semconv.attributes.db_attributes import DB_QUERY_TEXT
 from b2b_otel import semconv as sc
 from b2b_otel.scrub import Finding, Scrubber, names_secret, sql
 from b2b_otel.scrub import patterns as p
+from tests.support.otlp_receiver import OTLPReceiver
 
 REPO = Path(__file__).resolve().parents[1]
 M = "[REDACTED:secret_key]"
@@ -535,3 +536,29 @@ def test_statement_too_costly_to_read_loses_every_literal_rather_than_leak() -> 
     assert time.perf_counter() - started < 10  # bounded, not 5,000 squared
     assert SECRET not in out and "'kept?'" not in out
     assert findings == [Finding(DB_QUERY_TEXT, "secret_key")]
+
+
+# --------------------------------------------------------------------------- the demo path
+
+
+def test_a_run_of_the_example_without_faults_raises_no_sensitive_data_alert(
+    otlp_receiver: OTLPReceiver, pg_url: str, tmp_path: Path
+) -> None:
+    """The real thing: the example creates its schema over psycopg and exports over OTLP."""
+    from tests.test_example_app import run_b2bvalue
+
+    run_b2bvalue(otlp_receiver, pg_url, tmp_path, "--cases", "1")
+    spans = otlp_receiver.spans()
+    scripts = [s for s in spans if str(s["attributes"].get(DB_QUERY_TEXT, "")).startswith("CREATE TABLE")]
+    assert scripts, sorted({s["name"] for s in spans})
+    assert scripts[0]["attributes"][DB_QUERY_TEXT] == example_schema()  # exported whole, nothing redacted
+    assert [s["name"] for s in spans if s["name"] == f"alert {sc.RULE_SECURITY_SENSITIVE_DATA}"] == []
+    records = [
+        r
+        for r in otlp_receiver.logs()
+        if r["attributes"].get(sc.B2B_RULE_ID) == sc.RULE_SECURITY_SENSITIVE_DATA
+    ]
+    assert records == []
+    security_log = tmp_path / "security.log"
+    lines = security_log.read_text().splitlines() if security_log.exists() else []
+    assert not [line for line in lines if "sensitive" in line.lower()]
