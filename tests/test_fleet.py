@@ -776,7 +776,8 @@ def test_kill9_during_the_decision_wait_loses_nothing(fleet: Fleet) -> None:
         f"\nkill during the decision wait: sent {want} spans ({TRACES * SPANS_PER_TRACE} + {TRACES} markers),"
         f" spooled {sum(after_b) - sum(spooled_a):.0f} (victim {victim_share:.0f}, its sampler holding"
         f" {holds:.0f} traces, killed {elapsed:.1f} s after the first batch); victim replayed {replayed:.0f}"
-        f" spans from {len(segments)} segments; Jaeger: {landed}"
+        f" spans from {len(segments)} segments ({replayed - victim_share:.0f} of them in Jaeger already);"
+        f" Jaeger: {landed}"
     )
     assert len(landed.load) == TRACES * SPANS_PER_TRACE
     assert len(landed.markers) == TRACES
