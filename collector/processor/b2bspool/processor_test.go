@@ -111,7 +111,7 @@ func TestTheBatchIsInTheSpoolBeforeTheNextComponentGetsIt(t *testing.T) {
 	next, err := consumer.NewTraces(func(_ context.Context, td ptrace.Traces) error {
 		n := 0
 		for _, path := range segmentFiles(t, cfg.Directory) {
-			require.NoError(t, readSegment(path, cfg.MaxTotalBytes, func(p []byte) {
+			require.NoError(t, readSegment(path, func(p []byte) {
 				got, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(p)
 				require.NoError(t, err)
 				n += got.SpanCount()

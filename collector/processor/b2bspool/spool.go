@@ -144,7 +144,7 @@ func (s *store) replay(deliver func(payload []byte), damaged func(damage)) error
 	leftover := s.leftover
 	s.mu.Unlock()
 	for _, seg := range leftover {
-		if err := readSegment(seg.path, s.cfg.maxTotalBytes, deliver, damaged); err != nil {
+		if err := readSegment(seg.path, deliver, damaged); err != nil {
 			return err
 		}
 	}
@@ -159,7 +159,9 @@ func (s *store) replay(deliver func(payload []byte), damaged func(damage)) error
 	return nil
 }
 
-func readSegment(path string, maxRecord int64, deliver func([]byte), damaged func(damage)) error {
+// readSegment reads one segment back. A record's length is trusted only as far as the file reaches
+// (not against max_total_bytes, which may have been lowered since the record was written).
+func readSegment(path string, deliver func([]byte), damaged func(damage)) error {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -198,8 +200,9 @@ func readSegment(path string, maxRecord int64, deliver func([]byte), damaged fun
 		}
 		length := int64(binary.BigEndian.Uint32(header[0:4]))
 		sum := binary.BigEndian.Uint32(header[4:8])
-		if length == 0 || length > maxRecord {
-			damaged(damage{path, offset, fmt.Sprintf("record length %d outside 1..%d; the rest of the segment (%d bytes) is skipped", length, maxRecord, size-offset)})
+		if length == 0 {
+			// Never written (an empty batch is not spooled): zeros a machine crash left at the end.
+			damaged(damage{path, offset, fmt.Sprintf("record length 0; the rest of the segment (%d bytes) is skipped", size-offset)})
 			return nil
 		}
 		if length > size-offset-recordHeader {

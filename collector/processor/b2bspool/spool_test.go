@@ -348,3 +348,16 @@ func TestTheDirectoryIsCreatedPrivate(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), seg.Mode().Perm())
 }
+
+func TestRecordsWrittenUnderALargerBoundAreReadAfterItWasLowered(t *testing.T) {
+	cfg := testStoreConfig(t.TempDir())
+	clock := newFakeClock()
+	s := mustOpen(t, cfg, clock)
+	big := bytes.Repeat([]byte("b"), 5000)
+	require.NoError(t, s.append(big))
+	require.NoError(t, s.close())
+	cfg.maxSegmentBytes, cfg.maxTotalBytes = 1000, 2000
+	_, got, damaged := replayAll(t, cfg, clock)
+	assert.Equal(t, []string{string(big)}, got)
+	assert.Empty(t, damaged)
+}
