@@ -12,8 +12,9 @@ Both cases run in this process against one loopback OTLP/HTTP receiver in anothe
 One round is N calls and then a flush of the tracer provider, so what the export thread and the
 rules worker do for those calls is inside the round. The targeted number is the process's CPU time
 per call over the round (every thread: application, export, rules worker), which the load of other
-processes on a shared machine hardly moves; wall time per call is reported beside it, and the loop
-alone (``call_only_us``) in the details. Rounds
+processes on a shared machine hardly moves; wall time per call is reported beside it, the loop
+alone (``call_only_us``) and the application thread's own CPU time in the loop (``main_thread_us``,
+``time.thread_time``: what the call costs the thread that makes it) in the details. Rounds
 alternate between the cases; medians are reported. Variants: the rules layer off (the derivation
 processor removed: scrubbing and export stay), and a CPU-bound application thread running all the
 time (the worker threads' cost through the GIL shows as a slower main thread and a slower spinner).
@@ -149,6 +150,7 @@ def scenario(spans: int, rounds: int) -> dict[str, Any]:
         spinners: dict[str, list[float]] = {}
 
         walls: dict[str, list[float]] = {}
+        mains: dict[str, list[float]] = {}
 
         def measure(
             name: str,
@@ -165,13 +167,16 @@ def scenario(spans: int, rounds: int) -> dict[str, Any]:
                     multi._span_processors = with_rules if rules else without_rules
                 cpu_started = time.process_time()
                 started = time.perf_counter()
+                thread_started = time.thread_time()
                 for _ in range(spans):
                     call()
+                thread_done = time.thread_time()
                 looped = time.perf_counter()
                 flush()
                 done = time.perf_counter()
                 cpu_done = time.process_time()
                 calls.setdefault(name, []).append((looped - started) / spans)
+                mains.setdefault(name, []).append((thread_done - thread_started) / spans)
                 walls.setdefault(name, []).append((done - started) / spans)
                 return ((cpu_done - cpu_started) if cpu else (done - started)) / spans
 
@@ -230,6 +235,7 @@ def scenario(spans: int, rounds: int) -> dict[str, Any]:
     c = {name: median(values) for name, values in calls.items()}
     w = {name: median(values) for name, values in walls.items()}
     s = {name: median(values) for name, values in spinners.items()}
+    t = {name: median(values) for name, values in mains.items()}
     rows = [
         row("plain OpenTelemetry", m["plain"] * 1e6, "CPU us/call", m["plain"] * 1e6),
         row("b2b-otel", m["b2b"] * 1e6, "CPU us/call", m["plain"] * 1e6),
@@ -261,6 +267,8 @@ def scenario(spans: int, rounds: int) -> dict[str, Any]:
                 "cpu_thread_progress": round(s["b2b_cpu"] / s["plain_cpu"], 3),
             },
             "call_only_us": {name: round(value * 1e6, 2) for name, value in c.items()},
+            "main_thread_us": {name: round(value * 1e6, 2) for name, value in t.items()},
+            "main_thread_ratio": round(t["b2b"] / t["plain"], 3),
             "spans_sent": expected,
             "spans_received": received,
             "dropped": dropped,
