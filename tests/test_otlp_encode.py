@@ -29,7 +29,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 
 from b2b_otel._internal import selflog
 from b2b_otel.export import otlp_encode
-from b2b_otel.export.otlp_encode import MAX_ENTRIES, SpanEncoder, encode_spans
+from b2b_otel.export.otlp_encode import MAX_CACHE_BYTES, MAX_ENTRIES, SpanEncoder, encode_spans
 
 
 class Opaque:
@@ -347,7 +347,7 @@ def test_the_caches_stay_bounded_under_100000_distinct_values() -> None:
     encoder = SpanEncoder()
     resource = Resource({"service.name": "b2bvalue"})
     scope = InstrumentationScope("b2b_otel", "1")
-    sizes = []
+    sizes, byte_sizes = [], []
     for batch_number in range(200):
         batch = []
         for index in range(500):
@@ -362,6 +362,7 @@ def test_the_caches_stay_bounded_under_100000_distinct_values() -> None:
                         "client.address": f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}",
                         "n": n,
                         "same": "x",
+                        "note": f"{n:0500d}",  # long distinct text: the byte bound clears first
                     },
                     events=[Event(f"e-{n}", {"v": float(n) + 0.5}, n)],
                 )
@@ -373,7 +374,9 @@ def test_the_caches_stay_bounded_under_100000_distinct_values() -> None:
             max(len(encoder._span_attributes.cache), len(encoder._names), len(encoder._event_names),
                 len(encoder._event_attributes.cache))
         )  # fmt: skip
+        byte_sizes.append(encoder._span_attributes.size)
     assert max(sizes) <= MAX_ENTRIES
+    assert MAX_CACHE_BYTES // 2 < max(byte_sizes) <= MAX_CACHE_BYTES + 1024  # reached, and held
     assert min(sizes[20:]) > 0  # still remembering (cleared when full, not switched off)
 
 

@@ -277,6 +277,72 @@ def otlp_http_span_export(
     return export
 
 
+# The names the stock OTLP/gRPC exporters' ``_export`` and ``_initialize_channel_and_stub`` use,
+# pinned: the raw stub below relies on them calling ``self._client.Export(request=self._translate_data(
+# data), ...)`` with a client made by ``self._stub(self._channel)``.
+_GRPC_EXPORT_NAMES = frozenset(
+    {
+        "Exception", "Export", "FAILURE", "ParseFromString", "RPC_RESPONSE_STATUS_CODE", "RetryInfo",
+        "RpcError", "SUCCESS", "StatusCode", "UNAVAILABLE", "UNKNOWN", "_MAX_RETRYS", "_channel",
+        "_client", "_count_data", "_endpoint", "_exporting", "_headers", "_initialize_channel_and_stub",
+        "_metrics", "_result", "_retryable_error_codes", "_shutdown", "_shutdown_in_progress", "_timeout",
+        "_translate_data", "close", "code", "debug", "details", "dict", "error", "error_attrs",
+        "export_operation", "get", "logger", "name", "nanos", "random", "range", "retry_delay", "seconds",
+        "str", "time", "trailing_metadata", "uniform", "wait", "warning",
+    }
+)  # fmt: skip
+_GRPC_CHANNEL_NAMES = frozenset(
+    {
+        "_channel", "_channel_options", "_client", "_compression", "_credentials", "_endpoint", "_insecure",
+        "_stub", "insecure_channel", "secure_channel",
+    }
+)  # fmt: skip
+
+
+class _RawTraceServiceStub:
+    """``TraceServiceStub`` whose ``Export`` takes the request as serialized bytes (no serializer)."""
+
+    def __init__(self, channel: Any) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+        self.Export = channel.unary_unary(
+            _GRPC_METHODS[sc.SignalValues.TRACES],
+            request_serializer=None,
+            response_deserializer=ExportTraceServiceResponse.FromString,
+            _registered_method=True,
+        )
+
+
+def otlp_grpc_raw_span_stub(exporter: Any) -> Callable[[Any], Any] | None:
+    """A stub class for the stock OTLP/gRPC span exporter whose ``Export`` sends request bytes as they are.
+
+    The SDK's exporter serializes the message ``_translate_data`` returns through its stub
+    (``TraceServiceStub``, ``SerializeToString``); there is no public way to give it bytes. With this
+    stub in ``exporter._stub`` and as ``exporter._client``, ``_translate_data`` may return the request
+    bytes: everything else — channel, TLS, compression, metadata, deadline, retries, the channel
+    re-made on UNAVAILABLE (through ``_stub`` again), self-metrics, results — stays the exporter's.
+    None when the exporter or the stock methods are not the shape this was written for.
+    """
+    try:
+        from opentelemetry.exporter.otlp.proto.grpc import exporter as mixin
+        from opentelemetry.exporter.otlp.proto.grpc import trace_exporter as stock
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
+
+        export_names = frozenset(mixin.OTLPExporterMixin._export.__code__.co_names)
+        channel_names = frozenset(mixin.OTLPExporterMixin._initialize_channel_and_stub.__code__.co_names)
+    except (ImportError, AttributeError):
+        return None
+    if (
+        export_names != _GRPC_EXPORT_NAMES
+        or channel_names != _GRPC_CHANNEL_NAMES
+        or not isinstance(exporter, stock.OTLPSpanExporter)
+        or getattr(exporter, "_stub", None) is not TraceServiceStub
+        or getattr(exporter, "_channel", None) is None
+    ):
+        return None
+    return _RawTraceServiceStub
+
+
 class _ErrorObserver:
     """Stands in for an OTLP exporter's ``_metrics``: runs each export operation, keeps its error."""
 

@@ -8,7 +8,8 @@ names, scopes and one resource in every batch. :class:`SpanEncoder` writes the w
 same ``ExportTraceServiceRequest`` itself and keeps the serialized bytes of what repeats:
 
 - each attribute entry (key, value type, value) -> its ``KeyValue`` field, for scalar values and
-  text up to :data:`MAX_TEXT` characters; bounded (:data:`MAX_ENTRIES`, cleared when full);
+  text up to :data:`MAX_TEXT` characters; bounded (:data:`MAX_ENTRIES` entries and
+  :data:`MAX_CACHE_BYTES` bytes per field, cleared when full);
 - span names and event names -> their field;
 - resources and scopes -> their message, by object (an ``is`` check guards against a reused id).
 
@@ -37,6 +38,7 @@ from .._internal import selflog
 from .._internal.sdk_private import finished_attributes, span_contents
 
 MAX_ENTRIES = 8192  # remembered attribute entries (and, apart, names) per encoder
+MAX_CACHE_BYTES = 2 * 1024 * 1024  # and at most this many serialized bytes of entries per field
 MAX_TEXT = 512  # longer text values are encoded each time, not remembered
 _MAX_OBJECTS = 256  # remembered resources and scopes (an application has a few)
 
@@ -132,6 +134,7 @@ class _Entries:
         self.tag = tag
         self.encoder = encoder
         self.cache: dict[tuple[str, type, Any], bytes] = {}
+        self.size = 0  # serialized bytes in the cache
 
     def entry(self, key: str, value: Any) -> bytes:
         """The field of one attribute, or ``b""`` when the stock encoder would leave it out."""
@@ -159,9 +162,11 @@ class _Entries:
             return b""
         if remember:
             cache = self.cache
-            if len(cache) >= MAX_ENTRIES:
+            if len(cache) >= MAX_ENTRIES or self.size >= MAX_CACHE_BYTES:
                 cache.clear()
+                self.size = 0
             cache[(key, kind, value)] = encoded
+            self.size += len(encoded)
         return encoded
 
     def fields(self, attributes: Mapping[str, Any] | None) -> list[bytes]:
@@ -225,9 +230,9 @@ class SpanEncoder:
         self._resources: dict[int, tuple[Any, bytes, bytes]] = {}
         self._scopes: dict[int, tuple[Any, bytes, bytes]] = {}
         self._kinds = _kind_fields()
-        # The last status seen and its field (kept, so its id cannot be reused while it is compared).
-        self._last_status: Any = _NOTHING
-        self._last_status_field = b""
+        # The last status seen (kept, so that it cannot be another object's) and its field, one tuple
+        # so that a concurrent use cannot pair one status with another's field.
+        self._last_status: tuple[Any, bytes] = (_NOTHING, b"")
         self.fallbacks = 0
         self.skipped_attributes = 0
 
@@ -408,10 +413,10 @@ class SpanEncoder:
             parts.append(_uint32(b"\x70", dropped_links))  # dropped_links_count 14
         status = span.status
         if status is not None:  # status 15
-            if status is not self._last_status:  # spans share their status object (the SDK's default)
-                self._last_status_field = _status(status)
-                self._last_status = status
-            parts.append(self._last_status_field)
+            last = self._last_status  # spans share their status object (the SDK's default)
+            if status is not last[0]:
+                last = self._last_status = (status, _status(status))
+            parts.append(last[1])
         parts.append(_SPAN_REMOTE if parent and parent.is_remote else _SPAN_LOCAL)  # flags 16
         return b"".join(parts)
 

@@ -98,8 +98,8 @@ def _otlp_kwargs(target: OTLPTarget) -> dict[str, Any]:
 # stack is heavy, and an application that exports over HTTP never loads it.
 _GRPC, _HTTP = "opentelemetry.exporter.otlp.proto.grpc", "opentelemetry.exporter.otlp.proto.http"
 _OTLP_CLASSES: dict[tuple[str, str], tuple[str, str]] = {
-    (TRACES, "grpc"): (f"{_GRPC}.trace_exporter", "OTLPSpanExporter"),
-    # The SDK's HTTP span exporter with b2b_otel's encoder (the same request bytes, a few times cheaper).
+    # The SDK's span exporters with b2b_otel's encoder (the same request bytes, several times cheaper).
+    (TRACES, "grpc"): ("b2b_otel.export.otlp_grpc", "OTLPSpanExporter"),
     (TRACES, "http/protobuf"): ("b2b_otel.export.otlp_http", "OTLPSpanExporter"),
     (METRICS, "grpc"): (f"{_GRPC}.metric_exporter", "OTLPMetricExporter"),
     (METRICS, "http/protobuf"): (f"{_HTTP}.metric_exporter", "OTLPMetricExporter"),
