@@ -14,8 +14,9 @@ tests use is left alone. Gated like the other end-to-end tests: B2B_OTEL_TEST_ST
   undecided (Jaeger has none of them, the sampler has decided nothing since, by its own metrics):
   after its restart its b2bspool replays them and every span the agent accepted is in Jaeger,
   counted by distinct span id, none returned twice (spans replayed that Jaeger already had are kept
-  once by its Badger store), and every derived record is in the replicas' files exactly once (the
-  replay goes to tail sampling, not to b2bderive);
+  once by its Badger store), a torn record left at the end of its spool is skipped and counted, and
+  every derived record is in the replicas' files exactly once (the replay goes to tail sampling, not
+  to b2bderive);
 - the same kill with Jaeger away after the samplers decided: what waited in the replica's persistent
   sending queue reaches Jaeger after the restart;
 - a gauge rule fired from metrics (agent.queue.depth) gives its record and a marker span, the root of
@@ -30,6 +31,7 @@ import os
 import random
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -606,6 +608,7 @@ TRACES = 200
 SPANS_PER_TRACE = 100  # 20,000 spans
 SPOOL_SPANS = "otelcol_processor_b2bspool_spans_written"
 SPOOL_REPLAYED = "otelcol_processor_b2bspool_spans_replayed"
+SPOOL_CORRUPT = "otelcol_processor_b2bspool_records_corrupt"
 SAMPLER_DECIDED = "otelcol_processor_tail_sampling_global_count_traces_sampled"
 SAMPLER_HOLDS = "otelcol_processor_tail_sampling_sampling_traces_on_memory"
 
@@ -762,6 +765,10 @@ def test_kill9_during_the_decision_wait_loses_nothing(fleet: Fleet) -> None:
     assert fleet.service_traces(f"fleet-load-{run}") == [], "B reached Jaeger before the kill"
     segments = sorted((fleet.gateway_dirs[0] / "spool").glob("*.seg"))
     assert segments, "the victim's spool is empty"
+    # What a kill in the middle of a write leaves: the start of a record (its header and part of its
+    # payload). The replay skips it with a warning and counts it; everything before it is replayed.
+    with segments[-1].open("ab") as torn:
+        torn.write(struct.pack(">II", 4096, 0) + b"\x0a\x80" * 50)
 
     victim.start()
     try:
@@ -772,6 +779,9 @@ def test_kill9_during_the_decision_wait_loses_nothing(fleet: Fleet) -> None:
     wait_for(lambda: len(Landed(fleet, run).markers) >= TRACES or None, "the marker spans", 30, every_s=2)
     landed = Landed(fleet, run)
     replayed = fleet.own_metric(1, SPOOL_REPLAYED)
+    assert fleet.own_metric(1, SPOOL_CORRUPT) == 1, "the torn record is counted"
+    log = (fleet.gateway_dirs[0] / "logs" / "otelcol-b2b.log").read_text(errors="replace")
+    assert "b2bspool: a damaged record" in log and "torn record" in log
     print(  # the numbers of this run (pytest -s)
         f"\nkill during the decision wait: sent {want} spans ({TRACES * SPANS_PER_TRACE} + {TRACES} markers),"
         f" spooled {sum(after_b) - sum(spooled_a):.0f} (victim {victim_share:.0f}, its sampler holding"
