@@ -475,6 +475,96 @@ def test_key_about_a_secret_is_kept_in_text_forms(key: str) -> None:
         assert findings == []
 
 
+ABOUT_A_SECRET = {
+    "cookie_consent": "accepted",
+    "cookie_domain": ".example.com",
+    "session_affinity": "node-3",
+    "oauth.token_endpoint": "https://login.example.com/oauth2/token",
+    "secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf",
+    "password_last_changed": "2026-11-30",
+    "token_issued_at": "2026-12-04T10:00:00Z",
+    "api_key_prefix": "sk-live",
+    "api_key_last4": "x9Qz",
+    "token_estimate": "1200",
+    "auth.passwordless": "enabled",
+    "app.secret_source": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf",
+}
+
+
+@pytest.mark.parametrize("key", sorted(ABOUT_A_SECRET))
+def test_attribute_about_a_secret_is_kept(key: str) -> None:
+    findings: list[Finding] = []
+    assert Scrubber().attributes({key: ABOUT_A_SECRET[key]}, findings.append) is None
+    assert findings == []
+
+
+@pytest.mark.parametrize(
+    "key", ["session_token", "api_key", "cookie", "token", "client_secret", "db_password", "x-api-key"]
+)
+def test_attribute_holding_a_secret_is_still_redacted(key: str) -> None:
+    findings: list[Finding] = []
+    assert Scrubber().attributes({key: SECRET}, findings.append) == {key: M}
+    assert findings == [Finding(key, "secret_key")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "token was refreshed",
+        "the token was issued at 10:00",
+        "secret was created for tenant acme",
+        "token is expiring soon",
+        "the access token was renewed",
+        "api key was generated for tenant acme",
+        "the secret was deleted",
+        "token was exchanged for a session",
+        "the password was verified",
+        "session token was found in the cache",
+    ],
+)
+def test_prose_about_what_happened_to_a_secret_is_kept(text: str) -> None:
+    findings: list[Finding] = []
+    assert Scrubber().text(text, "log.body", findings.append) == text
+    assert findings == []
+
+
+def test_prose_giving_a_secret_is_still_redacted() -> None:
+    assert Scrubber().text(f"the password is {SECRET}") == f"the password is {M}"
+    assert Scrubber().text(f"token was {SECRET}") == f"token was {M}"
+    assert Scrubber().text(f"note secret:{SECRET}") == f"note secret:{M}"  # not an ARN
+    assert Scrubber().text(f"secretsmanager_password={SECRET}") == f"secretsmanager_password={M}"
+
+
+LOGPROBS = {
+    "content": [
+        {
+            "token": " the",
+            "logprob": -0.01,
+            "bytes": [32, 116],
+            "top_logprobs": [{"token": " a", "logprob": -2.3}],
+        }
+    ]
+}
+
+
+def test_a_language_models_logprob_tokens_are_text_not_credentials() -> None:
+    import json
+
+    findings: list[Finding] = []
+    assert Scrubber().value("app.response", LOGPROBS, findings.append) is LOGPROBS
+    body = json.dumps(LOGPROBS)
+    assert Scrubber().text(body, "log.body", findings.append) == body
+    assert findings == []
+    # A token's text is still searched like any text.
+    entry = {"token": "password=Zr8kQw2m", "logprob": -0.5}
+    assert Scrubber().value("app.response", entry) == {"token": f"password={M}", "logprob": -0.5}
+
+
+def test_a_token_without_logprobs_beside_it_is_a_credential() -> None:
+    assert Scrubber().value("app.x", {"token": SECRET, "user": "bob"}) == {"token": M, "user": "bob"}
+    assert Scrubber().text(f'{{"token": "{SECRET}", "user": "bob"}}') == f'{{"token": "{M}", "user": "bob"}}'
+
+
 def test_password_encryption_names_a_setting_not_a_secret() -> None:
     assert not p.names_secret("password_encryption")
     assert p.names_secret("encryption_key") and p.names_secret("db_password")

@@ -29,6 +29,8 @@ _STEMS = (
     "privatekey",
     "accesskey",
 )
+# Words holding a stem that name no secret: services that keep secrets, ways to do without one.
+_NOT_SECRETS = frozenset({"secretsmanager", "secretmanager", "passwordless", "cookieless", "credentialless"})
 # Whole words that name a secret on their own.
 _WORDS = frozenset(
     # pass: DB_PASS, user/pass; sig: an Azure SAS token's signature; cvv/cvc: a card's security code.
@@ -126,6 +128,26 @@ _ABOUT = frozenset(
         "remaining",
         "id",
         "ids",
+        # where a secret is fetched or kept, and facts about it: token_endpoint, secret_arn,
+        # password_last_changed, token_issued_at, api_key_prefix, cookie_consent, token_logprob
+        "endpoint",
+        "url",
+        "uri",
+        "ref",
+        "arn",
+        "last",
+        "issued",
+        "issuer",
+        "prefix",
+        "last4",
+        "estimate",
+        "consent",
+        "domain",
+        "secure",
+        "samesite",
+        "affinity",
+        "logprob",
+        "logprobs",
     ]
 )
 # A token word preceded by one of these is a count of language-model tokens: max_token, input_token.
@@ -174,7 +196,9 @@ def names_secret(key: str) -> bool:
     last_hit = -1
     for index, word in enumerate(words):
         previous = words[index - 1] if index else ""
-        if word in _WORDS or any(stem in word for stem in _STEMS):
+        if word in _NOT_SECRETS:
+            hit = False
+        elif word in _WORDS or any(stem in word for stem in _STEMS):
             hit = not (word == "token" and previous in _COUNTED)
         elif word.endswith("token") and word != "token":
             hit = True  # accesstoken, csrftoken, sessiontoken
@@ -327,6 +351,37 @@ PROSE_NOT_A_VALUE = frozenset(
         "as",
         "this",
         "that",
+        # what happens to a secret, said in a log line: "token was refreshed", "secret was created"
+        "refreshed",
+        "renewed",
+        "issued",
+        "reissued",
+        "generated",
+        "regenerated",
+        "created",
+        "deleted",
+        "removed",
+        "invalidated",
+        "verified",
+        "validated",
+        "checked",
+        "cached",
+        "loaded",
+        "saved",
+        "found",
+        "exchanged",
+        "granted",
+        "denied",
+        "expiring",
+        "unavailable",
+        "unchanged",
+        "received",
+        "fetched",
+        "retrieved",
+        "malformed",
+        "truncated",
+        "ignored",
+        "distinct",
     ]
 )
 

@@ -50,6 +50,12 @@ _KEY_HINTS = (
     "cvv",
     "cvc",
 )
+# The keys of a language model's logprobs entry: its "token" is text the model wrote, not a credential.
+_LLM_TOKEN = "token"
+_LOGPROB = "logprob"
+_LOGPROB_WINDOW = 96
+# arn:aws:secretsmanager:<region>:<account>:secret:<name>; the name is looked up, it is not the secret.
+_ARN_WINDOW = 64
 _PROSE_HINTS = ("pass", "secret", "key", "token", "credential")
 _SQL_HINTS = (
     "select",
@@ -200,6 +206,8 @@ class Scrubber:
 
     def _mapping(self, key: str, value: Mapping[Any, Any], report: Report | None, depth: int) -> Any:
         changed: dict[Any, Any] | None = None
+        # A language model's logprobs ({"token": " the", "logprob": -0.1}): "token" is a piece of text.
+        llm_token = _LLM_TOKEN in value and _LOGPROB in value
         for name, item in value.items():
             child = name if isinstance(name, str) else _safe_str(name)
             path = f"{key}.{child}" if key else child
@@ -215,7 +223,10 @@ class Scrubber:
                 if report is not None:
                     for pattern in patterns:
                         report(Finding(path, pattern))
-            clean = self._value(path, item, report, depth)
+            if llm_token and name == _LLM_TOKEN and isinstance(item, str):
+                clean = self.text(item, path, report)
+            else:
+                clean = self._value(path, item, report, depth)
             if clean is not item or clean_name is not name:
                 if changed is None:
                     changed = dict(value)
@@ -587,7 +598,12 @@ def _key_values(value: str, found: list[str], judged: frozenset[int] = frozenset
         if match is None:
             break
         key = match.group("key")
-        if match.start("key") in judged or not _names_secret_here(value, match.start(), key):
+        if (
+            match.start("key") in judged
+            or not _names_secret_here(value, match.start(), key)
+            or _llm_token_here(value, match)
+            or _secret_arn_here(value, match)
+        ):
             # Only the key and separator are consumed: a secret key may follow in what looked
             # like this key's value ("note: password=x").
             out.append(value[position : match.end()])
@@ -612,6 +628,23 @@ def _key_values(value: str, found: list[str], judged: frozenset[int] = frozenset
         return value
     out.append(value[position:])
     return "".join(out)
+
+
+def _secret_arn_here(text: str, match: re.Match[str]) -> bool:
+    """Whether ``secret:NAME`` is the resource part of a Secrets Manager ARN (a name, not a value)."""
+    start = match.start()
+    if match.group("key") != "secret" or match.group("sep") != ":" or text[start - 1 : start] != ":":
+        return False
+    return ":secretsmanager:" in text[max(0, start - _ARN_WINDOW) : start]
+
+
+def _llm_token_here(text: str, match: re.Match[str]) -> bool:
+    """Whether ``"token": "x"`` is an entry of a language model's logprobs (``"logprob"`` beside it)."""
+    if match.group("key") != _LLM_TOKEN:
+        return False
+    start = match.start()
+    window = text[max(0, start - _LOGPROB_WINDOW) : match.end() + _LOGPROB_WINDOW]
+    return f'"{_LOGPROB}"' in window or f"'{_LOGPROB}'" in window
 
 
 def _cli_flags(value: str, found: list[str]) -> str:
