@@ -304,6 +304,8 @@ class ContextSpanProcessor(SpanProcessor):
     """
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if parent_context is not None and not parent_context:
+            return  # an empty parent context (a root span started outside any context) has no baggage
         try:
             entries = baggage.get_all(parent_context)
             if not entries:

@@ -444,13 +444,13 @@ class AgentOperation(Operation):
 
     def record(self, scope: _Scope, seconds: float) -> None:
         inst = instruments()
-        agent_name = self.label
         # The context the span is current in (its exemplars), passed: not looked up again.
         current = scope.current
         if scope.failed is None:
             inst.agent_duration.record(seconds, self._duration_point, context=current)
             inst.agent_executions.add(1, self._success_point, context=current)
         else:
+            agent_name = self.label
             point = {
                 sc.GEN_AI_OPERATION_NAME: sc.GenAiOperationNameValues.INVOKE_AGENT,
                 sc.GEN_AI_AGENT_NAME: agent_name,
@@ -460,8 +460,9 @@ class AgentOperation(Operation):
             inst.agent_executions.add(1, outcome, context=current)
         depth = self.attributes.get(sc.B2B_AGENT_QUEUE_DEPTH)
         if depth is not None:
-            inst.queue_depth.set(depth, {sc.GEN_AI_AGENT_NAME: agent_name})
-            report_gauge(sc.METRIC_B2B_AGENT_QUEUE_DEPTH, float(depth), {sc.GEN_AI_AGENT_NAME: agent_name})
+            agent = {sc.GEN_AI_AGENT_NAME: self.label}
+            inst.queue_depth.set(depth, agent)
+            report_gauge(sc.METRIC_B2B_AGENT_QUEUE_DEPTH, float(depth), dict(agent))
 
 
 class ToolOperation(Operation):
