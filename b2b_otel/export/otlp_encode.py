@@ -155,7 +155,7 @@ class _Entries:
             self.encoder.skipped_attributes += 1
             selflog.warn_once_a_minute(
                 "otlp_encode.attribute",
-                "OTLP span export: attribute %r left out, its value cannot be encoded (%s)",
+                "b2b_otel: OTLP span export: attribute %r left out, its value cannot be encoded (%s)",
                 key,
                 type(error).__name__,
             )
@@ -248,7 +248,7 @@ class SpanEncoder:
             if not isinstance(error, _Unsupported):
                 selflog.warn_once_a_minute(
                     "otlp_encode.fallback",
-                    "OTLP span export: the fast encoder failed on a batch (%s); the SDK's encoder "
+                    "b2b_otel: OTLP span export: the fast encoder failed on a batch (%s); the SDK's encoder "
                     "encoded it (%d batches so far)",
                     type(error).__name__,
                     self.fallbacks,
