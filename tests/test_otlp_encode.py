@@ -201,7 +201,7 @@ def assert_same_request(spans_: list[Any], encoder: SpanEncoder | None = None) -
 # --- properties ------------------------------------------------------------------------------------
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batch=st.lists(spans(POOL), max_size=12))
 def test_random_batches_encode_to_the_stock_request(batch: list[ReadableSpan]) -> None:
     logging.getLogger("opentelemetry.exporter.otlp.proto.common._internal").disabled = True
@@ -219,6 +219,26 @@ def test_random_batches_encode_to_the_stock_request(batch: list[ReadableSpan]) -
     encoder = SpanEncoder()
     first = assert_same_request(batch, encoder)
     assert assert_same_request(batch, encoder) == first  # again, from the caches
+    assert encoder.fallbacks == 0
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=ATTRIBUTE_MAPS, event_values=ATTRIBUTE_MAPS)
+def test_random_attribute_values_encode_as_stock(
+    values: dict[str, Any], event_values: dict[str, Any]
+) -> None:
+    logging.getLogger("opentelemetry.exporter.otlp.proto.common._internal").disabled = True
+    span = ReadableSpan(
+        "s",
+        SpanContext(1, 2, False),
+        resource=POOL[0][0],
+        attributes=values,
+        events=[Event("e", event_values, 5)],
+        links=[Link(SpanContext(3, 4, True), values)],
+    )
+    encoder = SpanEncoder()
+    first = assert_same_request([span], encoder)
+    assert assert_same_request([span], encoder) == first
     assert encoder.fallbacks == 0
 
 
