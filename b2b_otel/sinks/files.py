@@ -65,6 +65,8 @@ class LocalFiles(Sink):
         self._pending_lock = threading.Lock()
         self._pid = os.getpid()
         self._json_names: dict[str, str] = {}  # agent/tenant name -> its JSON string form
+        # (agent, verb, tenant) -> the fixed text of its AGENT_EXECUTION JSON lines
+        self._line_parts: dict[tuple[str, str, str | None], tuple[str, str, str]] = {}
         self._iso_second = -1
         self._iso_head = ""
         _live.add(self)
@@ -105,6 +107,8 @@ class LocalFiles(Sink):
                 regular = stat.S_ISREG(status.st_mode)
                 size = status.st_size
                 chunk: list[str] = []
+                if not regular or size + sum(map(len, lines)) + len(lines) < max_bytes:
+                    lines, chunk = [], lines  # the whole batch fits: no line rotates the file
                 for line in lines:
                     if regular and size and size + len(line) + 1 >= max_bytes:
                         if chunk:
@@ -167,6 +171,19 @@ class LocalFiles(Sink):
             self._iso_head = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
         return f"{self._iso_head}.{int(seconds % 1 * 1000):03d}Z"
 
+    def _agent_line_parts(self, agent: str, verb: str, tenant: str | None) -> tuple[str, str, str]:
+        """The fixed text of an AGENT_EXECUTION JSON line around its time, duration and ids; remembered."""
+        encoded = self._json_name(agent)
+        parts = (
+            f'","level":"INFO","event":"AGENT_EXECUTION","message":{encoded[:-1]} {verb} ',
+            f'","agent":{encoded},"duration_s":',
+            "}" if tenant is None else f',"tenant":{self._json_name(tenant)}}}',
+        )
+        if len(self._line_parts) >= _NAMES_CACHED:
+            self._line_parts.clear()
+        self._line_parts[(agent, verb, tenant)] = parts
+        return parts
+
     def _json_name(self, name: str) -> str:
         """``name`` as a JSON string, as ``_line`` writes it; remembered (bounded)."""
         encoded = self._json_names.get(name)
@@ -215,15 +232,15 @@ class LocalFiles(Sink):
             and type(agent) is str
             and (tenant is None or type(tenant) is str)
         ):
-            # The line json.dumps(json_safe(obj)) writes, from the names' remembered JSON forms: the
-            # timestamp, the duration (a finite float's repr, as json writes it), the hex ids and the
-            # verb need no escaping; the message is the agent's JSON string with its tail added.
-            encoded = self._json_name(agent)
+            # The line json.dumps(json_safe(obj)) writes, from remembered pieces: the text around the
+            # agent's JSON form (per agent, verb and tenant) and the formatted second; the duration
+            # (a finite float's repr, as json writes it), the hex ids and the verb need no escaping.
+            parts = self._line_parts.get((agent, verb, tenant))
+            if parts is None:
+                parts = self._agent_line_parts(agent, verb, tenant)
             line = (
-                f'{{"ts":"{self._iso(at_s)}","level":"INFO","event":"AGENT_EXECUTION",'
-                f'"message":{encoded[:-1]} {verb} {formatted}","agent":{encoded},'
-                f'"duration_s":{round(seconds, 6)!r},"trace_id":"{trace_hex}","span_id":"{span_hex}"'
-                + ("}" if tenant is None else f',"tenant":{self._json_name(tenant)}}}')
+                f'{{"ts":"{self._iso(at_s)}{parts[0]}{formatted}{parts[1]}{round(seconds, 6)!r}'
+                f',"trace_id":"{trace_hex}","span_id":"{span_hex}"{parts[2]}'
             )
         else:
             message = f"{agent} {verb} {formatted}"
