@@ -116,7 +116,6 @@ _DDL_OBJECTS = _word_set(
 _CREATE_MODIFIERS = _word_set(
     "or replace global local temp temporary unlogged unique if not exists concurrently foreign"
 )
-_DDL_ONLY = _word_set("comment drop truncate grant revoke analyze vacuum reindex cluster refresh")
 _INSERT_MODIFIERS = _word_set(
     "into ignore or replace rollback abort fail low_priority delayed high_priority overwrite table"
 )
@@ -134,6 +133,21 @@ _SQL_WORDS = _word_set(
     " time timestamp timestamptz with without zone case when then else end cast as collate exists"
     " current_user session_user current_role current_date current_time current_timestamp localtime"
     " localtimestamp user excluded new old"
+)
+# Functions a value bound to a secret column is commonly computed with (any other name there may be
+# the secret itself, written unquoted).
+_KNOWN_FUNCTIONS = _word_set(
+    "lower upper trim btrim ltrim rtrim coalesce nullif concat concat_ws substring substr replace md5"
+    " sha1 sha224 sha256 sha384 sha512 sha2 to_hex encode decode convert_to convert_from now"
+    " current_setting cast gen_random_uuid uuid_generate_v4 gen_random_bytes random values password"
+    " unhex hex from_base64 to_base64 digest hmac crypt gen_salt"
+)
+# Row names of an upsert or a trigger: excluded.password_hash, new.token.
+_ROW_QUALIFIERS = _word_set("excluded new old")
+# Types a placeholder is cast to.
+_TYPES = _word_set(
+    "text varchar char character bytea int integer bigint smallint numeric decimal uuid json jsonb"
+    " boolean bool timestamp timestamptz date time inet citext binary varbinary blob string"
 )
 # Comparisons and assignments: the value on their right is bound to the name on their left.
 _BINDING_OPS = frozenset(("=", "==", ":=", "=>", "<>", "!=", "<", ">", "<=", ">=", ":"))
@@ -260,8 +274,9 @@ def _judge_tokens(
             judged[1].update(_starts(statement.toks, statement.prose_keys))
             if depth == 0:
                 # DO $$ ... $$ and function bodies: SQL inside a dollar quote, read once more.
+                redacted = set(found)
                 for token in toks[start:index]:
-                    if token.kind == _DOLLAR and (token.start, token.end) not in found:
+                    if token.kind == _DOLLAR and (token.start, token.end) not in redacted:
                         opening = token.text[: token.text.index("$", 1) + 1]
                         closed = len(token.text) >= 2 * len(opening) and token.text.endswith(opening)
                         body_start = token.start + len(opening)
@@ -284,13 +299,15 @@ class _Statement:
         self.budget = budget
         self.n = len(toks)
         self.lower = [t.text.lower() if t.kind == _IDENT else "" for t in toks]
+        self.depth: list[int] = []  # bracket depth of each token
         self.partner = self._partners()
         self.marked: set[int] = set()  # token indices whose value is a secret
         self.keys: dict[int, bool] = {}  # token index of a secret name -> judged
         self.chain_start: dict[int, int] = {}  # token index of a name's last part -> of its first part
         self.prose_keys: set[int] = set()  # token indices of secret names followed by a SQL "IS"
         self.setting: set[int] = set()  # literal tokens that are an algorithm or format argument
-        self.exempt_from, self.exempt_to = self._exempt()
+        self.ddl_to = self._ddl_extent()
+        self.ddl_where = self._top_level_where()
 
     # --- the whole statement
 
@@ -323,9 +340,7 @@ class _Statement:
         return out
 
     def _statement_wide(self) -> set[int]:
-        """Every literal of a statement that names a secret anywhere (the rule for what cannot be read)."""
-        if not any(t.kind in _NAMES and self.names_secret(_name(t)) for t in self.toks):
-            return set()
+        """Every literal of the statement: the rule for a statement too costly (or too odd) to read."""
         return {i for i, t in enumerate(self.toks) if t.kind in (_STRING, _DOLLAR)}
 
     def _step(self, cost: int = 1) -> None:
@@ -395,8 +410,9 @@ class _Statement:
         """Whether the ``IS`` at ``k`` is SQL: ``IS [NOT] DISTINCT FROM``, or ``COMMENT ON ... IS '...'``."""
         if self._distinct_from(k):
             return True
-        in_ddl = self.exempt_from <= k < self.exempt_to
-        return in_ddl and k + 1 < self.n and self.toks[k + 1].kind == _STRING
+        # COMMENT ON COLUMN users.token IS '...': the statement's last word is the comment's text.
+        comment = self.lower[0] == "comment" and self.n > 1 and self.lower[1] == "on"
+        return comment and k + 2 == self.n and self.toks[k + 1].kind == _STRING
 
     def _clean_follower(self, last: int) -> bool:
         """Whether what follows a secret name is plainly SQL (so the generic rules may leave it alone)."""
@@ -407,8 +423,10 @@ class _Statement:
             return True
         if following.kind in (_STRING, _DOLLAR):
             return following.start > self.toks[last].end  # password'x' is not SQL
+        if following.kind == _OP and following.text == "::":  # password_hash::text, not password::hunter2
+            return last + 2 < self.n and self.lower[last + 2] in _TYPES
         if following.kind == _OP:
-            return following.text in (",", ")", "]", "(", "::", ";") or following.text in _BINDING_OPS
+            return following.text in (",", ")", "]", "(", ";") or following.text in _BINDING_OPS
         return False
 
     def _chain_end(self, i: int) -> int:
@@ -481,7 +499,7 @@ class _Statement:
         right_end = self._expression_end(value_start)
         if left < op and self._secret_operand(left, op):
             names = [k for k in range(left, op) if k in self.keys or self._is_secret_name(k)]
-            if self.exempt_from <= op < self.exempt_to:
+            if self._in_ddl(op):
                 return  # a constraint or a default in DDL: schema, not a value
             if self._row(left, op) and value_start < self.n and _is_op(self.toks[value_start], "("):
                 self._positional(self._row_names(left), value_start)
@@ -499,7 +517,7 @@ class _Statement:
             and self.names_secret(_name(self.toks[right_end - 1]))
             and all(self.toks[k].kind in (_STRING, _NUMBER, _DOLLAR) for k in range(left, op))
             and left < op
-            and not self.exempt_from <= op < self.exempt_to
+            and not self._in_ddl(op)
         ):
             self.marked.update(range(left, op))
 
@@ -533,6 +551,11 @@ class _Statement:
                 continue
             return p
         return p
+
+    def _secret_member(self, k: int) -> bool:
+        """Whether the qualified name starting at ``k`` ends in a secret column (``u.password_hash``)."""
+        last = self._chain_end(k)
+        return last > k and self.names_secret(_name(self.toks[last]))
 
     def _function_name(self, k: int) -> bool:
         """Whether the name at ``k``, before a bracket, is a function's (not ``SET (a, b)``, ``IN (...)``)."""
@@ -742,16 +765,25 @@ class _Statement:
         return found
 
     def _sql_word(self, k: int, b: int) -> bool:
-        """Whether a bare word in a value is SQL (a keyword, function, qualifier, type or column)."""
-        word = self.lower[k]
+        """Whether a bare word in a value is SQL: a keyword, a known function, a type, a secret column,
+        or a row of the upsert (``excluded.password_hash``).
+
+        Anything else may be the secret itself, unquoted, in a log line that only looks like SQL
+        ("select failed: password = my.pass.word", "= Abc(123)"): it makes the value unclean, and the
+        generic ``key=value`` rule redacts it.
+        """
+        toks, word = self.toks, self.lower[k]
         if word in _SQL_WORDS:
             return True
-        if k + 1 < self.n and (_is_op(self.toks[k + 1], "(") or _is_op(self.toks[k + 1], ".")):
-            return True
-        if k > 0 and (_is_op(self.toks[k - 1], ".") or _is_op(self.toks[k - 1], "::")):
-            return True
-        if k > 0 and self.lower[k - 1] == "as":
-            return True  # CAST(x AS bytea)
+        following = toks[k + 1] if k + 1 < self.n else None
+        if following is not None and _is_op(following, "("):
+            return word in _KNOWN_FUNCTIONS or word in _SECRET_ARGUMENTS or word in _SETTING_ARGUMENTS
+        if following is not None and _is_op(following, "."):
+            return word in _ROW_QUALIFIERS or self._secret_member(k)
+        if k > 0 and _is_op(toks[k - 1], "."):
+            return (k >= 2 and self.lower[k - 2] in _ROW_QUALIFIERS) or self.names_secret(_name(toks[k]))
+        if k > 0 and (_is_op(toks[k - 1], "::") or self.lower[k - 1] == "as"):
+            return word in _TYPES  # $1::bytea, CAST($1 AS bytea)
         return self.names_secret(_name(self.toks[k]))
 
     # --- structure
@@ -760,7 +792,9 @@ class _Statement:
         """Matching brackets, both ways; an unclosed one runs to the end of the statement."""
         partner: dict[int, int] = {}
         stack: list[int] = []
+        depth = self.depth
         for k, token in enumerate(self.toks):
+            depth.append(len(stack))
             if token.kind != _OP:
                 continue
             if token.text in ("(", "["):
@@ -769,6 +803,7 @@ class _Statement:
                 opener = stack.pop()
                 partner[opener] = k
                 partner[k] = opener
+                depth[k] = len(stack)
         for opener in stack:
             partner[opener] = self.n
         return partner
@@ -793,30 +828,41 @@ class _Statement:
             items.append((start, close))
         return items
 
-    def _exempt(self) -> tuple[int, int]:
-        """The token range of DDL whose comparisons and defaults are schema (CREATE TABLE, COMMENT ON)."""
+    def _ddl_extent(self) -> int:
+        """Where the DDL part of a CREATE/ALTER TABLE, INDEX, DOMAIN... statement ends (0: no DDL).
+
+        Only a statement that starts with the DDL is DDL ("create table failed: password = 'x'" in a
+        log line starts with "create" but has its comparison outside any bracket, so it stays a
+        binding: see ``_in_ddl``). ``CREATE TABLE ... AS SELECT``: the query is not schema.
+        """
         lower = self.lower
-        first = next((k for k in range(self.n) if lower[k] in _STATEMENT_WORDS), -1)
-        if first < 0:
-            return 0, 0
-        word = lower[first]
-        if word in _DDL_ONLY:
-            return first, self.n
-        if word not in ("create", "alter"):
-            return 0, 0
-        j = first + 1
+        if not self.n or lower[0] not in ("create", "alter"):
+            return 0
+        j = 1
         while j < self.n and lower[j] in _CREATE_MODIFIERS:
             j += 1
         if j >= self.n or lower[j] not in _DDL_OBJECTS:
-            return 0, 0
+            return 0
         for k in range(j, self.n - 1):
-            # CREATE TABLE ... AS SELECT: the query is not schema.
             if lower[k] == "as" and (
                 lower[k + 1] in ("select", "with", "values", "table")
                 or (_is_op(self.toks[k + 1], "(") and k + 2 < self.n and lower[k + 2] in ("select", "with"))
             ):
-                return first, k
-        return first, self.n
+                return k
+        return self.n
+
+    def _in_ddl(self, k: int) -> bool:
+        """Whether the comparison at ``k`` is schema: inside the brackets of DDL (``CHECK (token <> '')``,
+        ``GENERATED ALWAYS AS (...)``) or in a partial index's ``WHERE``."""
+        if k >= self.ddl_to:
+            return False
+        return self.depth[k] > 0 or self.ddl_where < k
+
+    def _top_level_where(self) -> int:
+        for k in range(min(self.ddl_to, self.n)):
+            if self.lower[k] == "where" and self.depth[k] == 0:
+                return k
+        return self.n
 
 
 def _starts(toks: list[Token], indices: set[int]) -> set[int]:
