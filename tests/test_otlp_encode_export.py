@@ -273,3 +273,33 @@ def test_a_shut_down_exporter_refuses_like_stock(otlp_receiver: OTLPReceiver) ->
     exporter.shutdown()
     assert exporter.export(finished_spans(2)) is SpanExportResult.FAILURE
     assert otlp_receiver.requests("traces") == []
+
+
+def test_behind_scrubbing_with_one_resource_per_process_every_span_shares_it(
+    otlp_receiver: OTLPReceiver,
+) -> None:
+    from b2b_otel.export.scrubbing import ScrubbingSpanExporter
+    from b2b_otel.scrub import Scrubber
+
+    exporter = otlp_http.OTLPSpanExporter(endpoint=otlp_receiver.http_url("traces"))
+    scrubbing = ScrubbingSpanExporter(exporter, Scrubber())
+    scrubbing.resource = Resource({"service.name": "one-per-process"})
+    others = [Resource({"service.name": "a"}), Resource({"service.name": "b"})]
+    batch = [
+        ReadableSpan(
+            f"op-{index}",
+            SpanContext(index + 1, index + 1, False),
+            resource=others[index % 2],
+            attributes={"db.query.text": f"SELECT 1 FROM users WHERE password = '{SECRET}'", "n": index},
+        )
+        for index in range(6)
+    ]
+    assert scrubbing.export(batch) is SpanExportResult.SUCCESS
+    ((entry,),) = [otlp_receiver.requests("traces")]
+    (resource_spans,) = entry.request.resource_spans
+    assert service_of(entry.request) == "one-per-process"
+    assert [span.name for scope in resource_spans.scope_spans for span in scope.spans] == [
+        f"op-{index}" for index in range(6)
+    ]
+    assert SECRET.encode() not in entry.request.SerializeToString()
+    scrubbing.shutdown()
