@@ -50,22 +50,29 @@ _pack_double = struct.Struct("<d").pack
 _pack_fixed64 = struct.Struct("<Q").pack
 _pack_times = struct.Struct("<BQBQ").pack  # Span fields 7 and 8 (fixed64), both present
 
-# Varints below this are looked up; lengths of attribute entries and spans are nearly always here.
-_SMALL_VARINTS = tuple(
-    bytes((n,)) if n < 0x80 else bytes(((n & 0x7F) | 0x80, n >> 7)) for n in range(1 << 14)
-)
+# Varints of one byte are looked up; those of two (lengths of most spans) are remembered as they come
+# (at most 16,256 of them), rather than made at import: start-up pays nothing for them.
+_ONE_BYTE = tuple(bytes((n,)) for n in range(0x80))
+_TWO_BYTES: dict[int, bytes] = {}
 
 
 def _varint(value: int) -> bytes:
     """The unsigned varint of ``value`` (0 <= value < 2**64)."""
-    if value < 16384:
-        return _SMALL_VARINTS[value]
+    if value < 0x80:
+        return _ONE_BYTE[value]
+    hit = _TWO_BYTES.get(value)
+    if hit is not None:
+        return hit
     out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    rest = value
+    while rest > 0x7F:
+        out.append((rest & 0x7F) | 0x80)
+        rest >>= 7
+    out.append(rest)
+    encoded = bytes(out)
+    if value < 0x4000:
+        _TWO_BYTES[value] = encoded
+    return encoded
 
 
 def _field(tag: bytes, body: bytes) -> bytes:
