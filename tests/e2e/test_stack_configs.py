@@ -49,10 +49,11 @@ def test_gateway_distribution_has_every_component_the_pipeline_needs(stack_built
         "filter",
         "attributes",
         "delta_to_cumulative",
+        "b2bspool",
     } <= names["processors"]
-    assert {"span_metrics", "count", "forward"} <= names["connectors"]
+    assert {"span_metrics", "count", "forward", "b2bderive"} <= names["connectors"]
     assert {"otlp_grpc", "otlp_http", "prometheus", "file", "debug"} <= names["exporters"]
-    assert {"health_check"} <= names["extensions"]
+    assert {"health_check", "file_storage"} <= names["extensions"]
 
 
 def test_jaeger_config_validates(stack_built: Path) -> None:
