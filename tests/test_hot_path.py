@@ -104,6 +104,22 @@ def test_b2b_otels_own_meter_provider_links_agent_metrics_to_the_agent_span() ->
     assert tuple(found[info.name].explicit_bounds) == tuple(info.buckets or ())
 
 
+def _exemplar_span_ids(receiver: OTLPReceiver) -> dict[tuple[str, str], list[str]]:
+    """Per (metric, outcome or error type): the span ids of its points' exemplars, as received."""
+    exemplars: dict[tuple[str, str], list[str]] = {}
+    for entry in receiver.requests("metrics"):
+        request = cast(metrics_service_pb2.ExportMetricsServiceRequest, entry.request)
+        for resource_metrics in request.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    kind = metric.WhichOneof("data")
+                    for point in getattr(metric, kind).data_points if kind else ():
+                        labels = {kv.key: kv.value.string_value for kv in point.attributes}
+                        key = (metric.name, labels.get(sc.OUTCOME) or labels.get(sc.ERROR_TYPE) or "")
+                        exemplars.setdefault(key, []).extend(e.span_id.hex() for e in point.exemplars)
+    return exemplars
+
+
 @pytest.fixture
 def receiver(
     otlp_receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -131,17 +147,7 @@ def test_an_agents_duration_and_execution_points_carry_exemplars_of_its_spans(re
     assert b2b_otel.shutdown()
     spans = {span["span_id"]: span for span in receiver.spans("invoke_agent roi_calculator_agent")}
     assert len(spans) == 2
-    exemplars: dict[tuple[str, str], list[str]] = {}
-    for entry in receiver.requests("metrics"):
-        request = cast(metrics_service_pb2.ExportMetricsServiceRequest, entry.request)
-        for resource_metrics in request.resource_metrics:
-            for scope_metrics in resource_metrics.scope_metrics:
-                for metric in scope_metrics.metrics:
-                    kind = metric.WhichOneof("data")
-                    for point in getattr(metric, kind).data_points if kind else ():
-                        labels = {kv.key: kv.value.string_value for kv in point.attributes}
-                        key = (metric.name, labels.get(sc.OUTCOME) or labels.get(sc.ERROR_TYPE) or "")
-                        exemplars.setdefault(key, []).extend(e.span_id.hex() for e in point.exemplars)
+    exemplars = _exemplar_span_ids(receiver)
     failed = next(i for i, s in spans.items() if s["status_code"] == "STATUS_CODE_ERROR")
     succeeded = next(i for i in spans if i != failed)
     duration = sc.METRIC_GEN_AI_INVOKE_AGENT_DURATION
@@ -208,3 +214,29 @@ def test_a_spans_plan_holds_exactly_the_rules_whose_match_holds(
     every = [rule.id for rule in engine.rules.enabled() if rule.match and matches(rule.match, facts)]
     assert planned == expected
     assert set(every) <= set(planned) | {r.id for r in engine._gauge_rules}
+
+
+def test_otel_metrics_exemplar_filter_always_off_turns_the_exemplars_off(
+    otlp_receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in list(os.environ):
+        if name.startswith(("OTEL_", "B2B_OTEL_")):
+            monkeypatch.delenv(name)
+    for name, value in otlp_receiver.otel_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OTEL_METRICS_EXEMPLAR_FILTER", "always_off")
+    reset_otel_globals()
+    try:
+        b2b_otel.instrument(service_name="hot-path", instrumentations="none", log_dir=str(tmp_path))
+
+        @b2b_otel.agent("roi_calculator_agent")
+        def run() -> None:
+            pass
+
+        run()
+        assert b2b_otel.shutdown()
+        exemplars = _exemplar_span_ids(otlp_receiver)
+        assert (sc.METRIC_B2B_AGENT_EXECUTIONS, sc.OutcomeValues.SUCCESS) in exemplars  # the point came
+        assert not any(exemplars.values())
+    finally:
+        reset_otel_globals()
