@@ -115,8 +115,6 @@ def histogram_views() -> list[Any]:
     ]
 
 
-
-
 def instruments() -> Instruments:
     """The instruments of the current global meter provider (re-created when it changes)."""
     global _bound
