@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.semconv.attributes.db_attributes import DB_QUERY_TEXT
 
 from b2b_otel import semconv as sc
 from b2b_otel.scrub import Finding, Scrubber, names_secret, sql
 from b2b_otel.scrub import patterns as p
 from tests.support.otlp_receiver import OTLPReceiver
+from tests.test_scrub_channels import KEY_FORMS, passwords
 
 REPO = Path(__file__).resolve().parents[1]
 M = "[REDACTED:secret_key]"
@@ -105,6 +108,18 @@ SECRET_STATEMENTS = [
         f"SELECT id FROM users WHERE token IN ('{M}', '{M}')",
     ),
     ("SELECT id FROM users WHERE token LIKE 'Zr8k%'", f"SELECT id FROM users WHERE token LIKE '{M}'"),
+    (
+        "SELECT id FROM users WHERE token ~* '^Zr8k' AND a !~ 'b'",
+        f"SELECT id FROM users WHERE token ~* '{M}' AND a !~ 'b'",
+    ),
+    (
+        f"SELECT id FROM t WHERE password BETWEEN '{SECRET}' AND 'Qx7pLm3n' AND name = 'bob'",
+        f"SELECT id FROM t WHERE password BETWEEN '{M}' AND '{M}' AND name = 'bob'",
+    ),
+    (
+        f"SELECT id FROM t WHERE json_extract(data, '$.auth.token') = '{SECRET}'",
+        f"SELECT id FROM t WHERE json_extract(data, '$.auth.token') = '{M}'",
+    ),
     (
         f"SELECT id FROM users WHERE token IS DISTINCT FROM '{SECRET}'",
         f"SELECT id FROM users WHERE token IS DISTINCT FROM '{M}'",
@@ -259,6 +274,8 @@ NOT_SECRET_STATEMENTS = [
     "SELECT encode(digest(api_key, 'sha256'), 'hex') FROM users WHERE name = 'bob'",
     "SELECT id FROM users WHERE token = (SELECT t FROM tokens WHERE kind = 'refresh')",
     "SELECT password_hash::text FROM users",
+    "SELECT id FROM t WHERE lower(kind) = 'password' AND x = 'y'",
+    "SELECT id FROM t WHERE kind IN ('token', 'password')",
     # placeholders: nothing to redact
     "SELECT salt, password_hash FROM users WHERE id = %s",
     "UPDATE users SET password_hash = %s WHERE id = %s",
@@ -633,6 +650,41 @@ def test_statement_too_costly_to_read_loses_every_literal_rather_than_leak() -> 
     assert time.perf_counter() - started < 10  # bounded, not 5,000 squared
     assert SECRET not in out and "'kept?'" not in out
     assert findings == [Finding(DB_QUERY_TEXT, "secret_key")]
+
+
+# ------------------------------------------------------------------- property: SQL never hides a secret
+
+# Where a secret written in a common form may sit: after a SQL word (a log line the SQL reading sees),
+# in a traceback that quotes it, inside a SQL literal or comment.
+SQL_CONTEXTS = [
+    "select {}",
+    "update failed: {}",
+    "call {}",
+    "set {}",
+    "create table failed: {}",
+    "comment on {}",
+    "INSERT INTO audit (note) VALUES (1); {}",
+    'Traceback (most recent call last):\n  File "x.py", line 3, in f\n'
+    '    raise ValueError("{}")\nValueError: {}',
+    "SELECT 1; -- {}",
+]
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    secret=passwords,
+    form=st.sampled_from(KEY_FORMS),
+    context=st.sampled_from(SQL_CONTEXTS),
+)
+def test_property_a_secret_in_any_form_next_to_sql_words_never_survives(
+    secret: str, form: str, context: str
+) -> None:
+    text = context.replace("{}", form.format(secret))
+    out = Scrubber().text(text, "f")
+    leaked = sorted(
+        {secret[i : i + 6] for i in range(len(secret) - 5)} & {out[i : i + 6] for i in range(len(out))}
+    )
+    assert not leaked, f"{leaked} of {secret!r} survived in {out!r}"
 
 
 # --------------------------------------------------------------------------- the demo path

@@ -22,7 +22,7 @@ redacts it: when in doubt, the text is redacted, never kept.
 
 The text is read once by one tokenizer (each token kind starts with its own characters and runs over
 one character class, so it is linear), then each statement is judged from its tokens with a bounded
-amount of work; past that bound every literal of a statement naming a secret goes, as before.
+amount of work; past that bound (hostile input) every literal of the statement goes.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ SecretName = Callable[[str], bool]
 
 
 class Token(NamedTuple):
-    kind: str  # one of the _KINDS
+    """One token of SQL text: its kind (``ident``, ``string``, ``op``...), where it is, what it says."""
+
+    kind: str
     start: int
     end: int
     text: str
@@ -58,8 +60,11 @@ _IDENT, _QIDENT, _BTICK, _STRING, _DOLLAR, _NUMBER, _PARAM, _MARKER, _WORD, _OP 
     "word",
     "op",
 )
+_COMMENT = "comment"
+# A double-quoted text that is no identifier ("userPassword: x", a message in a traceback).
+_QTEXT = "qtext"
 _NAMES = frozenset((_IDENT, _QIDENT, _BTICK))
-_LITERALS = frozenset((_STRING, _DOLLAR, _NUMBER, _QIDENT))
+_LITERALS = frozenset((_STRING, _DOLLAR, _NUMBER, _QIDENT, _QTEXT))
 
 
 @cache
@@ -77,22 +82,36 @@ def _token_pattern() -> re.Pattern[str]:
         r"|(?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?(?![A-Za-z0-9_$]))"
         r"|(?P<ident>[^\W\d][\w$]*)"
         r"|(?P<word>[\w$]+)"
-        r"|(?P<op>::|:=|=>|->>|->|\#>>|\#>|<>|!=|<=|>=|==|\|\||.)|\Z)",
+        r"|(?P<op>::|:=|=>|->>|->|\#>>|\#>|<>|!=|<=|>=|==|\|\||!~\*?|~\*|.)|\Z)",
         re.DOTALL,
     )
 
 
-def tokens(text: str, offset: int = 0) -> list[Token]:
-    """The code tokens of ``text`` (white space and comments left out), positions shifted by ``offset``."""
+@cache
+def _quoted_name() -> re.Pattern[str]:
+    return re.compile(r"[\"`][A-Za-z_][\w$]{0,127}[\"`]")
+
+
+def tokens(text: str, offset: int = 0, comments: list[Token] | None = None) -> list[Token]:
+    """The code tokens of ``text`` (white space and comments left out), positions shifted by ``offset``;
+    the comments are added to ``comments`` when it is given."""
     out: list[Token] = []
     append = out.append
     new = Token._make
     for match in _token_pattern().finditer(text):
         kind = match.lastgroup
-        if kind is None or kind == "comment":
-            continue  # the end of the text, or a comment
+        if kind is None:
+            continue  # the end of the text
+        if kind == _COMMENT:
+            if comments is not None:
+                start, end = match.span(kind)
+                comments.append(new((kind, start + offset, end + offset, match.group(kind))))
+            continue
         start, end = match.span(kind)
-        append(new((kind, start + offset, end + offset, match.group(kind))))
+        text_ = match.group(kind)
+        if kind in (_QIDENT, _BTICK) and not _quoted_name().fullmatch(text_):
+            kind = _QTEXT
+        append(new((kind, start + offset, end + offset, text_)))
     return out
 
 
@@ -100,6 +119,7 @@ def tokens(text: str, offset: int = 0) -> list[Token]:
 
 
 def _word_set(words: str) -> frozenset[str]:
+    """The words of ``words`` (separated by spaces) as a set."""
     return frozenset(words.split())
 
 
@@ -132,7 +152,7 @@ _SQL_WORDS = _word_set(
     "null default true false unknown on off not is distinct from any all some array row interval date"
     " time timestamp timestamptz with without zone case when then else end cast as collate exists"
     " current_user session_user current_role current_date current_time current_timestamp localtime"
-    " localtimestamp user excluded new old"
+    " localtimestamp user excluded new old and"  # and: only BETWEEN's reaches into a value
 )
 # Functions a value bound to a secret column is commonly computed with (any other name there may be
 # the secret itself, written unquoted).
@@ -150,8 +170,10 @@ _TYPES = _word_set(
     " boolean bool timestamp timestamptz date time inet citext binary varbinary blob string"
 )
 # Comparisons and assignments: the value on their right is bound to the name on their left.
-_BINDING_OPS = frozenset(("=", "==", ":=", "=>", "<>", "!=", "<", ">", "<=", ">=", ":"))
-_BINDING_WORDS = frozenset(("like", "ilike", "in"))
+_BINDING_OPS = frozenset(
+    ("=", "==", ":=", "=>", "<>", "!=", "<", ">", "<=", ">=", ":", "~", "~*", "!~", "!~*")
+)
+_BINDING_WORDS = frozenset(("like", "ilike", "in", "between"))
 _JSON_OPS = frozenset(("->", "->>", "#>", "#>>"))
 # Operators a clean value expression may hold.
 _VALUE_OPS = frozenset(("(", ")", "[", "]", ",", ".", "::", "||", "+", "-", "*", "/", "%", "->", "->>"))
@@ -242,12 +264,19 @@ def judge(text: str, names_secret: SecretName) -> Judgement:
         judge("UPDATE users SET password = 'x' WHERE name = 'bob'", names_secret).secrets
         # ((28, 31),): the 'x', not the 'bob'
     """
-    toks = tokens(text)
+    comments: list[Token] = []
+    toks = tokens(text, 0, comments)
     budget = [max(4096, _BUDGET_PER_TOKEN * len(toks))]
     secrets: list[tuple[int, int, int]] = []
     judged: set[int] = set()
     prose_judged: set[int] = set()
-    _judge_tokens(text, toks, names_secret, budget, secrets, (judged, prose_judged), depth=0)
+    try:
+        _judge_tokens(text, toks, names_secret, budget, secrets, (judged, prose_judged), depth=0)
+        # A statement commented out still holds what it says: "-- INSERT ... VALUES ('bob', 'x')".
+        _judge_quoted(text, comments, set(), names_secret, budget, secrets, (judged, prose_judged))
+    except Exception:  # a shape this reading gets wrong: fail closed (every literal goes), never raise
+        literals = [(t.start, t.end, 0) for t in toks if t.kind in (_STRING, _DOLLAR)]
+        return Judgement(tuple(literals), frozenset())
     return Judgement(tuple(sorted(set(secrets))), frozenset(judged), frozenset(prose_judged))
 
 
@@ -273,17 +302,39 @@ def _judge_tokens(
             judged[0].update(statement.judged)
             judged[1].update(_starts(statement.toks, statement.prose_keys))
             if depth == 0:
-                # DO $$ ... $$ and function bodies: SQL inside a dollar quote, read once more.
-                redacted = set(found)
-                for token in toks[start:index]:
-                    if token.kind == _DOLLAR and (token.start, token.end) not in redacted:
-                        opening = token.text[: token.text.index("$", 1) + 1]
-                        closed = len(token.text) >= 2 * len(opening) and token.text.endswith(opening)
-                        body_start = token.start + len(opening)
-                        body = text[body_start : token.end - (len(opening) if closed else 0)]
-                        inner = tokens(body, body_start)
-                        _judge_tokens(text, inner, names_secret, budget, secrets, judged, 1)
+                _judge_quoted(text, toks[start:index], set(found), names_secret, budget, secrets, judged)
         start = index + 1
+
+
+def _judge_quoted(
+    text: str,
+    toks: list[Token],
+    redacted: set[tuple[int, int]],
+    names_secret: SecretName,
+    budget: list[int],
+    secrets: list[tuple[int, int, int]],
+    judged: tuple[set[int], set[int]],
+) -> None:
+    """SQL inside quotes or comments, read once more: ``DO $$ ... $$`` and function bodies, a statement
+    quoted in a message (``ValueError("INSERT INTO users (name, password) VALUES ('bob', 'x')")``)."""
+    for token in toks:
+        if token.kind not in (_DOLLAR, _QTEXT, _STRING, _COMMENT) or (token.start, token.end) in redacted:
+            continue
+        if token.kind == _COMMENT:
+            opening, closing = token.text[:2], ("*/" if token.text.startswith("/*") else "")
+        elif token.kind == _DOLLAR:
+            opening = closing = token.text[: token.text.index("$", 1) + 1]
+        elif token.kind == _STRING:
+            opening = token.text[: _prefix(token.text) + 1]
+            closing = "'"
+        else:
+            opening = closing = token.text[0]
+        closed = len(token.text) >= len(opening) + len(closing) and token.text.endswith(closing)
+        body_start = token.start + len(opening)
+        body = text[body_start : token.end - (len(closing) if closed else 0)]
+        if len(body) < 8 or not looks_like_sql(body):
+            continue
+        _judge_tokens(text, tokens(body, body_start), names_secret, budget, secrets, judged, 1)
 
 
 class _OverBudget(Exception):
@@ -480,7 +531,7 @@ class _Statement:
         j += 1
         while j < self.n and self.lower[j] in ("password", "values"):
             j += 1
-        if j < self.n and self.toks[j].kind in (_STRING, _DOLLAR, _QIDENT, _NUMBER, _IDENT, _WORD):
+        if j < self.n and self.toks[j].kind in (_STRING, _DOLLAR, _QIDENT, _QTEXT, _NUMBER, _IDENT, _WORD):
             self.marked.add(j)
 
     def _distinct_from(self, i: int) -> int:
@@ -497,6 +548,12 @@ class _Statement:
     def _binding(self, op: int, value_start: int) -> None:
         left = self._left_operand(op)
         right_end = self._expression_end(value_start)
+        # "password=~x", "token=4~x": nothing SQL reads on the right, or a value that runs into another
+        # comparison; neither is a value SQL would bind.
+        unclean = right_end <= value_start or not self._ends_value(right_end)
+        unclean = unclean or self.toks[op].text == ":"  # "password: x" is a header or YAML, not SQL
+        if self.lower[op] == "between" and right_end < self.n and self.lower[right_end] == "and":
+            right_end = self._expression_end(right_end + 1)  # BETWEEN 'a' AND 'b': both
         if left < op and self._secret_operand(left, op):
             names = [k for k in range(left, op) if k in self.keys or self._is_secret_name(k)]
             if self._in_ddl(op):
@@ -504,7 +561,7 @@ class _Statement:
             if self._row(left, op) and value_start < self.n and _is_op(self.toks[value_start], "("):
                 self._positional(self._row_names(left), value_start)
                 return
-            marked = self._mark(value_start, right_end, mode="binding")
+            marked = None if unclean else self._mark(value_start, right_end, mode="binding")
             if marked is None:
                 for k in names:
                     self.keys[k] = False  # not read cleanly: left to the generic key=value rule
@@ -520,6 +577,16 @@ class _Statement:
             and not self._in_ddl(op)
         ):
             self.marked.update(range(left, op))
+
+    def _ends_value(self, k: int) -> bool:
+        """Whether a value expression may end at ``k``: the statement's end, a comma, a closing bracket,
+        or a word that starts the next clause (``WHERE``, ``AND``...)."""
+        if k >= self.n:
+            return True
+        token = self.toks[k]
+        if token.kind == _OP:
+            return token.text in (",", ")", "]", ";")
+        return self.lower[k] in _STOP_WORDS
 
     def _left_operand(self, op: int) -> int:
         """Where the operand left of ``op`` starts: a name, a call, a literal, with casts and JSON paths."""
@@ -563,7 +630,8 @@ class _Statement:
         return token.kind in _NAMES and self.lower[k] not in _NOT_FUNCTIONS
 
     def _secret_operand(self, a: int, b: int) -> bool:
-        """Whether the operand ``toks[a:b]`` is a secret: a secret column, or a JSON path to one."""
+        """Whether the operand ``toks[a:b]`` is a secret: a secret column, or a JSON path to one
+        (``data->>'password'``, ``json_extract(data, '$.auth.token')``)."""
         for k in range(a, b):
             self._step()
             token = self.toks[k]
@@ -574,12 +642,7 @@ class _Statement:
                     continue  # a type
                 if self.names_secret(_name(token)):
                     return True
-            elif (
-                token.kind == _STRING
-                and k > a
-                and self.toks[k - 1].text in _JSON_OPS
-                and self._names_secret_literal(k)
-            ):
+            elif token.kind == _STRING and b - a > 1 and self._names_secret_literal(k):
                 return True
         return False
 
@@ -592,7 +655,7 @@ class _Statement:
         content = self.toks[k].text[_prefix(self.toks[k].text) + 1 : -1]
         if not content or len(content) > 64:
             return False
-        return any(self.names_secret(part) for part in re.split(r"[{},\s]+", content) if part)
+        return any(self.names_secret(part) for part in re.split(r"[^\w\-]+", content) if part)
 
     def _expression_end(self, i: int) -> int:
         """Where the value expression starting at ``i`` ends: a stop word, a comma, a closing bracket."""
@@ -727,6 +790,7 @@ class _Statement:
         a stray operator or two glued tokens say the text is not SQL (``password=hunter2!x``).
         """
         found: list[int] = []
+        values = 0
         b = min(b, self.n)
         k = a
         while k < b:
@@ -735,19 +799,20 @@ class _Statement:
             kind = token.kind
             if kind == _OP and token.text == "(" and k + 1 < b and self.lower[k + 1] in ("select", "with"):
                 k = self.partner.get(k, b - 1) + 1  # a sub-query: its own bindings are judged on their own
+                values += 1
                 continue
             if mode == "binding" and k > a and token.start == self.toks[k - 1].end:
                 previous = self.toks[k - 1]
                 if kind != _OP and previous.kind != _OP:
                     return None
             if kind in _LITERALS:
-                if kind == _QIDENT and "\\" in token.text:
+                if kind in (_QIDENT, _QTEXT) and "\\" in token.text:
                     if mode == "binding":
                         return None
                 elif k not in self.setting:
                     found.append(k)
             elif kind in (_IDENT, _BTICK):
-                if not self._sql_word(k, b):
+                if not self._sql_word(k, a):
                     if mode == "binding":
                         return None
                     if mode == "positional":
@@ -760,11 +825,15 @@ class _Statement:
                     found.append(k)
             elif kind == _OP and token.text not in _VALUE_OPS and mode == "binding":
                 return None
+            if kind != _OP:
+                values += 1
             k += 1
+        if mode == "binding" and not values:
+            return None  # "apiKey=+~x": operators only, nothing SQL reads as a value
         self.marked.update(found)
         return found
 
-    def _sql_word(self, k: int, b: int) -> bool:
+    def _sql_word(self, k: int, a: int) -> bool:
         """Whether a bare word in a value is SQL: a keyword, a known function, a type, a secret column,
         or a row of the upsert (``excluded.password_hash``).
 
@@ -784,7 +853,10 @@ class _Statement:
             return (k >= 2 and self.lower[k - 2] in _ROW_QUALIFIERS) or self.names_secret(_name(toks[k]))
         if k > 0 and (_is_op(toks[k - 1], "::") or self.lower[k - 1] == "as"):
             return word in _TYPES  # $1::bytea, CAST($1 AS bytea)
-        return self.names_secret(_name(self.toks[k]))
+        # A secret column as an argument: crypt($1, password_hash). Unqualified and on its own
+        # ("SET password_hash = password_hash") it is rare SQL, and the same word is an auth scheme in
+        # "Authorization: Token x": not read as SQL.
+        return self.depth[k] > self.depth[a] and self.names_secret(_name(toks[k]))
 
     # --- structure
 
