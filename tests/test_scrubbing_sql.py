@@ -616,6 +616,9 @@ ADVERSARIAL_SQL: dict[str, Callable[[int], str]] = {
     "unclosed_string": lambda n: "update t set password = 'x" + "\\'" * (n // 2),
     "qualified_names": lambda n: "update t set " + "a." * (n // 2) + "password = 'x'",
     "unclosed_block_comment": lambda n: "select password /* " + "*" * n,
+    "quoted_statements": lambda n: "log " + "'update t set password = 1' " * (n // 29),
+    "comments_in_comments": lambda n: "select 1 " + "-- set password = 'x' " * (n // 22),
+    "quotes_in_quotes": lambda n: "select " + "\"set '$$update t set token = 1" * (n // 30),
 }
 
 
@@ -680,6 +683,23 @@ def test_property_a_secret_in_any_form_next_to_sql_words_never_survives(
     secret: str, form: str, context: str
 ) -> None:
     text = context.replace("{}", form.format(secret))
+    out = Scrubber().text(text, "f")
+    leaked = sorted(
+        {secret[i : i + 6] for i in range(len(secret) - 5)} & {out[i : i + 6] for i in range(len(out))}
+    )
+    assert not leaked, f"{leaked} of {secret!r} survived in {out!r}"
+
+
+SECRET_TEMPLATES = [text for text, _ in SECRET_STATEMENTS if SECRET in text]
+PREFIXES = ["", "query failed: ", "-- ", 'log: "', "SELECT 1; ", "/* retry */ ", "ERROR:  "]
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(secret=passwords, template=st.sampled_from(SECRET_TEMPLATES), prefix=st.sampled_from(PREFIXES))
+def test_property_a_secret_bound_in_sql_never_survives_wherever_the_statement_is_quoted(
+    secret: str, template: str, prefix: str
+) -> None:
+    text = prefix + template.replace(SECRET, secret)
     out = Scrubber().text(text, "f")
     leaked = sorted(
         {secret[i : i + 6] for i in range(len(secret) - 5)} & {out[i : i + 6] for i in range(len(out))}

@@ -217,6 +217,8 @@ _SETTING_ARGUMENTS: dict[str, frozenset[int] | None] = {
 }
 # Functions taking name/value pairs: the value after a secret-naming name is a secret.
 _PAIR_FUNCTIONS = frozenset(("json_build_object", "jsonb_build_object", "json_object", "set_config"))
+# How deep comments inside comments (and quotes) are read.
+_MAX_QUOTED_DEPTH = 3
 # How much judging one text may cost (steps); past it, the statement-wide rule applies.
 _BUDGET_PER_TOKEN = 24
 
@@ -273,7 +275,7 @@ def judge(text: str, names_secret: SecretName) -> Judgement:
     try:
         _judge_tokens(text, toks, names_secret, budget, secrets, (judged, prose_judged), depth=0)
         # A statement commented out still holds what it says: "-- INSERT ... VALUES ('bob', 'x')".
-        _judge_quoted(text, comments, set(), names_secret, budget, secrets, (judged, prose_judged))
+        _judge_quoted(text, comments, set(), names_secret, budget, secrets, (judged, prose_judged), 0)
     except Exception:  # a shape this reading gets wrong: fail closed (every literal goes), never raise
         literals = [(t.start, t.end, 0) for t in toks if t.kind in (_STRING, _DOLLAR)]
         return Judgement(tuple(literals), frozenset())
@@ -301,8 +303,10 @@ def _judge_tokens(
             secrets.extend((a, b, number) for a, b in found)
             judged[0].update(statement.judged)
             judged[1].update(_starts(statement.toks, statement.prose_keys))
-            if depth == 0:
-                _judge_quoted(text, toks[start:index], set(found), names_secret, budget, secrets, judged)
+            if depth < _MAX_QUOTED_DEPTH:
+                _judge_quoted(
+                    text, toks[start:index], set(found), names_secret, budget, secrets, judged, depth
+                )
         start = index + 1
 
 
@@ -314,6 +318,7 @@ def _judge_quoted(
     budget: list[int],
     secrets: list[tuple[int, int, int]],
     judged: tuple[set[int], set[int]],
+    depth: int,
 ) -> None:
     """SQL inside quotes or comments, read once more: ``DO $$ ... $$`` and function bodies, a statement
     quoted in a message (``ValueError("INSERT INTO users (name, password) VALUES ('bob', 'x')")``)."""
@@ -334,7 +339,13 @@ def _judge_quoted(
         body = text[body_start : token.end - (len(closing) if closed else 0)]
         if len(body) < 8 or not looks_like_sql(body):
             continue
-        _judge_tokens(text, tokens(body, body_start), names_secret, budget, secrets, judged, 1)
+        # Quotes and comments inside are read too, a few levels deep: "-- SELECT 1; -- INSERT ...",
+        # 'log: "DO $$ ... $$"'.
+        inner_comments: list[Token] = []
+        inner = tokens(body, body_start, inner_comments)
+        _judge_tokens(text, inner, names_secret, budget, secrets, judged, depth + 1)
+        if depth + 1 < _MAX_QUOTED_DEPTH:
+            _judge_quoted(text, inner_comments, set(), names_secret, budget, secrets, judged, depth + 1)
 
 
 class _OverBudget(Exception):
@@ -353,6 +364,7 @@ class _Statement:
         self.depth: list[int] = []  # bracket depth of each token
         self.partner = self._partners()
         self.marked: set[int] = set()  # token indices whose value is a secret
+        self.runs: list[tuple[int, int]] = []  # secret spans of several tokens (an unquoted password)
         self.keys: dict[int, bool] = {}  # token index of a secret name -> judged
         self.chain_start: dict[int, int] = {}  # token index of a name's last part -> of its first part
         self.prose_keys: set[int] = set()  # token indices of secret names followed by a SQL "IS"
@@ -378,7 +390,7 @@ class _Statement:
             if token.kind == _MARKER:
                 continue
             spans.append((token.start, token.end))
-        return spans
+        return spans + self.runs
 
     @property
     def judged(self) -> set[int]:
@@ -531,8 +543,17 @@ class _Statement:
         j += 1
         while j < self.n and self.lower[j] in ("password", "values"):
             j += 1
-        if j < self.n and self.toks[j].kind in (_STRING, _DOLLAR, _QIDENT, _QTEXT, _NUMBER, _IDENT, _WORD):
+        if j >= self.n or _is_op(self.toks[j], ";"):
+            return
+        if self.toks[j].kind in (_STRING, _DOLLAR):
             self.marked.add(j)
+            return
+        # Unquoted (Oracle): the password runs to white space, whatever SQL would make of its characters.
+        last = j
+        while last + 1 < self.n and self.toks[last + 1].start == self.toks[last].end:
+            self._step()
+            last += 1
+        self.runs.append((self.toks[j].start, self.toks[last].end))
 
     def _distinct_from(self, i: int) -> int:
         """The end of ``IS [NOT] DISTINCT FROM`` starting at ``i``, or 0."""
