@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache
 from typing import NamedTuple
 
@@ -226,8 +225,7 @@ _BUDGET_PER_TOKEN = 24
 # --------------------------------------------------------------------------- the judgement
 
 
-@dataclass(frozen=True)
-class Judgement:
+class Judgement(NamedTuple):
     """What of a SQL text is secret.
 
     ``secrets``: the values to redact as (start, end, statement number), sorted; ``judged``: the
