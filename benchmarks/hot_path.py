@@ -9,6 +9,10 @@ Both cases run in this process against one loopback OTLP/HTTP receiver in anothe
   exporter, a MeterProvider with an OTLP/HTTP metric reader, and the same span, eight attributes,
   histogram record and counter add written by hand.
 
+b2b-otel records its two metrics while the span is current, so (with the SDK's default
+``trace_based`` exemplar filter) its points carry exemplars linking them to the span; the plain case
+records after its span ended and keeps none. That work is b2b-otel's and stays in its number.
+
 One round is N calls and then a flush of the tracer provider, so what the export thread and the
 rules worker do for those calls is inside the round. The targeted number is the process's CPU time
 per call over the round (every thread: application, export, rules worker), which the load of other
