@@ -392,6 +392,7 @@ class _Statement:
 
     @property
     def judged(self) -> set[int]:
+        """Where the secret names whose use was read cleanly start (each part of a qualified name)."""
         out: set[int] = set()
         for index, ok in self.keys.items():
             if not ok:
@@ -410,6 +411,7 @@ class _Statement:
             raise _OverBudget
 
     def _walk(self) -> None:
+        """One pass over the tokens: operators, IDENTIFIED BY, INSERTs, names and calls."""
         toks = self.toks
         self._setting_arguments()
         has_set = False
@@ -565,21 +567,25 @@ class _Statement:
     # --- bindings: name op value
 
     def _binding(self, op: int, value_start: int) -> None:
+        """``name <op> value`` at ``op``: the value is a secret when the name is one (or, for
+        ``'x' = password``, the other way round)."""
         left = self._left_operand(op)
+        secret_left = left < op and self._secret_operand(left, op)
+        if not secret_left and not (value_start < self.n and self.toks[value_start].kind in _NAMES):
+            return  # the common case, "id = %s": nothing more to read
         right_end = self._expression_end(value_start)
-        # "password=~x", "token=4~x": nothing SQL reads on the right, or a value that runs into another
-        # comparison; neither is a value SQL would bind.
-        unclean = right_end <= value_start or not self._ends_value(right_end)
-        unclean = unclean or self.toks[op].text == ":"  # "password: x" is a header or YAML, not SQL
         if self.lower[op] == "between" and right_end < self.n and self.lower[right_end] == "and":
             right_end = self._expression_end(right_end + 1)  # BETWEEN 'a' AND 'b': both
-        if left < op and self._secret_operand(left, op):
+        if secret_left:
             names = [k for k in range(left, op) if k in self.keys or self._is_secret_name(k)]
             if self._in_ddl(op):
                 return  # a constraint or a default in DDL: schema, not a value
             if self._row(left, op) and value_start < self.n and _is_op(self.toks[value_start], "("):
                 self._positional(self._row_names(left), value_start)
                 return
+            # "password=~x", "token=4~x": nothing SQL reads on the right, or a value that runs into
+            # another comparison; "password: x" is a header or YAML. None is a value SQL would bind.
+            unclean = right_end <= value_start or not self._ends_value(right_end) or self.toks[op].text == ":"
             marked = None if unclean else self._mark(value_start, right_end, mode="binding")
             if marked is None:
                 for k in names:
@@ -587,9 +593,7 @@ class _Statement:
             return
         # 'x' = password: the value on the left.
         if (
-            value_start < right_end
-            and self.toks[value_start].kind in _NAMES
-            and self._chain_end(value_start) == right_end - 1
+            self._chain_end(value_start) == right_end - 1
             and self.names_secret(_name(self.toks[right_end - 1]))
             and all(self.toks[k].kind in (_STRING, _NUMBER, _DOLLAR) for k in range(left, op))
             and left < op
