@@ -189,7 +189,7 @@ class LLMCallProcessor(SpanProcessor):
             selflog.warn_once_a_minute("llm-start", "b2b_otel: LLM call not tracked: %r", exc)
 
     def on_end(self, span: ReadableSpan) -> None:
-        if span.kind is not SpanKind.CLIENT or not self._open:
+        if not self._open or span.kind is not SpanKind.CLIENT:  # no call open: most spans stop here
             return
         span_context = span.get_span_context()
         if span_context is None:
