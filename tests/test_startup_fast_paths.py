@@ -103,3 +103,135 @@ def test_a_broken_builtin_price_table_never_raises_into_the_application() -> Non
     table = PriceTable(PRICES_SOURCE, load=broken)  # type: ignore[arg-type]
     assert table.cost("gpt-4o", 10, 10) is None
     assert table.prices == {}
+
+
+# --- settings: the fast path against pydantic --------------------------------------------------------
+
+_SAMPLES: list[object] = [
+    "true",
+    "false",
+    "TRUE",
+    "1",
+    "0",
+    "yes",
+    "off",
+    "5",
+    "5000",
+    "0.5",
+    "1.5",
+    "10s",
+    "500ms",
+    "1m",
+    "otlp",
+    "console,otlp",
+    "none",
+    "grpc",
+    "http/protobuf",
+    "GRPC",
+    "gzip",
+    "a=b,c=d",
+    "json",
+    "text",
+    "always_on",
+    "parentbased_traceidratio",
+    "tracecontext,baggage",
+    "auto",
+    "",
+    " 5",
+    "+5",
+    "1e3",
+    "nan",
+    "inf",
+    "-1",
+    "05",
+    "5.",
+    "99999999999999999999",
+    "http://localhost:4318",
+    5,
+    5.0,
+    0,
+    1,
+    -3,
+    0.25,
+    True,
+    False,
+    None,
+    ("a",),
+    ("a", 1),
+    ["a"],
+    {"a": "b"},
+    {"a": 1},
+    2**40,
+    object(),
+]
+
+
+def test_every_value_the_settings_fast_path_takes_is_what_pydantic_makes_of_it() -> None:
+    from pydantic import ValidationError
+
+    from b2b_otel.setup import settings as s
+
+    model = s.settings_model()
+    spec = s._spec()
+    taken = 0
+    for name, convert in spec.converters.items():
+        samples = [*_SAMPLES, s._default(name)]
+        for value in samples:
+            try:
+                fast = convert(value)
+            except s._Uncertain:
+                continue
+            try:
+                slow = getattr(model(**{name: value}), name)
+            except ValidationError as exc:
+                raise AssertionError(
+                    f"{name}={value!r}: the fast path took {fast!r}, pydantic refused"
+                ) from exc
+            assert type(fast) is type(slow) and fast == slow, (name, value, fast, slow)
+            taken += 1
+    assert taken > 3 * len(spec.converters)  # the fast path takes the common forms, not nothing
+
+
+def test_resolve_gives_the_same_settings_by_the_fast_path_and_by_pydantic() -> None:
+    from b2b_otel.setup import settings as s
+
+    environ = {
+        "OTEL_SERVICE_NAME": "svc",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "2500",
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-team=a%20b",
+        "OTEL_BSP_MAX_QUEUE_SIZE": "4096",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.25",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.region=eu",
+        "B2B_OTEL_LOG_DIR": "none",
+        "B2B_OTEL_SHUTDOWN_TIMEOUT": "3s",
+        "B2B_OTEL_CAPTURE_CONTENT": "yes",
+    }
+    fast = s.resolve({"service_version": "1.2"}, environ=environ)
+    raw = {name: value for name, value in fast.__dict__.items() if name in fast.model_fields_set}
+    assert s._fast_values(raw) is not None
+    validated = s.Settings._made(
+        s._model_values(
+            s.settings_model()(
+                **{row.field: environ[row.var.env] for row in s.table() if row.var.env in environ},
+                service_version="1.2",
+            )
+        ),
+        fast.model_fields_set,
+    )
+    assert fast == validated
+    assert fast.model_fields_set == validated.model_fields_set
+    assert fast.otlp_timeout == 2.5 and fast.bsp_max_queue_size == 4096 and fast.capture_content is True
+
+
+def test_a_value_the_fast_path_is_unsure_of_is_judged_by_pydantic_with_the_same_messages() -> None:
+    from b2b_otel import ConfigError
+    from b2b_otel.setup.settings import resolve
+
+    assert resolve(environ={"OTEL_BSP_MAX_QUEUE_SIZE": " 4096"}).bsp_max_queue_size == 4096
+    with pytest.raises(ConfigError) as caught:
+        resolve(environ={"OTEL_BSP_MAX_QUEUE_SIZE": "many", "OTEL_EXPORTER_OTLP_TIMEOUT": "-1"})
+    shown = sorted(str(p) for p in caught.value.problems)
+    assert shown[0].startswith("OTEL_BSP_MAX_QUEUE_SIZE='many': wrong type; accepted: a positive integer")
+    assert shown[1].startswith("OTEL_EXPORTER_OTLP_TIMEOUT='-1': ")

@@ -15,13 +15,14 @@ import os
 import re
 import string
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+import types
+import typing
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import unquote, urlsplit
-
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from .. import semconv as sc
 from .._internal.durations import parse_duration
@@ -55,6 +56,37 @@ class Var:
     doc: str
     accepted: str
     secret: bool = False
+
+
+# --- the field declarations' metadata -----------------------------------------------------------
+# Settings are validated by the fast path below (:func:`_fast_values`) when every value is of a form
+# whose result is certain, and by pydantic (:func:`settings_model`, built from the same declarations)
+# otherwise, with pydantic's checks and this module's messages. So start-up imports no pydantic: these
+# stand-ins carry the declarations' validators and become pydantic's own in ``settings_model()``.
+
+
+@dataclass(frozen=True)
+class BeforeValidator:
+    """Run ``func`` on the raw value before its type is checked (pydantic's ``BeforeValidator``)."""
+
+    func: Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class AfterValidator:
+    """Run ``func`` on the value after its type is checked (pydantic's ``AfterValidator``)."""
+
+    func: Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class _DefaultFactory:
+    factory: Callable[[], Any]
+
+
+def Field(default_factory: Callable[[], Any]) -> Any:
+    """A default made fresh for each Settings (``Field(default_factory=dict)``)."""
+    return _DefaultFactory(default_factory)
 
 
 # --- parsers: each turns the raw string of an environment variable into a typed value -------------
@@ -217,10 +249,63 @@ def _signal_vars(signal: str, what: str, accepted: str, secret: bool = False) ->
     return Var(env, doc, accepted, secret)
 
 
-class Settings(BaseModel):
-    """The resolved configuration. Field name = keyword override; ``Var`` metadata = the table row."""
+class _SettingsType(type):
+    @property
+    def model_fields(cls) -> dict[str, Any]:
+        """The fields of the pydantic model of the settings (name -> ``FieldInfo``), in table order."""
+        fields: dict[str, Any] = settings_model().model_fields
+        return fields
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+
+class Settings(metaclass=_SettingsType):
+    """The resolved configuration. Field name = keyword override; ``Var`` metadata = the table row.
+
+    Frozen. ``Settings(**values)`` validates as :func:`resolve` does (pydantic's ``ValidationError``
+    on a bad value); :func:`resolve` is what reads the environment.
+    """
+
+    def __init__(self, **values: Any) -> None:
+        checked = _fast_values(values)
+        if checked is None:
+            checked = _model_values(settings_model()(**values))
+        self.__dict__.update(checked)
+        self.__dict__["_fields_set"] = frozenset(values)
+
+    @classmethod
+    def _made(cls, values: dict[str, Any], given: Iterable[str]) -> Settings:
+        made = cls.__new__(cls)
+        made.__dict__.update(values)
+        made.__dict__["_fields_set"] = frozenset(given)
+        return made
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Settings are frozen: cannot set {name}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Settings are frozen: cannot delete {name}")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in _spec().fields)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _spec().fields)
+        return f"Settings({shown})"
+
+    @property
+    def model_fields_set(self) -> frozenset[str]:
+        """The fields given (by the environment or a keyword) rather than left at their default."""
+        given: frozenset[str] = self.__dict__["_fields_set"]
+        return given
+
+    def model_copy(self, update: Mapping[str, Any] | None = None) -> Settings:
+        """A copy with ``update`` applied (not validated again, as pydantic's ``model_copy``)."""
+        values = {name: getattr(self, name) for name in _spec().fields}
+        values.update(update or {})
+        return Settings._made(values, self.model_fields_set | set(update or {}))
 
     # --- service and resource
     sdk_disabled: Annotated[
@@ -692,10 +777,201 @@ class Row:
 
 def table() -> Iterator[Row]:
     """The settings table, in declaration order."""
-    for name, info in Settings.model_fields.items():
-        var = next(m for m in info.metadata if isinstance(m, Var))
-        default = info.get_default(call_default_factory=True)
-        yield Row(name, var, default)
+    spec = _spec()
+    for name in spec.fields:
+        yield Row(name, spec.vars[name], _default(name))
+
+
+# --- the declarations read once: the fast path, and the pydantic model -------------------------------
+
+
+@dataclass(frozen=True)
+class _Spec:
+    fields: dict[str, Any]  # name -> annotation (Annotated metadata included), declaration order
+    vars: dict[str, Var]
+    converters: dict[str, Callable[[Any], Any]]
+
+
+_spec_lock = threading.RLock()  # settings_model() holds it while it reads _spec()
+_spec_cache: list[_Spec] = []
+_model_cache: list[Any] = []
+
+
+def _spec() -> _Spec:
+    if not _spec_cache:
+        with _spec_lock:
+            if not _spec_cache:
+                hints = typing.get_type_hints(Settings, include_extras=True)
+                fields = {name: hints[name] for name in Settings.__annotations__}
+                found = {
+                    name: next(m for m in _metadata(a) if isinstance(m, Var)) for name, a in fields.items()
+                }
+                converters = {name: _converter(a) for name, a in fields.items()}
+                _spec_cache.append(_Spec(fields, found, converters))
+    return _spec_cache[0]
+
+
+def _metadata(annotation: Any) -> tuple[Any, ...]:
+    return tuple(getattr(annotation, "__metadata__", ()))
+
+
+def _default(name: str) -> Any:
+    default = Settings.__dict__[name]
+    return default.factory() if isinstance(default, _DefaultFactory) else default
+
+
+class _Uncertain(Exception):
+    """The fast path cannot be sure what pydantic makes of a value: pydantic decides."""
+
+
+def _uncertain(value: Any) -> Any:
+    raise _Uncertain
+
+
+_INTEGER = re.compile(r"(?:0|[1-9][0-9]{0,17})")
+_DECIMAL = re.compile(r"[0-9]{1,18}(?:\.[0-9]{1,18})?")
+
+
+def _converter(annotation: Any) -> Callable[[Any], Any]:
+    """What pydantic (lax mode) makes of a value for ``annotation``, for the values whose result is
+    certain; ``_Uncertain`` for every other value (and a validator's ``ValueError``: its message is
+    pydantic's to give). ``tests/test_startup_fast_paths.py`` holds each to pydantic's."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        base = _converter(annotation.__origin__)
+        meta = _metadata(annotation)
+        befores = [m.func for m in meta if isinstance(m, BeforeValidator)]
+        afters = [m.func for m in meta if isinstance(m, AfterValidator)]
+        if len(befores) > 1:  # pydantic's order of several would matter: none is declared so
+            return _uncertain
+
+        def annotated(value: Any) -> Any:
+            try:
+                for before in befores:
+                    value = before(value)
+                value = base(value)
+                for after in afters:
+                    value = after(value)
+            except (ValueError, TypeError, AssertionError):
+                raise _Uncertain from None
+            return value
+
+        return annotated
+    if origin in (Union, types.UnionType):
+        arms = [arm for arm in get_args(annotation) if arm is not type(None)]
+        if len(arms) != 1 or len(get_args(annotation)) != 2:
+            return _uncertain
+        arm = _converter(arms[0])
+        return lambda value: None if value is None else arm(value)
+    if origin is Literal:
+        choices = frozenset(c for c in get_args(annotation) if type(c) is str)
+        return lambda value: value if type(value) is str and value in choices else _uncertain(value)
+    if annotation is bool:
+        return lambda value: value if type(value) is bool else _uncertain(value)
+    if annotation is str:
+        return lambda value: value if type(value) is str else _uncertain(value)
+    if annotation is int:
+        return _to_int
+    if annotation is float:
+        return _to_float
+    if origin is tuple and get_args(annotation) == (str, ...):
+        return _to_strings
+    if origin is dict and get_args(annotation) == (str, str):
+        return _to_string_dict
+    return _uncertain
+
+
+def _to_int(value: Any) -> int:
+    if type(value) is int:
+        return value
+    if type(value) is str and _INTEGER.fullmatch(value):
+        return int(value)
+    raise _Uncertain
+
+
+def _to_float(value: Any) -> float:
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        return float(value)
+    if type(value) is str and _DECIMAL.fullmatch(value):
+        return float(value)
+    raise _Uncertain
+
+
+def _to_strings(value: Any) -> tuple[str, ...]:
+    if type(value) is tuple and all(type(item) is str for item in value):
+        return value
+    raise _Uncertain
+
+
+def _to_string_dict(value: Any) -> dict[str, str]:
+    if type(value) is dict and all(type(k) is str and type(v) is str for k, v in value.items()):
+        return dict(value)
+    raise _Uncertain
+
+
+def _fast_values(values: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Every field's value (defaults for those not given), or None when pydantic must decide."""
+    spec = _spec()
+    result: dict[str, Any] = {}
+    try:
+        for name, value in values.items():
+            convert = spec.converters.get(name)
+            if convert is None:
+                return None  # an unknown field: pydantic's extra_forbidden
+            result[name] = convert(value)
+    except _Uncertain:
+        return None
+    for name in spec.fields:
+        if name not in result:
+            result[name] = _default(name)
+    return result
+
+
+def _model_values(model: Any) -> dict[str, Any]:
+    return {name: getattr(model, name) for name in _spec().fields}
+
+
+def settings_model() -> Any:
+    """The pydantic model of :class:`Settings`, built from its declarations at the first need.
+
+    What validates the values the fast path is not sure of, with pydantic's checks; the field table
+    as pydantic sees it (``Settings.model_fields``).
+    """
+    if not _model_cache:
+        with _spec_lock:
+            if not _model_cache:
+                import pydantic
+
+                fields: dict[str, Any] = {}
+                for name, annotation in _spec().fields.items():
+                    default = Settings.__dict__[name]
+                    if isinstance(default, _DefaultFactory):
+                        default = pydantic.Field(default_factory=default.factory)
+                    fields[name] = (_for_pydantic(annotation, pydantic), default)
+                config = pydantic.ConfigDict(frozen=True, extra="forbid")
+                _model_cache.append(pydantic.create_model("Settings", __config__=config, **fields))
+    return _model_cache[0]
+
+
+def _for_pydantic(annotation: Any, pydantic: Any) -> Any:
+    """``annotation`` with this module's validator stand-ins replaced by pydantic's own."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        meta = [
+            pydantic.BeforeValidator(m.func)
+            if isinstance(m, BeforeValidator)
+            else pydantic.AfterValidator(m.func)
+            if isinstance(m, AfterValidator)
+            else m
+            for m in _metadata(annotation)
+        ]
+        params = (_for_pydantic(annotation.__origin__, pydantic), *meta)
+        return Annotated[params]
+    if origin in (Union, types.UnionType):
+        return Union[tuple(_for_pydantic(arm, pydantic) for arm in get_args(annotation))]  # noqa: UP007
+    return annotation
 
 
 def _rows_by_field() -> dict[str, Row]:
@@ -834,8 +1110,32 @@ def resolve(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, st
         problems = []
 
     bad_fields: set[str] = set()
+    fast = _fast_values(raw)
+    if fast is not None:
+        settings = Settings._made(fast, raw)
+    else:
+        settings = _validated(raw, rows, source, bad_fields, problems)
+    problems.extend(
+        p for p in _cross_check(settings, rows, source) if p.variable not in _names(bad_fields, rows, source)
+    )
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _validated(
+    raw: dict[str, Any],
+    rows: dict[str, Row],
+    source: dict[str, str],
+    bad_fields: set[str],
+    problems: list[Problem],
+) -> Settings:
+    """The settings through pydantic; each bad field a problem (in ``problems`` and ``bad_fields``)."""
+    from pydantic import ValidationError
+
+    model = settings_model()
     try:
-        settings = Settings(**raw)
+        return Settings._made(_model_values(model(**raw)), raw)
     except ValidationError as exc:
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else ""
@@ -852,13 +1152,8 @@ def resolve(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, st
             )
         # Validate the rest again without the bad fields, so cross-field and file-system checks
         # still run and one error lists every problem.
-        settings = Settings(**{k: v for k, v in raw.items() if k not in bad_fields})
-    problems.extend(
-        p for p in _cross_check(settings, rows, source) if p.variable not in _names(bad_fields, rows, source)
-    )
-    if problems:
-        raise ConfigError(problems)
-    return settings
+        rest = {k: v for k, v in raw.items() if k not in bad_fields}
+        return Settings._made(_model_values(model(**rest)), rest)
 
 
 def _names(fields: set[str], rows: dict[str, Row], source: dict[str, str]) -> set[str]:
