@@ -8,6 +8,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -74,21 +75,26 @@ def test_the_builtin_price_table_fast_path_gives_what_the_validated_path_gives()
     assert all(type(p) is Price for p in lazy.prices.values())
 
 
-def test_start_up_takes_the_fast_paths_and_a_price_is_still_there_at_the_first_call() -> None:
-    code = """
+def test_start_up_takes_the_fast_paths_and_a_price_is_still_there_at_the_first_call(tmp_path: Path) -> None:
+    code = f"""
 import json, sys
-from b2b_otel.llm.prices import load_prices
-from b2b_otel.rules import load_rules
-rules = load_rules(None, {})
-table = load_prices(None)
-before = sorted(m for m in ("b2b_otel.rules.models", "b2b_otel.llm.price_file") if m in sys.modules)
+import b2b_otel
+from b2b_otel.llm.usage import LLMCallProcessor
+telemetry = b2b_otel.instrument(
+    service_name="fast-paths", otlp_endpoint="http://127.0.0.1:9", log_dir={str(tmp_path)!r}
+)
+heavy = ("pydantic", "b2b_otel.rules.models", "b2b_otel.llm.price_file")
+before = sorted(m for m in heavy if m in sys.modules)
+table = next(p for p in telemetry._span_processors if isinstance(p, LLMCallProcessor)).prices
 cost = table.cost("gpt-4o", 1_000_000, 0)
-after = sorted(m for m in ("b2b_otel.rules.models", "b2b_otel.llm.price_file") if m in sys.modules)
-print(json.dumps({"before": before, "rules": len(rules), "cost": cost, "after": after}))
+after = sorted(m for m in heavy if m in sys.modules)
+print(json.dumps({{"before": before, "rules": len(telemetry.rules), "cost": cost, "after": after}}))
+sys.stdout.flush()
+telemetry.shutdown(0.1)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    seen = json.loads(out)
-    assert seen["before"] == []
+    seen = json.loads(out.splitlines()[0])
+    assert seen["before"] == []  # instrument() built no pydantic model and imported no pydantic
     assert seen["rules"] > 0
     assert seen["cost"] == pytest.approx(2.50)
     assert seen["after"] == []  # the built-in table needs no models at its first use either
