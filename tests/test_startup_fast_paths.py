@@ -241,3 +241,28 @@ def test_a_value_the_fast_path_is_unsure_of_is_judged_by_pydantic_with_the_same_
     shown = sorted(str(p) for p in caught.value.problems)
     assert shown[0].startswith("OTEL_BSP_MAX_QUEUE_SIZE='many': wrong type; accepted: a positive integer")
     assert shown[1].startswith("OTEL_EXPORTER_OTLP_TIMEOUT='-1': ")
+
+
+def test_the_builtin_rules_snapshot_is_made_from_the_yaml_as_it_is_now() -> None:
+    # Start-up reads the built-in rules from default_rules.json when its hash is the YAML's; after an
+    # edit of default_rules.yaml, run scripts/gen_builtin_rules.py (start-up reads the YAML till then).
+    import yaml
+
+    from b2b_otel.rules.loader import BUILTIN_SNAPSHOT_RESOURCE, builtin_snapshot_text
+
+    text = builtin_rules_text()
+    path = Path(__file__).resolve().parents[1] / "b2b_otel" / "rules" / BUILTIN_SNAPSHOT_RESOURCE
+    assert path.read_text(encoding="utf-8") == builtin_snapshot_text(text), (
+        "default_rules.json is stale: run .venv/bin/python scripts/gen_builtin_rules.py"
+    )
+    assert json.loads(path.read_text(encoding="utf-8"))["rules_file"] == yaml.safe_load(text)
+
+
+def test_a_stale_snapshot_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    from b2b_otel.rules import loader
+
+    edited = builtin_rules_text().replace("id: agent.execution.slow", "id: agent.execution.sluggish")
+    assert edited != builtin_rules_text()
+    fast = loader._builtin_rules(edited, {})
+    assert fast is not None and "agent.execution.sluggish" in fast.ids
+    assert fast == validated_rules(edited, RULES_SOURCE, {})

@@ -10,6 +10,8 @@ own: a pydantic error is only ever used for its location and kind, never for its
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -41,6 +43,8 @@ if TYPE_CHECKING:  # YAML's node tree and pydantic's models: loaded only to vali
     from . import models
 
 DEFAULT_RULES_RESOURCE = "default_rules.yaml"
+# The built-in file as JSON with the hash of the YAML it was made from (scripts/gen_builtin_rules.py).
+BUILTIN_SNAPSHOT_RESOURCE = "default_rules.json"
 BUILTIN_SOURCE = f"<built-in {DEFAULT_RULES_RESOURCE}>"
 OVERRIDE_PREFIX = "B2B_OTEL_RULE_"
 OVERRIDE_SUFFIX = "_THRESHOLD"
@@ -127,20 +131,46 @@ def builtin_text() -> str:
     return resources.files(__package__).joinpath(DEFAULT_RULES_RESOURCE).read_text(encoding="utf-8")
 
 
+def builtin_snapshot_text(text: str) -> str:
+    """The JSON snapshot of the built-in rules file ``text`` (what scripts/gen_builtin_rules.py writes)."""
+    import yaml
+
+    data = yaml.load(text, Loader=_builtin_loader())  # a safe loader
+    snapshot = {"sha256": _digest(text), "rules_file": data}
+    return json.dumps(snapshot, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _builtin_data(text: str) -> Any:
+    """The data of the built-in file: from its JSON snapshot when that was made from this very text
+    (no YAML parser to import at start-up), else from the YAML."""
+    try:
+        raw = resources.files(__package__).joinpath(BUILTIN_SNAPSHOT_RESOURCE).read_text(encoding="utf-8")
+        snapshot = json.loads(raw)
+        if isinstance(snapshot, dict) and snapshot.get("sha256") == _digest(text):
+            return snapshot["rules_file"]
+    except (OSError, ValueError, KeyError):
+        pass
+    import yaml
+
+    return yaml.load(text, Loader=_builtin_loader())  # a safe loader
+
+
 def _builtin_rules(text: str, environ: Mapping[str, str]) -> RuleSet | None:
     """The built-in rules without the models (start-up): the file is known valid, the tests hold this
     path to :func:`validated_rules`. None when an override has a problem, or the file is not as
     expected: the validated path then says what, at its line."""
-    import yaml
-
     try:
-        data = yaml.load(text, Loader=_builtin_loader())  # a safe loader
+        data = _builtin_data(text)
         checked = _Checked(BUILTIN_SOURCE, data=data)
         thresholds = _check_overrides(checked, environ)
         if checked.problems:
             return None
         rules = tuple(_with_threshold(_rule_record(raw), thresholds) for raw in data["rules"])
-    except (KeyError, TypeError, ValueError, AttributeError, yaml.YAMLError):
+    except Exception:  # the file is not as the fast path expects: the validated path judges it
         return None
     return RuleSet(rules=rules, source=BUILTIN_SOURCE)
 
