@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # YAML's node tree and pydantic's models: loaded only to vali
 DEFAULT_RULES_RESOURCE = "default_rules.yaml"
 # The built-in file as JSON with the hash of the YAML it was made from (scripts/gen_builtin_rules.py).
 BUILTIN_SNAPSHOT_RESOURCE = "default_rules.json"
+_HASH_KEY = "yaml_digest"  # SHA-256, hex, of the YAML text the snapshot was made from
 BUILTIN_SOURCE = f"<built-in {DEFAULT_RULES_RESOURCE}>"
 OVERRIDE_PREFIX = "B2B_OTEL_RULE_"
 OVERRIDE_SUFFIX = "_THRESHOLD"
@@ -136,7 +137,7 @@ def builtin_snapshot_text(text: str) -> str:
     import yaml
 
     data = yaml.load(text, Loader=_builtin_loader())  # a safe loader
-    snapshot = {"sha256": _digest(text), "rules_file": data}
+    snapshot = {_HASH_KEY: _digest(text), "rules_file": data}
     return json.dumps(snapshot, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
 
@@ -150,7 +151,7 @@ def _builtin_data(text: str) -> Any:
     try:
         raw = resources.files(__package__).joinpath(BUILTIN_SNAPSHOT_RESOURCE).read_text(encoding="utf-8")
         snapshot = json.loads(raw)
-        if isinstance(snapshot, dict) and snapshot.get("sha256") == _digest(text):
+        if isinstance(snapshot, dict) and snapshot.get(_HASH_KEY) == _digest(text):
             return snapshot["rules_file"]
     except (OSError, ValueError, KeyError):
         pass
