@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import emit, python_env, result, row, run_python
+from benchmarks.common import emit, python_env, report, result, row, run_python
 
 
 def writer(directory: str, seconds: float, start_at: float) -> dict[str, Any]:
@@ -154,12 +154,8 @@ def main() -> None:
         emit(writer(args.writer, args.seconds, args.start_at))
         return
     value = scenario(args.seconds, args.processes)
-    if args.json:
-        emit(value)
-    else:
-        from benchmarks.run import print_table
-
-        print_table([value])
+    report(value, args.json)
+    if not args.json:
         print(value["details"])
 
 

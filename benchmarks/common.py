@@ -206,3 +206,13 @@ class Receiver:
 def emit(value: dict[str, Any]) -> None:
     """A scenario subprocess's answer: one JSON line on stdout."""
     print(json.dumps(value), flush=True)
+
+
+def report(value: dict[str, Any], as_json: bool) -> None:
+    """A scenario run on its own: its JSON line (``--json``) or its table."""
+    if as_json:
+        emit(value)
+        return
+    from benchmarks.run import print_table
+
+    print_table([value])

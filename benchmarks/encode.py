@@ -19,7 +19,7 @@ import argparse
 import time
 from typing import Any
 
-from benchmarks.common import alternate, emit, median, result, row
+from benchmarks.common import alternate, median, report, result, row
 from benchmarks.export_path import BATCH, realistic_batch
 
 
@@ -87,12 +87,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     value = scenario(args.rounds, args.batches)
-    if args.json:
-        emit(value)
-    else:
-        from benchmarks.run import print_table
-
-        print_table([value])
+    report(value, args.json)
 
 
 if __name__ == "__main__":

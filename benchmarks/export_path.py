@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.common import alternate, emit, median, result, row
+from benchmarks.common import alternate, median, report, result, row
 
 BATCH = 512
 
@@ -292,12 +292,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     value = scenario(args.rounds, args.batches)
-    if args.json:
-        emit(value)
-    else:
-        from benchmarks.run import print_table
-
-        print_table([value])
+    report(value, args.json)
 
 
 if __name__ == "__main__":

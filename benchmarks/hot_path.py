@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.common import Receiver, alternate, emit, median, result, row
+from benchmarks.common import Receiver, alternate, median, report, result, row
 
 AGENT = "roi_calculator_agent"
 SPAN_NAME = f"invoke_agent {AGENT}"
@@ -289,12 +289,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
     args = parser.parse_args()
     value = scenario(args.spans, args.rounds)
-    if args.json:
-        emit(value)
-    else:
-        from benchmarks.run import print_table
-
-        print_table([value])
+    report(value, args.json)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import emit, proc_status, reset_peak_rss, result, row
+from benchmarks.common import proc_status, report, reset_peak_rss, result, row
 
 ATTACKER = "203.0.113.66"
 ATTEMPTS = 6
@@ -122,12 +122,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     value = scenario(args.addresses)
-    if args.json:
-        emit(value)
-    else:
-        from benchmarks.run import print_table
-
-        print_table([value])
+    report(value, args.json)
+    if not args.json:
         print(json.dumps(value["details"], indent=2))
 
 

@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, alternate, cpu_seconds, emit, median, result, row, run_python
+from benchmarks.common import ROOT, alternate, cpu_seconds, emit, median, report, result, row, run_python
 
 ENDPOINT = "http://127.0.0.1:4318"
 COLLECTOR_METRICS = "http://127.0.0.1:8888/metrics"
@@ -289,12 +289,7 @@ def main() -> None:
         emit(one_case(args.case, args.seconds, args.endpoint))
         return
     value = scenario(args.seconds, args.rounds, args.endpoint)
-    if args.json:
-        emit(value)
-    else:
-        from benchmarks.run import print_table
-
-        print_table([value])
+    report(value, args.json)
 
 
 if __name__ == "__main__":
