@@ -6,7 +6,6 @@ provider and in-memory exporters; ``test_scrubbing_e2e.py`` checks the bytes tha
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from opentelemetry.trace import Link, Status, StatusCode
 from b2b_otel.export.fanout import FanOutSpanExporter
 from b2b_otel.export.scrubbing import ScrubbingLogExporter, ScrubbingSpanExporter
 from b2b_otel.scrub import PATTERN_NAMES, Finding, Scrubber, luhn_valid, marker
+from tests.support.timing import best_time
 
 # --------------------------------------------------------------------------- the secrets
 
@@ -604,23 +604,14 @@ ADVERSARIAL: dict[str, Callable[[int], str]] = {
 }
 
 
-def _best_time(func: Callable[[], object], repeat: int = 5) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        func()
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
 @pytest.mark.parametrize("shape", sorted(ADVERSARIAL))
 def test_adversarial_input_scrubs_in_linear_time(shape: str) -> None:
     scrubber = Scrubber()
     small, large = ADVERSARIAL[shape](10_000), ADVERSARIAL[shape](100_000)
     assert len(large) >= 90_000
     scrubber.text(small, "f")  # warm up
-    small_s = _best_time(lambda: scrubber.text(small, "f"))
-    large_s = _best_time(lambda: scrubber.text(large, "f"), repeat=3)
+    small_s = best_time(lambda: scrubber.text(small, "f"))
+    large_s = best_time(lambda: scrubber.text(large, "f"), repeat=3)
     # Linear: ~10x for 10x the input. Quadratic would be ~100x; the slack absorbs timer noise only.
     assert large_s < 50 * small_s + 0.02, (
         f"{shape}: 10 KB {small_s * 1e3:.2f} ms, 100 KB {large_s * 1e3:.2f} ms"
@@ -636,8 +627,8 @@ def test_adversarial_attribute_value_scrubs_in_linear_time(key: str) -> None:
 
     small, large = shape(10_000), shape(100_000)
     scrubber.value(key, small)
-    small_s = _best_time(lambda: scrubber.value(key, small))
-    large_s = _best_time(lambda: scrubber.value(key, large), repeat=3)
+    small_s = best_time(lambda: scrubber.value(key, small))
+    large_s = best_time(lambda: scrubber.value(key, large), repeat=3)
     assert large_s < 50 * small_s + 0.02, (
         f"{key}: 10 KB {small_s * 1e3:.2f} ms, 100 KB {large_s * 1e3:.2f} ms"
     )
@@ -878,8 +869,8 @@ def test_adversarial_input_for_the_new_forms_scrubs_in_linear_time(shape: str) -
     small, large = NEW_ADVERSARIAL[shape](10_000), NEW_ADVERSARIAL[shape](100_000)
     assert len(large) >= 90_000
     scrubber.text(small, "f")
-    small_s = _best_time(lambda: scrubber.text(small, "f"))
-    large_s = _best_time(lambda: scrubber.text(large, "f"), repeat=3)
+    small_s = best_time(lambda: scrubber.text(small, "f"))
+    large_s = best_time(lambda: scrubber.text(large, "f"), repeat=3)
     assert large_s < 50 * small_s + 0.02, (
         f"{shape}: 10 KB {small_s * 1e3:.2f} ms, 100 KB {large_s * 1e3:.2f} ms"
     )

@@ -23,6 +23,7 @@ from b2b_otel import semconv as sc
 from b2b_otel.scrub import Finding, Scrubber, names_secret, sql
 from b2b_otel.scrub import patterns as p
 from tests.support.otlp_receiver import OTLPReceiver
+from tests.support.timing import best_time
 from tests.test_scrub_channels import KEY_FORMS, passwords
 
 REPO = Path(__file__).resolve().parents[1]
@@ -622,23 +623,14 @@ ADVERSARIAL_SQL: dict[str, Callable[[int], str]] = {
 }
 
 
-def _best_time(func: Callable[[], object], repeat: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        func()
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
 @pytest.mark.parametrize("shape", sorted(ADVERSARIAL_SQL))
 def test_adversarial_sql_scrubs_in_linear_time(shape: str) -> None:
     scrubber = Scrubber()
     small, large = ADVERSARIAL_SQL[shape](10_000), ADVERSARIAL_SQL[shape](100_000)
     assert len(large) >= 90_000
     scrubber.text(small, "f")
-    small_s = _best_time(lambda: scrubber.text(small, "f"))
-    large_s = _best_time(lambda: scrubber.text(large, "f"))
+    small_s = best_time(lambda: scrubber.text(small, "f"), repeat=3)
+    large_s = best_time(lambda: scrubber.text(large, "f"), repeat=3)
     assert large_s < 50 * small_s + 0.05, (
         f"{shape}: 10 KB {small_s * 1e3:.2f} ms, 100 KB {large_s * 1e3:.2f} ms"
     )
