@@ -1,8 +1,9 @@
 """What counts as a secret: secret-naming keys, the text patterns, and the card rule.
 
-Every regular expression here is compiled once and runs in linear time: each repetition is a single
-character class, or alternatives that start with different characters, and every look-around is
-bounded. A hostile 100 KB attribute value therefore cannot make the export thread backtrack.
+Every regular expression here is compiled once (the scrubber's at their first use) and runs in
+linear time: each repetition is a single character class, or alternatives that start with different
+characters, and every look-around is bounded. A hostile 100 KB attribute value therefore cannot make
+the export thread backtrack.
 """
 
 from __future__ import annotations
@@ -11,6 +12,25 @@ import base64
 import binascii
 import re
 from functools import lru_cache
+from typing import Any
+
+# The patterns the scrubber reads as module attributes are compiled at their first use, in the export
+# thread, rather than when b2b_otel is imported (a few milliseconds of every start-up otherwise).
+_SOURCES: dict[str, tuple[str, int]] = {}
+
+
+def _lazy(name: str, pattern: str, flags: int = 0) -> None:
+    _SOURCES[name] = (pattern, flags)
+
+
+def __getattr__(name: str) -> Any:
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    compiled = re.compile(*source)
+    globals()[name] = compiled  # later reads find it directly, without this function
+    return compiled
+
 
 # --------------------------------------------------------------------------- secret-naming keys
 
@@ -226,9 +246,11 @@ def names_secret_with(previous_word: str, key: str) -> bool:
 # separator may be percent-encoded, "password%3Dx", as in a query string encoded once more); the run
 # is unbounded, but the separator can only start where the run ends, so the match stays linear. The
 # value is matched apart (VALUE, from the separator's end), and only after a secret-naming key.
-KEY = re.compile(
+KEY: re.Pattern[str]
+_lazy(
+    "KEY",
     r"(?<![A-Za-z0-9_.\-])(?P<key>[A-Za-z0-9_.\-]+)"
-    r"(?P<sep>\\{0,3}[\"']?[ \t]{0,3}(?::=|=>|[:=]|%3[Dd])[ \t]{0,3})"
+    r"(?P<sep>\\{0,3}[\"']?[ \t]{0,3}(?::=|=>|[:=]|%3[Dd])[ \t]{0,3})",
 )
 # An unquoted value runs to white space or a quote: "password=ab,cd;ef" and "pwd=x)y" are secrets
 # whole. A ",", ";" or "&" ends it only where the next "key=" begins ("pwd=x;user=bob", a query
@@ -239,40 +261,54 @@ _NEXT_PAIR = r"[ \t]?[A-Za-z_][A-Za-z0-9_.\-]{0,63}(?: [A-Za-z][A-Za-z0-9_]{0,31
 # A marker left by an earlier pass ends a value too: a value never runs through what is redacted
 # already (each character is then read by one value match only, so the key scan stays linear).
 _VALUE_PLAIN = r"(?:[^\s\"'\\,;&\[]|\[(?!REDACTED:)|\\(?!\\{0,2}[\"'])|[,;&](?!" + _NEXT_PAIR + r"))+"
-AUTH_SCHEME = re.compile(
-    r"(?i)(?:basic|bearer|token|negotiate|ntlm|apikey|digest|aws4-hmac-sha256|hoba|mutual)[ \t]{1,5}"
+AUTH_SCHEME: re.Pattern[str]
+_lazy(
+    "AUTH_SCHEME",
+    r"(?i)(?:basic|bearer|token|negotiate|ntlm|apikey|digest|aws4-hmac-sha256|hoba|mutual)[ \t]{1,5}",
 )
-VALUE = re.compile(
+VALUE: re.Pattern[str]
+_lazy(
+    "VALUE",
     r"\"(?:[^\"\\\n]|\\.)*\"?"  # "a JSON string, \" escapes included"
     r"|'(?:[^'\\\n]|\\.|'')*'?"  # 'a quoted value, '' and \' escapes included'
     r"|\\{1,3}\"(?:[^\\\n]|\\(?!\\{0,2}\"))*(?:\\{1,3}\")?"  # \"JSON inside a JSON string\"
     r"|(?i:digest|aws4-hmac-sha256|hoba|mutual)[ \t][^\r\n]*"  # schemes with parameter lists
-    r"|(?i:basic|bearer|token|negotiate|ntlm|apikey)[ \t]{1,5}" + _VALUE_PLAIN + r"|" + _VALUE_PLAIN
+    r"|(?i:basic|bearer|token|negotiate|ntlm|apikey)[ \t]{1,5}" + _VALUE_PLAIN + r"|" + _VALUE_PLAIN,
 )
 # What continues a value after a marker inside it ("password=ab[REDACTED:jwt]cd": one secret).
-VALUE_CONTINUED = re.compile(_VALUE_PLAIN)
+VALUE_CONTINUED: re.Pattern[str]
+_lazy("VALUE_CONTINUED", _VALUE_PLAIN)
 # The auth schemes whose value is a parameter list, taken to the end of the line.
-PARAMETER_SCHEME = re.compile(r"(?i)(?:digest|aws4-hmac-sha256|hoba|mutual)[ \t]")
+PARAMETER_SCHEME: re.Pattern[str]
+_lazy("PARAMETER_SCHEME", r"(?i)(?:digest|aws4-hmac-sha256|hoba|mutual)[ \t]")
 # The word before a key, to read "api key" and "private key" in prose.
-PREVIOUS_WORD = re.compile(r"([A-Za-z]{2,20})[ \t_-]{1,3}$")
+PREVIOUS_WORD: re.Pattern[str]
+_lazy("PREVIOUS_WORD", r"([A-Za-z]{2,20})[ \t_-]{1,3}$")
 # A command line's flag and its value: "--password Zr8k", "-api-key 'x'" (``--password=x`` is a key=value).
-CLI_FLAG = re.compile(
+CLI_FLAG: re.Pattern[str]
+_lazy(
+    "CLI_FLAG",
     r"(?<![^\s\"'])--?(?P<key>[A-Za-z][A-Za-z0-9_.\-]{0,63})[ \t]+"
-    r"(?P<value>\"[^\"\n]*\"?|'[^'\n]*'?|(?!-)[^\s\"']+)"
+    r"(?P<value>\"[^\"\n]*\"?|'[^'\n]*'?|(?!-)[^\s\"']+)",
 )
 # An XML element: "<password>x</password>", "<ns:ClientSecret a='1'>x</ns:ClientSecret>"; bounded.
-XML_ELEMENT = re.compile(
+XML_ELEMENT: re.Pattern[str]
+_lazy(
+    "XML_ELEMENT",
     r"<(?P<tag>(?:[A-Za-z_][\w.\-]{0,31}:)?(?P<name>[A-Za-z_][\w.\-]{0,63}))(?:[ \t][^<>]{0,256})?>"
-    r"(?P<value>[^<]{1,4096})</(?P=tag)>"
+    r"(?P<value>[^<]{1,4096})</(?P=tag)>",
 )
 # A Cookie / Set-Cookie header line carries several name=value pairs: the whole rest of the line goes.
-COOKIE = re.compile(r"(?i)\b(?P<key>(?:set[_-]?)?cookie)(?P<sep>[\"']?\s{0,3}:\s{0,3})(?P<value>[^\r\n]+)")
+COOKIE: re.Pattern[str]
+_lazy("COOKIE", r"(?i)\b(?P<key>(?:set[_-]?)?cookie)(?P<sep>[\"']?\s{0,3}:\s{0,3})(?P<value>[^\r\n]+)")
 # Prose: "db password is hunter2-Pa55word!", "the api key was abc123", "secret: x".
-PROSE = re.compile(
+PROSE: re.Pattern[str]
+_lazy(
+    "PROSE",
     r"(?i)(?<![A-Za-z0-9_\-])(?P<key>passwords?|passwd|passphrase|pass[ \t]phrase|secret|client[ \t]secret"
     r"|api[ \t_-]?key|private[ \t_-]?key|access[ \t_-]?key|secret[ \t_-]?key|token|credentials?)"
     r"(?P<sep>[ \t]{1,3}(?:is|was|are|were|equals|set[ \t]to|reads)[ \t]{1,3}[:=]?[ \t]{0,3}[\"'`]?)"
-    r"(?P<value>(?:[^\s\"'`,;&]|[,;&](?!" + _NEXT_PAIR + r"))+)"
+    r"(?P<value>(?:[^\s\"'`,;&]|[,;&](?!" + _NEXT_PAIR + r"))+)",
 )
 # Words that follow "the password is" without being the password.
 PROSE_NOT_A_VALUE = frozenset(
@@ -387,33 +423,44 @@ PROSE_NOT_A_VALUE = frozenset(
 
 # --------------------------------------------------------------------------- fixed patterns
 
-SSN = re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)")
+SSN: re.Pattern[str]
+_lazy("SSN", r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)")
 # The look-behind (rather than \b) lets a token start only at the beginning of a [A-Za-z0-9_-] run, so
 # "eyJ-eyJ-eyJ-..." cannot make every occurrence rescan the rest of the run (quadratic).
-JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
-BEARER = re.compile(r"(?i)\bbearer\s{1,5}[A-Za-z0-9._~+/-]{8,}=*")
+JWT: re.Pattern[str]
+_lazy("JWT", r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
+BEARER: re.Pattern[str]
+_lazy("BEARER", r"(?i)\bbearer\s{1,5}[A-Za-z0-9._~+/-]{8,}=*")
 # "Basic <base64 of user:password>" outside a key: only when it decodes to a user:password pair.
-BASIC = re.compile(
-    r"(?i)(?<![A-Za-z0-9_])basic[ \t]{1,5}(?P<credentials>[A-Za-z0-9+/]{6,}={0,2})(?![A-Za-z0-9+/=])"
+BASIC: re.Pattern[str]
+_lazy(
+    "BASIC", r"(?i)(?<![A-Za-z0-9_])basic[ \t]{1,5}(?P<credentials>[A-Za-z0-9+/]{6,}={0,2})(?![A-Za-z0-9+/=])"
 )
-AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b")
-PEM = re.compile(
+AWS_KEY_ID: re.Pattern[str]
+_lazy("AWS_KEY_ID", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b")
+PEM: re.Pattern[str]
+_lazy(
+    "PEM",
     r"-----BEGIN (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY-----"
     r"(?:[^-]|-(?!----END))*"
-    r"(?:-----END (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY-----)?"
+    r"(?:-----END (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY-----)?",
 )
 # A URL's userinfo anywhere in text: "see https://bob:s3cret@host/x", "https://ghp_x@github.com/o/r".
 # Free text does not percent-encode: the password runs to the last "@" before a space or "/"
 # ("p#ss@rd@host"). What of it is secret is decided by ``userinfo_secret``.
-URL_USERINFO = re.compile(
+URL_USERINFO: re.Pattern[str]
+_lazy(
+    "URL_USERINFO",
     r"(?i)(?<![A-Za-z0-9+.\-])(?P<scheme>[a-z][a-z0-9+.\-]{0,30})://(?P<user>[^\s:/?#@\[\]]{0,256})"
-    r"(?::(?P<password>[^\s/]+))?@"
+    r"(?::(?P<password>[^\s/]+))?@",
 )
 # Userinfo without a scheme: "alice:pw@db:5432", Go's "app:pw@tcp(10.0.0.5:3306)/db", a proxy
 # "user:pw@proxy:8080". Starts only at the beginning of a word; the password is bounded.
-BARE_USERINFO = re.compile(
+BARE_USERINFO: re.Pattern[str]
+_lazy(
+    "BARE_USERINFO",
     r"(?<![^\s\"'(<{=,;])(?P<user>[A-Za-z_][A-Za-z0-9._~%+\-]{0,63}):"
-    r"(?P<password>[^\s/\"'<>]{1,128})@(?=[A-Za-z0-9\[])"
+    r"(?P<password>[^\s/\"'<>]{1,128})@(?=[A-Za-z0-9\[])",
 )
 # "word:x@host" forms that are not credentials: URIs without "//" (mailto:bob@example.com) and
 # fields holding an address (from:alice@example.com).
@@ -521,14 +568,18 @@ def basic_credentials(encoded: str) -> bool:
 # --------------------------------------------------------------------------- cards
 
 # A run of digits with single space, dash or dot separators; which parts are cards is decided in code.
-CARD_RUN = re.compile(r"(?<!\d)\d(?:[ .\-]?\d){12,4096}(?!\d)")
+CARD_RUN: re.Pattern[str]
+_lazy("CARD_RUN", r"(?<!\d)\d(?:[ .\-]?\d){12,4096}(?!\d)")
 CARD_DIGITS = (13, 19)
 # Words that make a number nearby a card number (looked for shortly before it, or in the key).
-CARD_CONTEXT = re.compile(
+CARD_CONTEXT: re.Pattern[str]
+_lazy(
+    "CARD_CONTEXT",
     r"(?i)(?<![a-z])(?:card|cards|cc|ccn|pan|visa|mastercard|master card|amex|american express|discover"
-    r"|jcb|diners|maestro|credit|debit|payment|paid|pay|charged|charge|cardholder|cardnumber)(?![a-z])"
+    r"|jcb|diners|maestro|credit|debit|payment|paid|pay|charged|charge|cardholder|cardnumber)(?![a-z])",
 )
-CARD_KEY = re.compile(r"(?i)card|(?<![a-z])(?:cc|ccn|pan|payment)(?![a-z])")
+CARD_KEY: re.Pattern[str]
+_lazy("CARD_KEY", r"(?i)card|(?<![a-z])(?:cc|ccn|pan|payment)(?![a-z])")
 CARD_CONTEXT_WINDOW = 40
 # Identifiers that are not cards, whatever their digits: "order 4111111111111111", "invoice no.
 # 5500000000000004", "tracking#: ...". Only a contiguous run right after one of these words (or
@@ -542,11 +593,14 @@ _ID_WORDS = (
     r"|booking|reservation|confirmation|build|job|trace|span"
 )
 _ID_SUFFIX = r"(?:[ _.\-]?(?:id|ids|no|nr|num|number|code|key))"
-CARD_NOT_CONTEXT = re.compile(
+CARD_NOT_CONTEXT: re.Pattern[str]
+_lazy(
+    "CARD_NOT_CONTEXT",
     r"(?i)(?<![a-z])(?:" + _ID_WORDS + r")s?" + _ID_SUFFIX + r"?\.?"
-    r"[ \t]{0,3}(?:is|was|[:=#]{1,2})?[ \t]{0,3}[\"'#]?[ \t]{0,3}\Z"
+    r"[ \t]{0,3}(?:is|was|[:=#]{1,2})?[ \t]{0,3}[\"'#]?[ \t]{0,3}\Z",
 )
-CARD_NOT_KEY = re.compile(r"(?i)(?<![a-z])(?:" + _ID_WORDS + r")s?" + _ID_SUFFIX + r"\Z")
+CARD_NOT_KEY: re.Pattern[str]
+_lazy("CARD_NOT_KEY", r"(?i)(?<![a-z])(?:" + _ID_WORDS + r")s?" + _ID_SUFFIX + r"\Z")
 
 
 def plain_value_end(text: str, start: int, end: int, key_start: int) -> int:

@@ -118,6 +118,8 @@ def _disabled_settings(overrides: Mapping[str, Any]) -> Settings | None:
 
     An invalid ``OTEL_SDK_DISABLED`` is left to the full resolution, which reports it with the rest.
     """
+    if "sdk_disabled" not in overrides and "OTEL_SDK_DISABLED" not in os.environ:
+        return None  # the common case, without resolving the settings twice
     try:
         switch = resolve(*_only(("sdk_disabled",), overrides))
     except ConfigError:

@@ -67,6 +67,20 @@ def _entry_point(name: str) -> EntryPoint | None:
     return next((ep for ep in _installed() if ep.name == name), None)
 
 
+def _api_propagator(name: str) -> TextMapPropagator | None:
+    """The W3C propagators the OpenTelemetry API itself registers, without reading every installed
+    distribution's metadata for them (the default list costs no entry-point scan at start-up)."""
+    if name == "tracecontext":
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        return TraceContextTextMapPropagator()
+    if name == "baggage":
+        from opentelemetry.baggage.propagation import W3CBaggagePropagator
+
+        return W3CBaggagePropagator()
+    return None
+
+
 def available() -> tuple[str, ...]:
     """The names accepted here: every installed propagator, and ``none``."""
     names = {ep.name for ep in _installed()}
@@ -92,6 +106,10 @@ def build(names: Sequence[str]) -> TextMapPropagator:
         return CompositePropagator([])
     propagators: list[TextMapPropagator] = []
     for name in names:
+        builtin = _api_propagator(name)
+        if builtin is not None:
+            propagators.append(builtin)
+            continue
         entry = _entry_point(name)
         if entry is None:
             if name in KNOWN:
