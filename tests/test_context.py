@@ -11,7 +11,6 @@ import dataclasses
 import json
 import logging
 import random
-import sys
 import threading
 import time
 import uuid
@@ -611,14 +610,98 @@ def test_any_value_gives_a_valid_id_or_invalid_and_never_raises(capture: Capture
         assert recorded == INVALID or (0 < len(recorded) <= MAX_LENGTH and recorded.isprintable())
 
 
-def test_without_the_threading_instrumentation_it_says_what_to_install(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    from b2b_otel._internal import selflog
-    from b2b_otel.setup.propagation import carry_context_into_threads
+def test_the_context_reaches_every_kind_of_thread_and_is_undone_on_uninstall(clean: None) -> None:
+    """Built in (no extra): Thread, a subclass with its own run(), Timer, pools; outside a context
+    nothing changes; after the undo the originals are back."""
+    from opentelemetry import context as otel_context
 
-    monkeypatch.setitem(sys.modules, "opentelemetry.instrumentation.threading", None)  # import fails
-    selflog.reset()  # said at most once a minute: start from a clean slate
-    with caplog.at_level(logging.WARNING):
-        assert carry_context_into_threads() is None
-    assert "pip install 'b2b-otel[threading]'" in caplog.text
+    from b2b_otel.setup import threads
+
+    original_start, original_submit = threading.Thread.start, ThreadPoolExecutor.submit
+    undo = threads.install()
+    assert undo is not None
+    assert threads.install() is None  # on already: not the second caller's to undo
+    try:
+        seen: dict[str, object] = {}
+
+        class Worker(threading.Thread):
+            def run(self) -> None:
+                seen["subclass"] = baggage.get_baggage(TENANT)
+
+        def read(key: str) -> None:
+            seen[key] = baggage.get_baggage(TENANT)
+
+        with b2b_otel.context(tenant_id="acme"):
+            started = [
+                threading.Thread(target=read, args=("thread",)),
+                Worker(),
+                threading.Timer(0.01, read, args=("timer",)),
+            ]
+            for t in started:
+                t.start()
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                assert pool.submit(baggage.get_baggage, TENANT).result() == "acme"
+        outside = threading.Thread(target=read, args=("outside",))
+        outside.start()
+        for t in [*started, outside]:
+            t.join()
+        assert seen == {"thread": "acme", "subclass": "acme", "timer": "acme", "outside": None}
+        assert not hasattr(outside, "_b2b_otel_context")  # a thread started outside a context is untouched
+        assert otel_context.get_current() == otel_context.Context()  # the caller's context is intact
+        with pytest.raises(RuntimeError, match="once"):  # the application's errors are its own
+            outside.start()
+    finally:
+        undo()
+    assert threading.Thread.start is original_start
+    assert ThreadPoolExecutor.submit is original_submit
+    assert not threads.installed()
+    with b2b_otel.context(tenant_id="acme"):
+        after: list[object] = []
+        t = threading.Thread(target=lambda: after.append(baggage.get_baggage(TENANT)))
+        t.start()
+        t.join()
+    assert after == [None]
+
+
+def test_a_wrapper_put_over_the_carrier_keeps_working_after_the_undo(clean: None) -> None:
+    from b2b_otel.setup import threads
+
+    original_start = threading.Thread.start
+    undo = threads.install()
+    assert undo is not None
+    ours = threading.Thread.start
+    calls: list[str] = []
+
+    def theirs(self: threading.Thread) -> None:  # another instrumentation wraps ours later
+        calls.append(self.name)
+        ours(self)
+
+    threading.Thread.start = theirs  # type: ignore[method-assign]
+    try:
+        undo()
+        assert threading.Thread.start is theirs  # not torn out from under the later wrapper
+        with b2b_otel.context(tenant_id="acme"):
+            got: list[object] = []
+            t = threading.Thread(target=lambda: got.append(baggage.get_baggage(TENANT)), name="w")
+            t.start()
+            t.join()
+        assert calls == ["w"] and got == [None]  # passed through, no longer carried
+    finally:
+        threading.Thread.start = ours  # type: ignore[method-assign]
+        threads.uninstall()
+    assert threading.Thread.start is original_start  # restored once ours is outermost again
+
+
+def test_the_contrib_threading_instrumentation_when_on_is_left_to_carry_the_context(clean: None) -> None:
+    threading_instrumentation = pytest.importorskip("opentelemetry.instrumentation.threading")
+    from b2b_otel.setup import threads
+
+    instrumentor = threading_instrumentation.ThreadingInstrumentor()
+    instrumentor.instrument()
+    try:
+        assert threads.install() is None
+        assert not threads.installed()
+        with b2b_otel.context(tenant_id="acme"), ThreadPoolExecutor(max_workers=1) as pool:
+            assert pool.submit(baggage.get_baggage, TENANT).result() == "acme"
+    finally:
+        instrumentor.uninstrument()

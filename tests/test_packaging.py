@@ -46,7 +46,7 @@ EXTRAS = {
     "psycopg": ("opentelemetry-instrumentation-psycopg",),
     "httpx": ("opentelemetry-instrumentation-httpx",),
     "system-metrics": ("opentelemetry-instrumentation-system-metrics",),
-    "threading": ("opentelemetry-instrumentation-threading",),
+    "threading": (),  # kept for old requirements: the context carrier is built in
     "openai": ("opentelemetry-instrumentation-genai-openai", "opentelemetry-util-genai"),
     "anthropic": ("opentelemetry-instrumentation-genai-anthropic", "opentelemetry-util-genai"),
 }

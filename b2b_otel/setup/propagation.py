@@ -22,7 +22,6 @@ import functools
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
 
 from opentelemetry import baggage
 from opentelemetry.context import Context
@@ -194,35 +193,8 @@ def install(names: Sequence[str], trust_incoming_context: bool = True) -> None:
 
 
 def carry_context_into_threads() -> Callable[[], None] | None:
-    """Hand the current OTel context to new threads and executor work; returns how to undo it.
+    """Hand the current OTel context to new threads and executor work (:mod:`.threads`); returns
+    how to undo it, or None when it was on already (then it is not b2b_otel's to undo). Never raises."""
+    from . import threads
 
-    None when the threading instrumentation is not installed or was already on (then it is not
-    b2b_otel's to undo). Never raises.
-    """
-    try:
-        from opentelemetry.instrumentation.threading import ThreadingInstrumentor
-    except ImportError:
-        selflog.warn_once_a_minute(
-            "threading-instrumentation",
-            "b2b_otel: opentelemetry-instrumentation-threading is not installed, so b2b_otel.context() "
-            "and the current span do not reach threads and executors: pip install 'b2b-otel[threading]'",
-        )
-        return None
-    instrumentor: Any = ThreadingInstrumentor()
-    try:
-        if instrumentor.is_instrumented_by_opentelemetry:
-            return None
-        instrumentor.instrument()
-    except Exception as exc:
-        selflog.warn_once_a_minute(
-            "threading-instrumentation", "b2b_otel: could not carry the context into threads: %r", exc
-        )
-        return None
-
-    def undo() -> None:
-        try:
-            instrumentor.uninstrument()
-        except Exception:
-            pass
-
-    return undo
+    return threads.install()
