@@ -28,7 +28,7 @@ lint: install
 	@$(VENV)/bin/ruff check $$(ls -d b2b_otel tests scripts examples benchmarks 2>/dev/null)
 
 typecheck: install
-	@echo "==> mypy --strict b2b_otel"
+	@echo "==> mypy --strict b2b_otel benchmarks"
 	@$(VENV)/bin/mypy
 
 docs: install

@@ -85,9 +85,7 @@ def result(
         "title": title,
         "target": None if limit is None else {"metric": metric, "limit": limit, "comparison": comparison},
         "value": None if value is None else round(float(value), 3),
-        "ratio": None
-        if (value if against is None else against) is None
-        else round(float(value if against is None else against), 3),
+        "ratio": None if (shown := value if against is None else against) is None else round(float(shown), 3),
         "met": met,
         "rows": rows,
         "details": details or {},

@@ -95,7 +95,8 @@ def one_case(case: str, seconds: float, endpoint: str) -> dict[str, Any]:
                     "rules_backpressure_waits": health["rules"]["backpressure"]["waits"],
                 }
 
-            shutdown = telemetry.shutdown
+            def shutdown() -> None:
+                telemetry.shutdown()
         else:
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
