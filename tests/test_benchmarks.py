@@ -93,6 +93,7 @@ def test_every_scenario_but_sustained_runs_tiny_and_writes_its_json(tmp_path: Pa
 
     checks = s["startup"]["details"]["checks"]
     assert checks["bytecode_compiled_first"] is True
+    assert _number(s["startup"]["details"]["ratio_same_features"])
     assert set(checks) >= {
         "not_imported_by_instrument",
         "httpx_imported_after_instrument_is_instrumented",
