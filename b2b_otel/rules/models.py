@@ -138,11 +138,7 @@ class Rule(_Plain):
     @property
     def event_name(self) -> str:
         """The event a firing emits: ``event`` if set, else by tier (security -> ``b2b.security.event``)."""
-        if self.event is not None:
-            return self.event
-        if self.tier == semconv.B2bAlertTierValues.SECURITY:
-            return semconv.EVENT_B2B_SECURITY_EVENT
-        return semconv.EVENT_B2B_SLA_BREACH
+        return schema.event_name(self.event, self.tier)
 
     @property
     def observed(self) -> Observe:

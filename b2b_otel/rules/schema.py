@@ -232,16 +232,22 @@ class Rule:
     @property
     def event_name(self) -> str:
         """The event a firing emits: ``event`` if set, else by tier (security -> ``b2b.security.event``)."""
-        if self.event is not None:
-            return self.event
-        if self.tier == semconv.B2bAlertTierValues.SECURITY:
-            return semconv.EVENT_B2B_SECURITY_EVENT
-        return semconv.EVENT_B2B_SLA_BREACH
+        return event_name(self.event, self.tier)
 
     @property
     def observed(self) -> Observe:
         """What a ratio rule compares with its threshold (``failure_rate`` unless set)."""
         return self.observe or "failure_rate"
+
+
+def event_name(event: str | None, tier: str) -> str:
+    """The event a rule's firing emits: its ``event`` if set, else by its tier (security ->
+    ``b2b.security.event``, the others ``b2b.sla.breach``); shared with ``models.Rule``."""
+    if event is not None:
+        return event
+    if tier == semconv.B2bAlertTierValues.SECURITY:
+        return semconv.EVENT_B2B_SECURITY_EVENT
+    return semconv.EVENT_B2B_SLA_BREACH
 
 
 def _not_used(kind: str) -> str:
