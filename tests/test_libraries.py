@@ -191,3 +191,25 @@ def test_the_zero_code_loop_leaves_every_entry_point_of_our_instrumentations_dis
     }
     assert "httpx2" in siblings  # the member of the class that was found
     assert siblings <= distro._MANAGED, sorted(siblings - distro._MANAGED)
+
+
+def test_the_dependency_check_reads_imported_versions_and_defers_when_unsure() -> None:
+    """instrument() skips the instrumentor's metadata scan only when the imported modules' versions
+    settle it; any doubt (not imported, no __version__, a marker, out of range) leaves the check on."""
+    import psutil
+
+    from b2b_otel.setup.libraries import _met_by_imported_versions
+
+    class Needs:
+        def __init__(self, *requirements: str) -> None:
+            self.requirements = requirements
+
+        def instrumentation_dependencies(self) -> tuple[str, ...]:
+            return self.requirements
+
+    assert _met_by_imported_versions(Needs()) is True  # logging: nothing to check
+    assert _met_by_imported_versions(Needs("psutil >= 5")) is True
+    assert _met_by_imported_versions(Needs(f"psutil > {psutil.__version__}")) is False
+    assert _met_by_imported_versions(Needs("psutil >= 5", "not_imported_anywhere >= 1")) is False
+    assert _met_by_imported_versions(Needs("psutil >= 5; python_version > '3'")) is False
+    assert _met_by_imported_versions(Needs("not a requirement !!")) is False

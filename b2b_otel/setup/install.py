@@ -33,9 +33,8 @@ from ..audit_trail.record import AuditRecorder
 from ..audit_trail.writer import AuditLog
 from ..derive.processor import DerivationProcessor, queue_capacity
 from ..derive.sink import Sink
-from ..export import disk_buffer
 from ..export.fanout import FanOutLogExporter, FanOutSpanExporter
-from ..export.health import ObservedMetricExporter
+from ..export.health import ObservedLogExporter, ObservedMetricExporter, ObservedSpanExporter
 from ..export.scrubbing import (
     ScrubbingLogExporter,
     ScrubbingMetricExporter,
@@ -256,10 +255,17 @@ def _build_traces(telemetry: Telemetry, built: list[Any]) -> None:
         return
     # Each OTLP exporter keeps what its backend did not take on disk (B2B_OTEL_EXPORT_BUFFER_DIR),
     # after scrubbing: the bytes on disk are the scrubbed request. The wrapper records health itself.
-    buffer = disk_buffer.BufferConfig.of(settings.export_buffer_dir, settings.export_buffer_max_size)
-    observed = [
-        disk_buffer.span_exporter(inner, name, health, telemetry._count_drop, buffer) for name, inner in pairs
-    ]
+    observed: list[SpanExporter]
+    if settings.export_buffer_dir is None:  # no disk buffer: its module is not even imported
+        observed = [ObservedSpanExporter(inner, name, health, telemetry._count_drop) for name, inner in pairs]
+    else:
+        from ..export import disk_buffer
+
+        buffer = disk_buffer.BufferConfig.of(settings.export_buffer_dir, settings.export_buffer_max_size)
+        observed = [
+            disk_buffer.span_exporter(inner, name, health, telemetry._count_drop, buffer)
+            for name, inner in pairs
+        ]
     # One batch processor: scrub once (one finding per secret), then fan out to every exporter.
     exporter = _scrubbed_spans(telemetry, FanOutSpanExporter(observed))
     processor = WatchedBatchSpanProcessor(
@@ -301,10 +307,17 @@ def _build_logs(telemetry: Telemetry, built: list[Any]) -> None:
     health.exporters = tuple(name for name, _ in pairs)
     if not pairs:
         return
-    buffer = disk_buffer.BufferConfig.of(settings.export_buffer_dir, settings.export_buffer_max_size)
-    observed = [
-        disk_buffer.log_exporter(inner, name, health, telemetry._count_drop, buffer) for name, inner in pairs
-    ]
+    observed: list[LogRecordExporter]
+    if settings.export_buffer_dir is None:
+        observed = [ObservedLogExporter(inner, name, health, telemetry._count_drop) for name, inner in pairs]
+    else:
+        from ..export import disk_buffer
+
+        buffer = disk_buffer.BufferConfig.of(settings.export_buffer_dir, settings.export_buffer_max_size)
+        observed = [
+            disk_buffer.log_exporter(inner, name, health, telemetry._count_drop, buffer)
+            for name, inner in pairs
+        ]
     processor = WatchedBatchLogRecordProcessor(
         _scrubbed_logs(telemetry, FanOutLogExporter(observed)),
         lambda p: QueueWatch(p, health, telemetry._count_drop),

@@ -319,6 +319,8 @@ def install(
         elif name in LLM_CLIENTS:
             kwargs["logger_provider"] = logger_provider
             environment = genai_environment(capture_content)
+        if _met_by_imported_versions(instrumentor):
+            kwargs["skip_dep_check"] = True  # already checked, without the metadata scan
         try:
             with _environment(environment):
                 instrumentor.instrument(**kwargs)
@@ -343,6 +345,27 @@ def install(
         if name in LLM_CLIENTS:
             quota.install(quota.QuotaReader(meter_provider, report_gauge))
     return installed
+
+
+def _met_by_imported_versions(instrumentor: Any) -> bool:
+    """Whether the instrumentation's requirements are met by the ``__version__`` of modules already
+    imported (psutil for the process metrics), so that ``instrument()`` can skip its own check, which
+    looks each distribution up on ``sys.path`` (milliseconds of start-up). False when unsure: then the
+    instrumentor checks, and declines an unsupported version, as always.
+    """
+    try:
+        from packaging.requirements import Requirement  # the instrumentor base imported it already
+
+        for text in instrumentor.instrumentation_dependencies():
+            requirement = Requirement(text)
+            version = getattr(sys.modules.get(requirement.name), "__version__", None)
+            if requirement.marker is not None or not isinstance(version, str):
+                return False
+            if not requirement.specifier.contains(version, prereleases=True):
+                return False
+        return True
+    except Exception:
+        return False
 
 
 def uninstall(names: list[str]) -> None:
