@@ -246,6 +246,22 @@ def _scrubbed_logs(telemetry: Telemetry, exporter: LogRecordExporter) -> LogReco
     return ScrubbingLogExporter(exporter, telemetry.scrubber, telemetry.derivation.finding)
 
 
+def _observed(telemetry: Telemetry, signal: str, pairs: list[tuple[str, Any]]) -> list[Any]:
+    """Each span or log exporter of ``pairs`` observed (health, drop counts), with the disk buffer
+    for OTLP when ``B2B_OTEL_EXPORT_BUFFER_DIR`` is set; the buffer's module is imported only then."""
+    settings = telemetry.settings
+    health = telemetry.health_by_signal[signal]
+    traces = signal == sc.SignalValues.TRACES
+    if settings.export_buffer_dir is None:
+        observe = ObservedSpanExporter if traces else ObservedLogExporter
+        return [observe(inner, name, health, telemetry._count_drop) for name, inner in pairs]
+    from ..export import disk_buffer
+
+    buffer = disk_buffer.BufferConfig.of(settings.export_buffer_dir, settings.export_buffer_max_size)
+    buffered = disk_buffer.span_exporter if traces else disk_buffer.log_exporter
+    return [buffered(inner, name, health, telemetry._count_drop, buffer) for name, inner in pairs]
+
+
 def _build_traces(telemetry: Telemetry, built: list[Any]) -> None:
     settings = telemetry.settings
     health = telemetry.health_by_signal[sc.SignalValues.TRACES]
@@ -255,17 +271,7 @@ def _build_traces(telemetry: Telemetry, built: list[Any]) -> None:
         return
     # Each OTLP exporter keeps what its backend did not take on disk (B2B_OTEL_EXPORT_BUFFER_DIR),
     # after scrubbing: the bytes on disk are the scrubbed request. The wrapper records health itself.
-    observed: list[SpanExporter]
-    if settings.export_buffer_dir is None:  # no disk buffer: its module is not even imported
-        observed = [ObservedSpanExporter(inner, name, health, telemetry._count_drop) for name, inner in pairs]
-    else:
-        from ..export import disk_buffer
-
-        buffer = disk_buffer.BufferConfig.of(settings.export_buffer_dir, settings.export_buffer_max_size)
-        observed = [
-            disk_buffer.span_exporter(inner, name, health, telemetry._count_drop, buffer)
-            for name, inner in pairs
-        ]
+    observed: list[SpanExporter] = _observed(telemetry, sc.SignalValues.TRACES, pairs)
     # One batch processor: scrub once (one finding per secret), then fan out to every exporter.
     exporter = _scrubbed_spans(telemetry, FanOutSpanExporter(observed))
     processor = WatchedBatchSpanProcessor(
@@ -307,17 +313,7 @@ def _build_logs(telemetry: Telemetry, built: list[Any]) -> None:
     health.exporters = tuple(name for name, _ in pairs)
     if not pairs:
         return
-    observed: list[LogRecordExporter]
-    if settings.export_buffer_dir is None:
-        observed = [ObservedLogExporter(inner, name, health, telemetry._count_drop) for name, inner in pairs]
-    else:
-        from ..export import disk_buffer
-
-        buffer = disk_buffer.BufferConfig.of(settings.export_buffer_dir, settings.export_buffer_max_size)
-        observed = [
-            disk_buffer.log_exporter(inner, name, health, telemetry._count_drop, buffer)
-            for name, inner in pairs
-        ]
+    observed: list[LogRecordExporter] = _observed(telemetry, sc.SignalValues.LOGS, pairs)
     processor = WatchedBatchLogRecordProcessor(
         _scrubbed_logs(telemetry, FanOutLogExporter(observed)),
         lambda p: QueueWatch(p, health, telemetry._count_drop),
