@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import logging
 import random
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -621,6 +623,7 @@ def test_the_context_reaches_every_kind_of_thread_and_is_undone_on_uninstall(cle
     undo = threads.install()
     assert undo is not None
     assert threads.install() is None  # on already: not the second caller's to undo
+    gc.disable()  # a reference cycle must not be collected by chance before the check below
     try:
         seen: dict[str, object] = {}
 
@@ -647,10 +650,14 @@ def test_the_context_reaches_every_kind_of_thread_and_is_undone_on_uninstall(cle
             t.join()
         assert seen == {"thread": "acme", "subclass": "acme", "timer": "acme", "outside": None}
         assert not hasattr(outside, "_b2b_otel_context")  # a thread started outside a context is untouched
+        carried = weakref.ref(started[0])
+        del started, t
+        assert carried() is None  # no reference cycle: a finished thread goes with its last reference
         assert otel_context.get_current() == otel_context.Context()  # the caller's context is intact
         with pytest.raises(RuntimeError, match="once"):  # the application's errors are its own
             outside.start()
     finally:
+        gc.enable()
         undo()
     assert threading.Thread.start is original_start
     assert ThreadPoolExecutor.submit is original_submit

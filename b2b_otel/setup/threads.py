@@ -27,7 +27,7 @@ from opentelemetry import context as otel_context
 from .._internal import selflog
 
 _CONTRIB = "opentelemetry.instrumentation.threading"
-# The context a started thread is to run in (set by start(), read once by the wrapped run()).
+# Marks a thread whose run() was wrapped, so that a second start() (which fails) wraps nothing.
 _CARRIED = "_b2b_otel_context"
 
 _lock = threading.Lock()
@@ -47,15 +47,31 @@ def _in_context(ctx: otel_context.Context, function: Callable[..., Any]) -> Call
     return run_in_context
 
 
+def _run_in_context(thread: threading.Thread, ctx: otel_context.Context) -> Callable[[], Any]:
+    run = thread.run
+
+    def run_in_context() -> Any:
+        token = otel_context.attach(ctx)
+        try:
+            return run()
+        finally:
+            otel_context.detach(token)
+            # The thread no longer holds this wrapper (which holds the thread): no reference cycle
+            # keeps a finished thread, its context and its spans alive until the next full collection.
+            vars(thread).pop("run", None)
+
+    return run_in_context
+
+
 def _start(self: threading.Thread) -> None:
     start = _original_start or threading.Thread.start
     if _active and not hasattr(self, _CARRIED):
         try:
             ctx = otel_context.get_current()
             if ctx:  # an empty context has nothing to carry: the thread is left as it is
-                setattr(self, _CARRIED, ctx)
+                setattr(self, _CARRIED, True)
                 # On the instance: a subclass's own run() (and Timer's) is covered too.
-                self.run = _in_context(ctx, self.run)  # type: ignore[method-assign]
+                self.run = _run_in_context(self, ctx)  # type: ignore[method-assign]
         except Exception:  # the application's thread starts, carried or not
             pass
     start(self)
