@@ -30,6 +30,11 @@ _CONTRIB = "opentelemetry.instrumentation.threading"
 # Marks a thread whose run() was wrapped, so that a second start() (which fails) wraps nothing.
 _CARRIED = "_b2b_otel_context"
 
+# What start() and submit() were when this module was imported: the fall-back of the wrappers, which
+# never call themselves through the class even if it was put back under them.
+_IMPORTED_START = threading.Thread.start
+_IMPORTED_SUBMIT = futures.ThreadPoolExecutor.submit
+
 _lock = threading.Lock()
 _original_start: Callable[..., Any] | None = None
 _original_submit: Callable[..., Any] | None = None
@@ -64,7 +69,7 @@ def _run_in_context(thread: threading.Thread, ctx: otel_context.Context) -> Call
 
 
 def _start(self: threading.Thread) -> None:
-    start = _original_start or threading.Thread.start
+    start = _original_start or _IMPORTED_START
     if _active and not hasattr(self, _CARRIED):
         try:
             ctx = otel_context.get_current()
@@ -78,7 +83,7 @@ def _start(self: threading.Thread) -> None:
 
 
 def _submit(self: futures.ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    submit = _original_submit or futures.ThreadPoolExecutor.submit
+    submit = _original_submit or _IMPORTED_SUBMIT
     if _active:
         try:
             ctx = otel_context.get_current()
