@@ -76,7 +76,7 @@ logger_provider = LoggerProvider(resource=resource)
 log_exporter = OTLPLogExporter(endpoint={endpoint!r} + "/v1/logs")
 logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
 _logs.set_logger_provider(logger_provider)
-done = time.perf_counter()
+{features}done = time.perf_counter()
 import json
 cpu = time.process_time() - cpu
 print(json.dumps({{"import_s": imported - started, "total_s": done - started, "cpu_s": cpu}}))
@@ -84,16 +84,13 @@ print(json.dumps({{"import_s": imported - started, "total_s": done - started, "c
 
 # The same features as b2b-otel's defaults, by hand: the logging bridge, the process metrics and
 # the context into threads (the contrib instrumentations). Reported beside the target, not as it.
-PLAIN_FEATURES = PLAIN.replace(
-    "done = time.perf_counter()",
-    """from opentelemetry.instrumentation.logging import LoggingInstrumentor
+FEATURES = """from opentelemetry.instrumentation.logging import LoggingInstrumentor
 from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
 from opentelemetry.instrumentation.threading import ThreadingInstrumentor
 LoggingInstrumentor().instrument()
 SystemMetricsInstrumentor().instrument()
 ThreadingInstrumentor().instrument()
-done = time.perf_counter()""",
-)
+"""
 
 # The application imports httpx after instrument(): it is instrumented then; before: at once.
 LATE_IMPORT = """
@@ -135,12 +132,12 @@ def scenario(rounds: int) -> dict[str, Any]:
             return float(value["cpu_s"])
 
         def plain() -> float:
-            value = run_python(["-c", PLAIN.format(**fill)])
+            value = run_python(["-c", PLAIN.format(features="", **fill)])
             plain_runs.append(value)
             return float(value["cpu_s"])
 
         def plain_features() -> float:
-            return float(run_python(["-c", PLAIN_FEATURES.format(**fill)])["cpu_s"])
+            return float(run_python(["-c", PLAIN.format(features=FEATURES, **fill)])["cpu_s"])
 
         results = alternate({"plain": plain, "b2b": b2b, "plain_features": plain_features}, rounds)
         late = run_python(["-c", LATE_IMPORT.format(imports="import httpx", **fill)])

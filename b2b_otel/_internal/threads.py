@@ -1,6 +1,6 @@
 """b2b-otel's own long-lived threads start outside the OpenTelemetry context of whoever started them.
 
-With context propagation into threads (the threading instrumentation, turned on by ``instrument()``),
+With the context carried into threads (``setup/threads.py``, turned on by ``instrument()``),
 a thread started inside ``b2b_otel.context(tenant_id=...)`` or a span would run its whole life in that
 context: the rules worker's own log lines and metric exemplars would name the tenant and span of
 whichever request happened to start it.

@@ -581,11 +581,11 @@ def _install(telemetry: Telemetry) -> None:
         metrics.set_meter_provider(telemetry.meter_provider)
     if telemetry._owns[sc.SignalValues.LOGS]:
         _logs.set_logger_provider(telemetry.logger_provider)
-    from .propagation import carry_context_into_threads
+    from . import threads
     from .propagation import install as install_propagators  # OTEL_PROPAGATORS, loaded by resolve()
 
     install_propagators(settings.propagators, settings.trust_incoming_context)
-    undo_threads = carry_context_into_threads()
+    undo_threads = threads.install()  # the context into threads and thread pools
     if undo_threads is not None:
         telemetry._on_shutdown.append(undo_threads)
 

@@ -1,9 +1,8 @@
-"""How the OTel context travels: to other services (``OTEL_PROPAGATORS``) and into threads.
+"""How the OTel context travels to other services (``OTEL_PROPAGATORS``); into threads: ``threads.py``.
 
-Across services: which headers carry the trace context and baggage (``b2b_otel.context()``'s
-tenant, user and session) to other services, and whether those three are taken from an incoming
-request (``B2B_OTEL_TRUST_INCOMING_CONTEXT``). Across threads: the contrib threading instrumentation
-hands the current context to ``threading.Thread``, ``Timer`` and ``ThreadPoolExecutor`` work.
+Which headers carry the trace context and baggage (``b2b_otel.context()``'s tenant, user and
+session) to other services, and whether those three are taken from an incoming request
+(``B2B_OTEL_TRUST_INCOMING_CONTEXT``).
 
 Propagators are found as OpenTelemetry finds them, by name in the ``opentelemetry_propagator``
 entry-point group: ``tracecontext`` and ``baggage`` come with ``opentelemetry-api``; ``b3`` and
@@ -20,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib.metadata import EntryPoint, entry_points
 
 from opentelemetry import baggage
@@ -191,10 +190,3 @@ def install(names: Sequence[str], trust_incoming_context: bool = True) -> None:
     propagator = build(names)
     propagate.set_global_textmap(propagator if trust_incoming_context else UntrustedContextFilter(propagator))
 
-
-def carry_context_into_threads() -> Callable[[], None] | None:
-    """Hand the current OTel context to new threads and executor work (:mod:`.threads`); returns
-    how to undo it, or None when it was on already (then it is not b2b_otel's to undo). Never raises."""
-    from . import threads
-
-    return threads.install()

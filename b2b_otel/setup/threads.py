@@ -28,17 +28,15 @@ from .._internal import selflog
 
 _CONTRIB = "opentelemetry.instrumentation.threading"
 # Marks a thread whose run() was wrapped, so that a second start() (which fails) wraps nothing.
-_CARRIED = "_b2b_otel_context"
-
-# What start() and submit() were when this module was imported: the fall-back of the wrappers, which
-# never call themselves through the class even if it was put back under them.
-_IMPORTED_START = threading.Thread.start
-_IMPORTED_SUBMIT = futures.ThreadPoolExecutor.submit
+_CARRIED = "_b2b_otel_carried"
 
 _lock = threading.Lock()
-_original_start: Callable[..., Any] | None = None
-_original_submit: Callable[..., Any] | None = None
-_active = False
+# What the wrappers call: start() and submit() as they were when ours were put in (as imported until
+# then), never the class attribute, which may be a wrapper over ours.
+_original_start: Callable[..., Any] = threading.Thread.start
+_original_submit: Callable[..., Any] = futures.ThreadPoolExecutor.submit
+_patched = False  # ours are in the classes' chain (outermost, or under a later wrapper)
+_active = False  # and carrying; off, they pass everything through
 
 
 def _in_context(ctx: otel_context.Context, function: Callable[..., Any]) -> Callable[..., Any]:
@@ -53,23 +51,20 @@ def _in_context(ctx: otel_context.Context, function: Callable[..., Any]) -> Call
 
 
 def _run_in_context(thread: threading.Thread, ctx: otel_context.Context) -> Callable[[], Any]:
-    run = thread.run
+    run = _in_context(ctx, thread.run)
 
-    def run_in_context() -> Any:
-        token = otel_context.attach(ctx)
+    def run_then_let_go() -> Any:
         try:
             return run()
         finally:
-            otel_context.detach(token)
             # The thread no longer holds this wrapper (which holds the thread): no reference cycle
             # keeps a finished thread, its context and its spans alive until the next full collection.
             vars(thread).pop("run", None)
 
-    return run_in_context
+    return run_then_let_go
 
 
 def _start(self: threading.Thread) -> None:
-    start = _original_start or _IMPORTED_START
     if _active and not hasattr(self, _CARRIED):
         try:
             ctx = otel_context.get_current()
@@ -79,11 +74,10 @@ def _start(self: threading.Thread) -> None:
                 self.run = _run_in_context(self, ctx)  # type: ignore[method-assign]
         except Exception:  # the application's thread starts, carried or not
             pass
-    start(self)
+    _original_start(self)
 
 
 def _submit(self: futures.ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    submit = _original_submit or _IMPORTED_SUBMIT
     if _active:
         try:
             ctx = otel_context.get_current()
@@ -91,7 +85,7 @@ def _submit(self: futures.ThreadPoolExecutor, fn: Callable[..., Any], /, *args: 
                 fn = _in_context(ctx, fn)
         except Exception:
             pass
-    return submit(self, fn, *args, **kwargs)
+    return _original_submit(self, fn, *args, **kwargs)
 
 
 def _contrib_is_on() -> bool:
@@ -110,16 +104,17 @@ def install() -> Callable[[], None] | None:
     None when it is on already (b2b_otel's from an earlier ``instrument()``, or the contrib threading
     instrumentation): then it is not this call's to undo. Never raises.
     """
-    global _original_start, _original_submit, _active
+    global _original_start, _original_submit, _patched, _active
     with _lock:
         if _active or _contrib_is_on():
             return None
         try:
-            if _original_start is None:
+            if not _patched:
                 _original_start = threading.Thread.start
                 _original_submit = futures.ThreadPoolExecutor.submit
                 threading.Thread.start = _start  # type: ignore[method-assign]
                 futures.ThreadPoolExecutor.submit = _submit  # type: ignore[method-assign, assignment]
+                _patched = True
             _active = True
         except Exception as exc:
             selflog.warn_once_a_minute(
@@ -135,13 +130,13 @@ def uninstall() -> None:
     A wrapper put over ours later (another instrumentation's) is kept working: ours then stays in
     place and passes everything through untouched.
     """
-    global _original_start, _original_submit, _active
+    global _patched, _active
     with _lock:
         _active = False
         if threading.Thread.start is _start and futures.ThreadPoolExecutor.submit is _submit:
-            threading.Thread.start = _original_start  # type: ignore[method-assign, assignment]
-            futures.ThreadPoolExecutor.submit = _original_submit  # type: ignore[method-assign, assignment]
-            _original_start = _original_submit = None
+            threading.Thread.start = _original_start  # type: ignore[method-assign]
+            futures.ThreadPoolExecutor.submit = _original_submit  # type: ignore[method-assign]
+            _patched = False
 
 
 def installed() -> bool:
