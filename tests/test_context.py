@@ -374,6 +374,7 @@ def test_derived_records_marker_spans_and_file_lines_carry_the_triggering_spans_
 def test_threads_and_thread_pools_carry_the_context_without_bleed(
     otlp_receiver: OTLPReceiver, tmp_path: Path, clean: None
 ) -> None:
+    original_start, original_submit = threading.Thread.start, ThreadPoolExecutor.submit
     telemetry = start(otlp_receiver, tmp_path)
 
     def work(index: int) -> str | None:
@@ -401,6 +402,10 @@ def test_threads_and_thread_pools_carry_the_context_without_bleed(
     for span in tools:
         index = int(span["name"].rsplit("-", 1)[1])
         assert span["attributes"][TENANT] == TENANTS[index % 5], span["name"]
+    assert threading.Thread.start is not original_start  # carried while instrumented ...
+    telemetry.shutdown()
+    assert threading.Thread.start is original_start  # ... and put back by shutdown()
+    assert ThreadPoolExecutor.submit is original_submit
 
 
 def test_the_applications_own_providers_get_the_context_before_their_exporters(
@@ -644,6 +649,11 @@ def test_the_context_reaches_every_kind_of_thread_and_is_undone_on_uninstall(cle
                 t.start()
             with ThreadPoolExecutor(max_workers=1) as pool:
                 assert pool.submit(baggage.get_baggage, TENANT).result() == "acme"
+
+            async def in_executor() -> object:  # asyncio's default executor goes through submit()
+                return await asyncio.get_running_loop().run_in_executor(None, baggage.get_baggage, TENANT)
+
+            assert asyncio.run(in_executor()) == "acme"
         outside = threading.Thread(target=read, args=("outside",))
         outside.start()
         for t in [*started, outside]:
